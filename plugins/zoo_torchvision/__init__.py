@@ -1,0 +1,137 @@
+"""Built-in source: every classification model in ``torchvision.models``.
+
+``torchvision:resnet50`` with weights by enum tag (``IMAGENET1K_V2``, ``DEFAULT``),
+``none`` for random initialisation, or a path to a state_dict file. Preprocessing comes
+from ``weights.transforms()``, labels from ``weights.meta["categories"]``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from zoo import hookimpl
+from zoo.errors import UnknownModelError, UserError, WeightsUnavailableError
+from zoo.recipe import looks_like_path
+from zoo.source import Source, match
+from zoo.spec import BuiltModel, ModelSpec, Preprocessing
+
+
+class TorchvisionSource(Source):
+    name = "torchvision"
+    default_weights = "DEFAULT"
+
+    def _names(self) -> list[str]:
+        import torchvision.models
+
+        return torchvision.models.list_models(module=torchvision.models)
+
+    def models(self, pattern: str | None = None) -> list[str]:
+        return match(self._names(), pattern)
+
+    def resolve(self, name: str) -> ModelSpec | None:
+        return ModelSpec(self.name, name, self.default_weights) if name in self._names() else None
+
+    def build(self, spec: ModelSpec, recipe: Any) -> BuiltModel:
+        import torchvision
+        from torchvision.models import get_model, get_model_weights
+
+        if spec.name not in self._names():
+            from difflib import get_close_matches
+
+            close = get_close_matches(spec.name, self._names(), n=4)
+            hint = f"did you mean: {', '.join(close)}?" if close else "see `zoo list --available`"
+            raise UnknownModelError(f"torchvision has no classification model {spec.name!r}; {hint}")
+        enum = get_model_weights(spec.name)
+        weights_info: dict[str, Any] = {}
+        tag = spec.weights
+        if tag.lower() == "none" or looks_like_path(tag):
+            reference = enum.DEFAULT  # describes preprocessing and labels only
+            model = get_model(spec.name, weights=None)
+            if tag.lower() != "none":
+                from zoo.checkpoint import load_into, load_state_dict
+                from zoo.recipe import file_sha256
+
+                load_into(model, load_state_dict(tag), tag)
+                weights_info = {"file": str(Path(tag).expanduser().resolve()),
+                                "sha256": file_sha256(Path(tag).expanduser())}
+        else:
+            reference = _weights_enum(enum, tag)
+            file = _fetch(reference)
+            model = get_model(spec.name, weights=reference)
+            weights_info = {"resolved": reference.name, "url": reference.url,
+                            "file": str(file), "sha256": _sha256(file)}
+        meta = reference.meta
+        stats = {"num_params": meta.get("num_params"), "gflops": meta.get("_ops"),
+                 "file_size_mb": meta.get("_file_size")}
+        if tag.lower() != "none" and not looks_like_path(tag):
+            stats["accuracy"] = meta.get("_metrics")
+        return BuiltModel(
+            module=model.eval(),
+            preprocessing=_preprocessing(reference),
+            labels=list(meta.get("categories") or []) or None,
+            weights=weights_info,
+            stats={k: v for k, v in stats.items() if v is not None},
+            license="BSD-3-Clause (torchvision code); see the weights' upstream terms",
+            source_version=torchvision.__version__,
+        )
+
+
+def _weights_enum(enum: Any, tag: str) -> Any:
+    tag = "DEFAULT" if tag == "default" else tag
+    try:
+        return enum[tag]
+    except KeyError:
+        tags = ", ".join(list(enum.__members__))
+        raise UserError(f"unknown weights {tag!r} for {enum.__name__}: use one of {tags}, "
+                        "none, or a path to a state_dict file") from None
+
+
+def _fetch(weights: Any) -> Path:
+    """The weights file in torch.hub's cache, downloaded if needed (never when offline)."""
+    import torch.hub
+
+    from zoo.env import offline
+
+    filename = Path(weights.url.split("?")[0]).name
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    if cached.is_file():
+        return cached
+    advice = "use --weights none, or --weights PATH to a local state_dict"
+    if offline():
+        raise WeightsUnavailableError(f"offline mode: weights {weights.url} are not cached; {advice}")
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    match_ = torch.hub.HASH_REGEX.search(filename)
+    try:
+        torch.hub.download_url_to_file(weights.url, str(cached),
+                                       hash_prefix=match_.group(1) if match_ else None,
+                                       progress=False)
+    except Exception as exc:  # URLError, timeouts, hash mismatch: all mean "no weights"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsUnavailableError(f"cannot download weights {weights.url} ({reason}); {advice}") from None
+    return cached
+
+
+def _sha256(path: Path) -> str:
+    from zoo.recipe import file_sha256
+
+    return file_sha256(path)
+
+
+def _preprocessing(weights: Any) -> Preprocessing:
+    transforms = weights.transforms()
+    crop = int(transforms.crop_size[0])
+    return Preprocessing(
+        input_size=(3, crop, crop),
+        resize=int(transforms.resize_size[0]),
+        crop=(crop, crop),
+        crop_mode="center",
+        interpolation=transforms.interpolation.value,
+        mean=tuple(transforms.mean),
+        std=tuple(transforms.std),
+    )
+
+
+@hookimpl
+def zoo_register_sources(register: Any) -> None:
+    register(TorchvisionSource())

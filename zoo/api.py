@@ -1,0 +1,240 @@
+"""zoo as a library: pull, export, list, info, remove, verify.
+
+The CLI is a thin layer over these functions. Recipe flags are keyword arguments named
+as in ``Recipe`` (``opset``, ``batch``, ``dynamic_batch``, ``size``, ``dtype``,
+``exporter``, ``reparameterize``); ``None`` means "not given".
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import NotInStoreError
+from .export import MODEL_FILE, Progress
+from .plugins import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
+from .registry import Registry
+from .resolve import Resolved, resolve
+from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+
+
+@dataclass
+class PullResult:
+    entry: Entry
+    cached: bool
+    resolved: Resolved
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.resolved.name,
+            "ref": self.resolved.spec.ref,
+            "path": str(self.entry.model_path),
+            "sha256": self.entry.sha256,
+            "cached": self.cached,
+            "key": self.entry.key,
+            "exporter": self.entry.metadata.get("exporter"),
+        }
+
+
+def resolve_name(
+    name: str,
+    weights: str | None = None,
+    registry: str | Path | None = None,
+    host: PluginHost | None = None,
+    **recipe_flags: Any,
+) -> Resolved:
+    """Resolve ``name`` and recipe flags to a spec, recipe and cache key."""
+    host = host or get_host()
+    return resolve(name, host, Registry.load(registry), weights, recipe_flags)
+
+
+def pull(
+    name: str,
+    weights: str | None = None,
+    registry: str | Path | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    store: Store | None = None,
+    **recipe_flags: Any,
+) -> PullResult:
+    """The stored entry for ``name``, building and exporting it on a miss."""
+    store = store or Store()
+    resolved = resolve_name(name, weights, registry, **recipe_flags)
+    if not force and (entry := store.get(resolved.key)) is not None:
+        return PullResult(entry, True, resolved)
+    produce = _producer(resolved, get_host(), progress)
+    entry, created = store.create(resolved.key, produce, force=force)
+    return PullResult(entry, not created, resolved)
+
+
+def export(
+    name: str,
+    out_dir: str | Path,
+    weights: str | None = None,
+    registry: str | Path | None = None,
+    progress: Progress | None = None,
+    **recipe_flags: Any,
+) -> Entry:
+    """Export ``name`` into a directory of the user's choosing (``model.onnx`` + ``zoo.json``).
+
+    Files are written next to the target first and moved in when complete.
+    """
+    out = Path(out_dir).expanduser()
+    resolved = resolve_name(name, weights, registry, **recipe_flags)
+    produce = _producer(resolved, get_host(), progress)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
+    try:
+        metadata = produce(tmp)
+        metadata["files"] = describe_files(tmp)
+        write_json(tmp / METADATA_FILE, metadata)
+        for path in sorted(tmp.iterdir()):
+            path.replace(out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Entry(key=resolved.key, dir=out, metadata=metadata)
+
+
+def find(
+    name: str,
+    weights: str | None = None,
+    registry: str | Path | None = None,
+    store: Store | None = None,
+    **recipe_flags: Any,
+) -> Entry:
+    """The stored entry for ``name`` and recipe, or ``NotInStoreError``.
+
+    With no weights or recipe flags given, a single stored entry pulled under this name
+    (or ref) is found whatever its recipe; several are an error listing them.
+    """
+    store = store or Store()
+    resolved = resolve_name(name, weights, registry, **recipe_flags)
+    entry = store.get(resolved.key)
+    if entry is not None:
+        return entry
+    if weights is None and all(v is None for v in recipe_flags.values()):
+        named = [e for e in store.entries() if name in (e.name, e.ref, e.metadata.get("alias"))]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe "
+                                f"{e.metadata.get('recipe')})" for e in named)
+            raise NotInStoreError(f"several stored entries match {name}: {choices}; "
+                                  "select one with --weights and recipe flags")
+    raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
+                          f"is not in the store: run `zoo pull {name}` first")
+
+
+def entries(store: Store | None = None) -> list[Entry]:
+    return list((store or Store()).entries())
+
+
+def remove(name: str, store: Store | None = None, **kwargs: Any) -> Entry:
+    """Remove the entry for ``name`` (with the recipe flags that selected it)."""
+    store = store or Store()
+    entry = find(name, store=store, **kwargs)
+    store.remove(entry.key)
+    return entry
+
+
+def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """Re-hash stored files; one report per entry (and per broken entry directory)."""
+    store = store or Store()
+    targets = [find(name, store=store, **kwargs)] if name else list(store.entries())
+    reports = [
+        {"name": e.name, "ref": e.ref, "key": e.key, "problems": store.verify(e)} for e in targets
+    ]
+    if name is None:
+        reports += [{"name": None, "ref": None, "key": key, "problems": [problem]}
+                    for key, problem in store.broken()]
+    return reports
+
+
+def available(pattern: str | None = None, registry: str | Path | None = None) -> list[dict[str, Any]]:
+    """What can be pulled: registry aliases, then every source's catalogue."""
+    from .source import match
+
+    host = get_host()
+    reg = Registry.load(registry)
+    rows: list[dict[str, Any]] = []
+    for alias in reg:
+        if match([alias.alias], pattern):
+            rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
+                         "description": alias.description})
+    for source_name, source in sorted(host.sources.items()):
+        for model in source.models(pattern):
+            rows.append({"name": f"{source_name}:{model}", "ref": f"{source_name}:{model}",
+                         "kind": "model", "description": ""})
+    return rows
+
+
+def plugins() -> list[PluginInfo]:
+    return list(get_host().plugins.values())
+
+
+def _producer(
+    resolved: Resolved, host: PluginHost, progress: Progress | None
+) -> Callable[[Path], dict[str, Any]]:
+    """The function that builds, exports and describes ``resolved`` into a directory."""
+    from .export import export as run_export
+    from .metadata import SCHEMA, now, toolchain, write_props
+
+    say = progress or (lambda _msg: None)
+
+    def produce(directory: Path) -> dict[str, Any]:
+        start = time.perf_counter()
+        spec, recipe = resolved.spec, resolved.recipe
+        source = host.source(spec.source)
+        say(f"building {spec.ref} (weights {spec.weights})")
+        built = source.build(spec, recipe)
+        if recipe.size is not None:
+            built.preprocessing = built.preprocessing.resized_to(recipe.size)
+        result = run_export(built, recipe, directory, say)
+        classes = result.outputs[0]["shape"][-1] if result.outputs else None
+        if built.labels and isinstance(classes, int) and classes != len(built.labels):
+            built.labels = None  # e.g. a fine-tuned head: the source's labels do not apply
+        plugin = host.source_plugin(spec.source)
+        metadata: dict[str, Any] = {
+            "schema": SCHEMA,
+            "name": resolved.name,
+            "alias": resolved.alias.alias if resolved.alias else None,
+            "ref": spec.ref,
+            "key": resolved.key,
+            "source": {
+                "name": spec.source,
+                "plugin": plugin.name,
+                "distribution": plugin.distribution,
+                "version": built.source_version or plugin.version,
+            },
+            "weights": {"tag": spec.weights, **built.weights},
+            "options": dict(spec.options),
+            "recipe": recipe.to_dict(),
+            "exporter": result.exporter,
+            "export_attempts": result.attempts,
+            "inputs": result.inputs,
+            "outputs": result.outputs,
+            "preprocessing": built.preprocessing.to_dict(),
+            "labels": built.labels,
+            "validation": result.validation,
+            "stats": {"params": _count_params(built.module), "onnx_nodes": result.node_count,
+                      **built.stats},
+            "license": built.license,
+            "toolchain": toolchain(),
+            "created": now(),
+            "export_seconds": round(time.perf_counter() - start, 3),
+            **({"extra": built.extra} if built.extra else {}),
+        }
+        say("writing metadata")
+        write_props(directory / MODEL_FILE, metadata)
+        return metadata
+
+    return produce
+
+
+def _count_params(module: Any) -> int:
+    return int(sum(p.numel() for p in module.parameters()))

@@ -1,0 +1,298 @@
+"""The ``zoo`` command line: a thin layer over ``zoo.api``.
+
+Every command takes ``--json`` and then prints exactly one JSON document on stdout.
+Errors are one line on stderr and a non-zero exit (see ``zoo.errors`` for the codes);
+``ZOO_DEBUG=1`` shows tracebacks.
+"""
+
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from . import api
+from .env import debug
+from .errors import ZooError
+
+app = typer.Typer(
+    name="zoo",
+    help="A model zoo for ONNX: pull, export, check, store and run models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+# -- recipe flags, shared by every command that names a model ----------------------------
+def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=annotation)
+
+
+RECIPE_PARAMETERS = [
+    _option("weights", Annotated[str | None, typer.Option(
+        help="Weights: a tag (IMAGENET1K_V2, DEFAULT...), 'none' for random init, or a PATH.")]),
+    _option("registry", Annotated[str | None, typer.Option(
+        help="An extra registry.toml, over the shipped and user ones (also ZOO_REGISTRY).")]),
+    _option("opset", Annotated[int | None, typer.Option(help="ONNX opset (default 18).")]),
+    _option("batch", Annotated[int | None, typer.Option(help="Batch size to trace (default 1).")]),
+    _option("dynamic_batch", Annotated[bool | None, typer.Option(
+        "--dynamic-batch/--static-batch", help="Dynamic batch dimension (default dynamic).",
+        show_default=False)]),
+    _option("size", Annotated[int | None, typer.Option(help="Square input side (default: the model's).")]),
+    _option("dtype", Annotated[str | None, typer.Option(help="float32 or float16.")]),
+    _option("exporter", Annotated[str | None, typer.Option(
+        help="dynamo, torchscript or auto (dynamo, falling back to torchscript).")]),
+    _option("reparameterize", Annotated[bool | None, typer.Option(
+        "--reparameterize/--no-reparameterize",
+        help="Fuse re-parameterisable blocks before export (default on).", show_default=False)]),
+]
+RECIPE_NAMES = [p.name for p in RECIPE_PARAMETERS]
+
+
+def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the recipe flags to a command; it receives them as one ``selection`` dict."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        selection = {name: kwargs.pop(name) for name in RECIPE_NAMES}
+        return func(*args, selection=selection, **kwargs)
+
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "selection"]
+    wrapper.__signature__ = inspect.Signature(own + RECIPE_PARAMETERS)  # type: ignore[attr-defined]
+    return wrapper
+
+
+# -- output --------------------------------------------------------------------------------
+def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        human()
+
+
+def echo(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(f"zoo: warning: {text}\n")
+
+
+@contextmanager
+def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr while long steps run, only on a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("working...") as status:
+        yield lambda message: status.update(message)
+
+
+def warn_broken_plugins() -> None:
+    for info in api.get_host().failed():
+        warn(f"plugin {info.name} skipped: {info.error} (see `zoo plugins`)")
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+# -- commands --------------------------------------------------------------------------------
+@app.command()
+@recipe_options
+def pull(
+    names: Annotated[list[str], typer.Argument(help="Aliases, SOURCE:NAME refs or bare names.")],
+    selection: dict[str, Any],
+    force: Annotated[bool, typer.Option(help="Export again even when cached.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Resolve, export on a miss, and print the path of model.onnx."""
+    warn_broken_plugins()
+    results = []
+    for name in names:
+        with progress(not json_) as report:
+            results.append(api.pull(name, force=force, progress=report, **selection).summary())
+    emit(results[0] if len(results) == 1 else results, json_,
+         lambda: [echo(r["path"]) for r in results])
+
+
+@app.command("export")
+@recipe_options
+def export_(
+    name: Annotated[str, typer.Argument(help="Alias, SOURCE:NAME or bare name.")],
+    selection: dict[str, Any],
+    output: Annotated[str, typer.Option("--output", "-o", help="Directory to write model.onnx and zoo.json into.")],
+    json_: JsonFlag = False,
+) -> None:
+    """Export to a directory of your choosing (model.onnx + zoo.json)."""
+    warn_broken_plugins()
+    with progress(not json_) as report:
+        entry = api.export(name, output, progress=report, **selection)
+    data = {"name": name, "ref": entry.ref, "path": str(entry.model_path), "sha256": entry.sha256,
+            "dir": str(entry.dir)}
+    emit(data, json_, lambda: echo(data["path"]))
+
+
+@app.command("list")
+def list_(
+    pattern: Annotated[str | None, typer.Argument(help="Shell-style filter, e.g. 'resnet*'.")] = None,
+    available: Annotated[
+        bool, typer.Option("--available", help="List what the sources can build, not what is cached.")
+    ] = False,
+    registry: Annotated[str | None, typer.Option(help="An extra registry.toml.")] = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Cached entries (or, with --available, what can be pulled)."""
+    from .source import match
+
+    if available:
+        warn_broken_plugins()
+        rows = api.available(pattern, registry)
+        emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
+        return
+    entries = api.entries()
+    if pattern:
+        entries = [e for e in entries if match([e.name], pattern) or match([e.ref], pattern)]
+    rows = [e.summary() for e in entries]
+
+    def table() -> None:
+        echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
+        for r in rows:
+            echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} "
+                 f"{human_size(r['size']):>9}  {r['key']}")
+
+    emit(rows, json_, table)
+
+
+@app.command()
+@recipe_options
+def info(
+    name: Annotated[str, typer.Argument(help="A stored model's name, or a .onnx file.")],
+    selection: dict[str, Any],
+    json_: JsonFlag = False,
+) -> None:
+    """Show a stored model's metadata (zoo.json)."""
+    if name.endswith(".onnx"):
+        metadata = _file_metadata(name)
+    else:
+        entry = api.find(name, **selection)
+        metadata = {**entry.metadata, "path": str(entry.model_path)}
+
+    def show() -> None:
+        for key in ("name", "ref", "key", "path", "exporter", "created"):
+            if metadata.get(key) is not None:
+                echo(f"{key:<14} {metadata[key]}")
+        echo(f"{'weights':<14} {json.dumps(metadata.get('weights', {}))}")
+        echo(f"{'recipe':<14} {json.dumps(metadata.get('recipe', {}))}")
+        for io in ("inputs", "outputs"):
+            for value in metadata.get(io, []):
+                echo(f"{io[:-1]:<14} {value['name']} {value['shape']} {value['dtype']}")
+        echo(f"{'preprocessing':<14} {json.dumps(metadata.get('preprocessing', {}))}")
+        labels = metadata.get("labels") or []
+        echo(f"{'labels':<14} {len(labels)}" + (f" ({', '.join(labels[:3])}, ...)" if labels else ""))
+        validation = metadata.get("validation", {})
+        if validation:
+            echo(f"{'validation':<14} passed={validation.get('passed')} "
+                 f"max_abs_diff={validation.get('max_abs_diff'):.3g}")
+        echo(f"{'stats':<14} {json.dumps(metadata.get('stats', {}))}")
+
+    emit(metadata, json_, show)
+
+
+def _file_metadata(path: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    from .errors import UserError
+    from .metadata import read_props
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"no such file: {path}")
+    try:
+        return {**read_props(file), "path": str(file.resolve())}
+    except Exception as exc:
+        raise UserError(f"cannot read ONNX metadata from {path}: {exc}") from None
+
+
+@app.command()
+@recipe_options
+def rm(
+    names: Annotated[list[str], typer.Argument(help="Stored models to remove.")],
+    selection: dict[str, Any],
+    json_: JsonFlag = False,
+) -> None:
+    """Remove stored models."""
+    removed = [api.remove(name, **selection).summary() for name in names]
+    emit({"removed": removed}, json_, lambda: [echo(f"removed {r['name']} ({r['key']})") for r in removed])
+
+
+@app.command()
+@recipe_options
+def verify(
+    name: Annotated[str | None, typer.Argument(help="One stored model (default: all).")] = None,
+    selection: dict[str, Any] = None,  # type: ignore[assignment]
+    json_: JsonFlag = False,
+) -> None:
+    """Re-hash stored files and report mismatches (exit 3 on any)."""
+    reports = api.verify(name, **selection)
+    ok = all(not r["problems"] for r in reports)
+
+    def show() -> None:
+        for r in reports:
+            label = r["name"] or r["key"]
+            echo(f"{label}: " + ("ok" if not r["problems"] else "; ".join(r["problems"])))
+        if not reports:
+            echo("the store is empty")
+
+    emit({"ok": ok, "entries": reports}, json_, show)
+    if not ok:
+        raise typer.Exit(3)
+
+
+@app.command()
+def plugins(json_: JsonFlag = False) -> None:
+    """List plugins: name, version, distribution, hooks, sources and status."""
+    infos = [p.to_dict() for p in api.plugins()]
+
+    def table() -> None:
+        echo(f"{'PLUGIN':<20} {'VERSION':<10} {'DISTRIBUTION':<16} {'SOURCES':<16} STATUS")
+        for p in infos:
+            echo(f"{p['name']:<20} {str(p['version']):<10} {str(p['distribution']):<16} "
+                 f"{','.join(p['sources']) or '-':<16} {p['status']}")
+
+    emit(infos, json_, table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning zoo's errors into one line and an exit code."""
+    try:
+        app()
+    except ZooError as exc:
+        if debug():
+            raise
+        sys.stderr.write(f"zoo: error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("zoo: interrupted\n")
+        sys.exit(130)
+    except Exception as exc:
+        if debug():
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
+                         "(run with ZOO_DEBUG=1 for the traceback)\n")
+        sys.exit(1)

@@ -1,0 +1,48 @@
+"""What zoo reads from the environment: where it keeps things, offline mode, debug.
+
+Also the check that every path zoo writes stays inside its root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from .errors import UserError
+
+
+def home() -> Path:
+    """The store root: ``ZOO_HOME``, else the platform cache dir."""
+    value = os.environ.get("ZOO_HOME")
+    return Path(value).expanduser() if value else Path(platformdirs.user_cache_dir("zoo"))
+
+
+def offline() -> bool:
+    """``ZOO_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``): never touch the network."""
+    return any(_truthy(os.environ.get(v)) for v in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def debug() -> bool:
+    """``ZOO_DEBUG=1``: show tracebacks."""
+    return _truthy(os.environ.get("ZOO_DEBUG"))
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def config_dir() -> Path:
+    """The user's config dir (a user ``registry.toml`` lives here)."""
+    value = os.environ.get("ZOO_CONFIG_DIR")
+    return Path(value).expanduser() if value else Path(platformdirs.user_config_dir("zoo"))
+
+
+def contained(root: Path, path: Path) -> Path:
+    """``path`` resolved, or an error when it is not inside ``root``."""
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise UserError(f"refusing path {path}: it is outside {root}")
+    return resolved

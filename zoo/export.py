@@ -1,0 +1,220 @@
+"""The export pipeline shared by every source: torch.onnx -> checker -> parity.
+
+Imports torch, onnx and onnxruntime inside functions only: this module is imported on
+cache hits too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ExportError, ParityError
+from .recipe import Recipe
+from .spec import BuiltModel
+
+MODEL_FILE = "model.onnx"
+INPUT_NAME = "input"
+PARITY_SEED = 0
+TOLERANCE = {"atol": 1e-3, "rtol": 1e-3}
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2  # protobuf's 2 GiB limit, with margin
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    """What the pipeline made: the file, and what it learnt on the way."""
+
+    path: Path
+    exporter: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    validation: dict[str, Any]
+    attempts: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    node_count: int = 0
+
+
+def exporter_order(recipe: Recipe) -> list[str]:
+    """``auto`` tries dynamo (torch's default, passes parity on every shipped alias) first,
+    then falls back to the TorchScript exporter."""
+    return ["dynamo", "torchscript"] if recipe.exporter == "auto" else [recipe.exporter]
+
+
+def example_input(built: BuiltModel, recipe: Recipe, batch: int) -> Any:
+    import torch
+
+    channels, height, width = built.preprocessing.input_size
+    generator = torch.Generator().manual_seed(PARITY_SEED)
+    return torch.randn(batch, channels, height, width, generator=generator)
+
+
+def export(
+    built: BuiltModel,
+    recipe: Recipe,
+    out_dir: Path,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Export ``built`` into ``out_dir/model.onnx``, check it and compare with PyTorch."""
+    import torch
+
+    say = progress or (lambda _msg: None)
+    module = built.module.eval()
+    path = out_dir / MODEL_FILE
+    # torch.export specialises a batch of 1, so a dynamic batch is traced at 2.
+    trace_batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
+    example = example_input(built, recipe, trace_batch)
+    with torch.inference_mode():
+        expected = module(example)
+    attempts: list[dict[str, str]] = []
+    start = time.perf_counter()
+    for exporter in exporter_order(recipe):
+        try:
+            say(f"exporting with {exporter} (opset {recipe.opset})")
+            _torch_export(module, example, path, exporter, recipe, built.output_names)
+            say("checking the ONNX model")
+            check(path)
+            say("comparing outputs with PyTorch")
+            validation = parity(path, example, expected)
+        except Exception as exc:  # any failure: record it and try the next exporter
+            attempts.append({"exporter": exporter, "error": _one_line(exc)})
+            for leftover in out_dir.iterdir():
+                leftover.unlink()
+            continue
+        attempts.append({"exporter": exporter, "error": ""})
+        inputs, outputs, nodes = describe(path)
+        return ExportResult(
+            path=path,
+            exporter=exporter,
+            inputs=inputs,
+            outputs=outputs,
+            validation=validation,
+            attempts=attempts,
+            seconds=round(time.perf_counter() - start, 3),
+            node_count=nodes,
+        )
+    reasons = "; ".join(f"{a['exporter']}: {a['error']}" for a in attempts)
+    error = ParityError if all("parity" in a["error"] for a in attempts) else ExportError
+    raise error(f"export failed ({reasons}); try --exporter or --opset, or ZOO_DEBUG=1")
+
+
+def _torch_export(
+    module: Any,
+    example: Any,
+    path: Path,
+    exporter: str,
+    recipe: Recipe,
+    output_names: tuple[str, ...],
+) -> None:
+    import torch
+
+    kwargs: dict[str, Any] = dict(
+        opset_version=recipe.opset,
+        input_names=[INPUT_NAME],
+        output_names=list(output_names),
+        verbose=False,
+    )
+    if exporter == "dynamo":
+        if recipe.dynamic_batch:
+            kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
+        kwargs["external_data"] = _parameter_bytes(module) > EXTERNAL_DATA_THRESHOLD
+    elif recipe.dynamic_batch:
+        axes = {INPUT_NAME: {0: "batch"}}
+        axes.update({name: {0: "batch"} for name in output_names})
+        kwargs["dynamic_axes"] = axes
+    # The exporters print and warn freely; zoo's own output must stay clean (--json).
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), str(path), dynamo=exporter == "dynamo", **kwargs)
+    if not path.is_file():
+        raise ExportError(f"{exporter} exporter wrote no file")
+
+
+def _parameter_bytes(module: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def check(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:
+        raise ExportError(f"onnx checker: {_one_line(exc)}") from exc
+
+
+def parity(path: Path, example: Any, expected: Any) -> dict[str, Any]:
+    """Run the ONNX model on ORT's CPU provider and compare with PyTorch's outputs."""
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: example.numpy()})
+    want = _as_numpy_list(expected)
+    if len(got) != len(want):
+        raise ParityError(f"parity: ONNX model has {len(got)} outputs, PyTorch {len(want)}")
+    max_abs = max_rel = 0.0
+    passed = True
+    for a, b in zip(got, want, strict=True):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            raise ParityError(f"parity: output shape {a.shape} != PyTorch {b.shape}")
+        diff = np.abs(a - b)
+        max_abs = max(max_abs, float(diff.max(initial=0.0)))
+        max_rel = max(max_rel, float(diff.max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1e-12)))
+        passed &= bool(np.all(diff <= TOLERANCE["atol"] + TOLERANCE["rtol"] * np.abs(b)))
+    result = {
+        "checker": "onnx.checker full_check",
+        "input": {"seed": PARITY_SEED, "shape": list(example.shape), "distribution": "normal"},
+        "max_abs_diff": max_abs,
+        "max_rel_diff": max_rel,
+        "tolerance": dict(TOLERANCE),
+        "passed": passed,
+    }
+    if not passed:
+        raise ParityError(
+            f"parity: ONNX output differs from PyTorch (max abs diff {max_abs:.3g}, "
+            f"tolerance atol={TOLERANCE['atol']} rtol={TOLERANCE['rtol']})"
+        )
+    return result
+
+
+def _as_numpy_list(output: Any) -> list[Any]:
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [t.detach().numpy() for t in output]
+    return [output.detach().numpy()]
+
+
+def describe(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """Inputs and outputs (name, shape, dtype) and node count of an ONNX file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def values(items: Any) -> list[dict[str, Any]]:
+        out = []
+        for value in items:
+            tensor = value.type.tensor_type
+            shape = [d.dim_param or d.dim_value for d in tensor.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+            out.append({"name": value.name, "shape": shape, "dtype": dtype})
+        return out
+
+    return values(model.graph.input), values(model.graph.output), len(model.graph.node)
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if isinstance(exc, ExportError) else f"{type(exc).__name__}: {text}"

@@ -1,0 +1,100 @@
+"""How a model is exported, and the cache key that names the result.
+
+The key is a hash of declarative data only (source, name, weights identity, options,
+recipe), so finding a cached model never needs torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .spec import ModelSpec
+
+EXPORTERS = ("auto", "dynamo", "torchscript")
+DTYPES = ("float32", "float16")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pth.tar", ".npz")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Export settings. ``size=None`` keeps the model's own input size."""
+
+    opset: int = 18
+    batch: int = 1
+    dynamic_batch: bool = True
+    size: int | None = None
+    dtype: str = "float32"
+    exporter: str = "auto"
+    reparameterize: bool = True
+
+    def __post_init__(self) -> None:
+        if self.exporter not in EXPORTERS:
+            raise UserError(f"unknown exporter {self.exporter!r}: use one of {', '.join(EXPORTERS)}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}: use one of {', '.join(DTYPES)}")
+        if self.batch < 1:
+            raise UserError(f"--batch must be at least 1, not {self.batch}")
+        if self.size is not None and not 16 <= self.size <= 4096:
+            raise UserError(f"--size must be between 16 and 4096, not {self.size}")
+        if not 7 <= self.opset <= 30:
+            raise UserError(f"--opset must be between 7 and 30, not {self.opset}")
+
+    @classmethod
+    def from_layers(cls, *layers: dict[str, Any]) -> Recipe:
+        """Merge settings, later layers winning; ``None`` values mean "not set"."""
+        names = {f.name for f in fields(cls)}
+        merged: dict[str, Any] = {}
+        for layer in layers:
+            merged.update({k: v for k, v in layer.items() if k in names and v is not None})
+        return cls(**merged)
+
+    def with_(self, **changes: Any) -> Recipe:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def looks_like_path(weights: str) -> bool:
+    return (
+        "/" in weights
+        or "\\" in weights
+        or weights.startswith("~")
+        or weights.lower().endswith(CHECKPOINT_SUFFIXES)
+    )
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_identity(weights: str) -> str:
+    """What the cache key records for ``weights``: a local file counts by its content."""
+    if looks_like_path(weights) or Path(weights).expanduser().is_file():
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise UserError(f"weights file not found: {weights}")
+        return "sha256:" + file_sha256(path)
+    return weights
+
+
+def cache_key(spec: ModelSpec, recipe: Recipe) -> str:
+    """A stable 20-hex-digit key for this model, weights and recipe."""
+    payload = {
+        "source": spec.source,
+        "name": spec.name,
+        "weights": weights_identity(spec.weights),
+        "options": [list(item) for item in spec.options],
+        "recipe": recipe.to_dict(),
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -1,0 +1,60 @@
+"""The interface a source plugin implements.
+
+Sources are duck-typed: subclassing ``Source`` is optional but documents the contract and
+gives defaults. Everything but ``build`` must stay cheap: no torch import.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from .spec import BuiltModel, ModelSpec
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
+
+
+class Source:
+    """Base class for model sources.
+
+    ``name``: the prefix users type (``torchvision`` in ``torchvision:resnet50``).
+    ``path_names``: set True when model names are paths or contain ``/`` (local files, hub
+    repos); otherwise the host refuses such names before calling the source.
+    ``version``: reported in ``zoo plugins`` and stored in each entry's provenance.
+    """
+
+    name: str = ""
+    version: str | None = None
+    path_names: bool = False
+    default_weights: str = "default"
+
+    def models(self, pattern: str | None = None) -> Iterable[str]:
+        """Names this source can build, filtered by a shell-style ``pattern``."""
+        return []
+
+    def resolve(self, name: str) -> ModelSpec | None:
+        """Claim ``name``: return a spec when this source can build it, else None.
+
+        Called for ``source:name`` refs and for bare names (every source is asked; more
+        than one claimant is an ambiguity error). Raise ``UnknownModelError`` with
+        suggestions when the name is for this source but unknown.
+        """
+        return None
+
+    def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
+        """Build the model with ``spec.weights`` ("none", "default", a tag or a path).
+
+        Raise ``WeightsUnavailableError`` when weights cannot be fetched, naming the URL
+        or hub id and suggesting ``--weights none`` or ``--weights PATH``.
+        """
+        raise NotImplementedError
+
+
+def match(names: Iterable[str], pattern: str | None) -> list[str]:
+    """Filter ``names`` by a shell-style pattern (case-insensitive), as ``timm.list_models``."""
+    if not pattern:
+        return sorted(names)
+    pattern = pattern.lower()
+    return sorted(n for n in names if fnmatch.fnmatchcase(n.lower(), pattern))
