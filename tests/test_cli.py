@@ -1,0 +1,175 @@
+"""The core CLI commands on real stores, and bad input that must leave the store unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from test_pull import tree
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode != 0
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("zoo: error: ")
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("resnet5", "did you mean: resnet50"),
+        ("torchvision:resnet5", "did you mean: resnet50"),
+        ("../etc", "invalid model name"),
+        ("a/b", "invalid model name"),
+        ("/etc/passwd", "invalid model name"),
+        ("torchvision:../../x", "invalid model name"),
+        ("torchvision:/abs/path", "invalid model name"),
+        ("x" * 201, "longer than 200"),
+        ("nosuchsource:thing", "unknown source 'nosuchsource'"),
+    ],
+)
+def test_bad_names_fail_in_one_line_and_touch_nothing(copy_store: Path, zoo, name: str, fragment: str) -> None:
+    before = tree(copy_store)
+    proc = zoo("pull", name, "--weights", "none", check=False)
+    assert_one_line_error(proc, fragment)
+    assert proc.returncode == 1
+    assert tree(copy_store) == before
+
+
+def test_malformed_registry_names_file_and_key(copy_store: Path, zoo, tmp_path: Path) -> None:
+    before = tree(copy_store)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[models.mine]\nsource = "torchvision"\nname = 5\n')
+    proc = zoo("pull", "mine", "--registry", str(bad), check=False)
+    assert_one_line_error(proc, str(bad), "models.mine.name", "expected str")
+    bad.write_text('[models.mine\nsource = "torchvision"\n')
+    proc = zoo("pull", "resnet18", "--weights", "none", check=False, ZOO_REGISTRY=str(bad))
+    assert_one_line_error(proc, str(bad), "invalid TOML")
+    bad.write_text('[models.mine]\nsource = "torchvision"\nname = "resnet18"\ncolour = "red"\n')
+    proc = zoo("pull", "mine", "--registry", str(bad), check=False)
+    assert_one_line_error(proc, "models.mine.colour", "unknown key")
+    assert tree(copy_store) == before
+
+
+def test_registry_layers_user_then_env_then_flag(copy_store: Path, zoo, tmp_path: Path) -> None:
+    config = copy_store / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "registry.toml").write_text(
+        '[models.mine]\nsource = "torchvision"\nname = "resnet18"\nweights = "none"\n'
+    )
+    out = json.loads(zoo("pull", "mine", "--json").stdout)
+    assert out["ref"] == "torchvision:resnet18" and out["cached"] is True  # same key as resnet18 --weights none
+    override = tmp_path / "team.toml"
+    override.write_text('[models.mine]\nsource = "torchvision"\nname = "resnet34"\nweights = "none"\n')
+    rows = json.loads(zoo("list", "--available", "mine", "--json", ZOO_REGISTRY=str(override)).stdout)
+    assert rows == [{"name": "mine", "ref": "torchvision:resnet34", "kind": "alias", "description": ""}]
+
+
+def test_pretrained_weights_offline_fail_in_one_line(copy_store: Path, zoo) -> None:
+    before = tree(copy_store)
+    proc = zoo("pull", "resnet50", check=False, ZOO_OFFLINE="1")
+    assert_one_line_error(proc, "https://download.pytorch.org/models/resnet50", "--weights none", "--weights PATH")
+    assert proc.returncode == 4
+    assert tree(copy_store) == before
+
+
+def test_weights_path_loads_a_local_state_dict(home: Path, zoo, tmp_path: Path) -> None:
+    import torch
+    import torchvision
+
+    torch.manual_seed(3)
+    model = torchvision.models.mobilenet_v3_small(weights=None).eval()
+    checkpoint = tmp_path / "finetuned.pth"
+    torch.save(model.state_dict(), checkpoint)
+    out = json.loads(zoo("pull", "mobilenet_v3_small", "--weights", str(checkpoint), "--json").stdout)
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x.numpy()})
+    with torch.inference_mode():
+        want = model(x).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+    metadata = json.loads((Path(out["path"]).parent / "zoo.json").read_text())
+    assert metadata["weights"]["tag"] == str(checkpoint)
+    assert len(metadata["weights"]["sha256"]) == 64
+    # A different file is a different entry.
+    torch.manual_seed(4)
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), checkpoint)
+    again = json.loads(zoo("pull", "mobilenet_v3_small", "--weights", str(checkpoint), "--json").stdout)
+    assert again["cached"] is False and again["path"] != out["path"]
+
+
+def test_weights_path_with_wrong_architecture_is_a_clear_error(home: Path, zoo, tmp_path: Path) -> None:
+    import torch
+
+    checkpoint = tmp_path / "other.pth"
+    torch.save({"fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)}, checkpoint)
+    proc = zoo("pull", "resnet18", "--weights", str(checkpoint), check=False)
+    assert_one_line_error(proc, "shape mismatch for fc.weight")
+    assert not (home / "models").exists() or not any((home / "models").iterdir())
+
+
+def test_list_info_rm_verify(copy_store: Path, zoo) -> None:
+    listed = json.loads(zoo("list", "--json").stdout)
+    assert [r["name"] for r in listed] == ["resnet18"]
+    assert zoo("list").stdout.splitlines()[1].startswith("resnet18")
+    info = json.loads(zoo("info", "resnet18", "--json").stdout)  # one entry under that name
+    assert info["ref"] == "torchvision:resnet18" and info["weights"]["tag"] == "none"
+    assert "preprocessing" in zoo("info", "resnet18").stdout
+    file_info = json.loads(zoo("info", info["path"], "--json").stdout)
+    assert file_info["labels"] == info["labels"]
+    assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
+    miss = zoo("info", "resnet18", "--weights", "IMAGENET1K_V1", check=False)
+    assert_one_line_error(miss, "not in the store", "zoo pull resnet18")
+    removed = json.loads(zoo("rm", "resnet18", "--weights", "none", "--json").stdout)
+    assert removed["removed"][0]["key"] == info["key"]
+    assert json.loads(zoo("list", "--json").stdout) == []
+    assert not Path(info["path"]).exists()
+
+
+def test_list_available_filters_with_wildcards(home: Path, zoo) -> None:
+    rows = json.loads(zoo("list", "--available", "resnet*", "--json").stdout)
+    names = [r["name"] for r in rows]
+    assert "resnet18" in names and "torchvision:resnet152" in names
+    assert all("resnet" in n for n in names)
+
+
+def test_export_to_a_directory(home: Path, zoo, tmp_path: Path) -> None:
+    out_dir = tmp_path / "onnx_output"
+    out = json.loads(zoo("export", "mobilenet_v3_small", "--weights", "none", "--static-batch",
+                         "-o", str(out_dir), "--json").stdout)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["model.onnx", "zoo.json"]
+    metadata = json.loads((out_dir / "zoo.json").read_text())
+    assert metadata["recipe"]["dynamic_batch"] is False
+    assert metadata["inputs"][0]["shape"] == [1, 3, 224, 224]
+    assert out["sha256"] == metadata["files"][0]["sha256"]
+    assert not (home / "models").exists()  # export does not touch the store
+
+
+def test_torchscript_exporter_and_size(home: Path, zoo) -> None:
+    out = json.loads(zoo("pull", "mobilenet_v3_small", "--weights", "none", "--exporter", "torchscript",
+                         "--size", "160", "--json").stdout)
+    metadata = json.loads((Path(out["path"]).parent / "zoo.json").read_text())
+    assert metadata["exporter"] == "torchscript"
+    assert metadata["inputs"][0]["shape"] == ["batch", 3, 160, 160]
+    assert metadata["preprocessing"]["crop"] == [160, 160]
+    assert metadata["preprocessing"]["resize"] == 183
+
+
+def test_plugins_lists_builtins(home: Path, zoo) -> None:
+    plugins = json.loads(zoo("plugins", "--json").stdout)
+    torchvision = next(p for p in plugins if p["name"] == "zoo_torchvision")
+    assert torchvision["status"] == "loaded" and torchvision["sources"] == ["torchvision"]
+    assert "zoo_register_sources" in torchvision["hooks"]
+
+
+def test_usage_error_exits_2(home: Path, zoo) -> None:
+    proc = zoo("pull", "--no-such-flag", check=False)
+    assert proc.returncode == 2
