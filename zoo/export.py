@@ -168,6 +168,8 @@ def parity(path: Path, example: Any, expected: Any) -> dict[str, Any]:
         a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
         if a.shape != b.shape:
             raise ParityError(f"parity: output shape {a.shape} != PyTorch {b.shape}")
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            raise ParityError("parity: outputs contain NaN or inf (are the weights sane?)")
         diff = np.abs(a - b)
         max_abs = max(max_abs, float(diff.max(initial=0.0)))
         max_rel = max(max_rel, float(diff.max(initial=0.0) / max(np.abs(b).max(initial=0.0), 1e-12)))
