@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+from conftest import REPO, zoo_env
 from test_pull import tree
 
 
@@ -173,3 +177,22 @@ def test_plugins_lists_builtins(home: Path, zoo) -> None:
 def test_usage_error_exits_2(home: Path, zoo) -> None:
     proc = zoo("pull", "--no-such-flag", check=False)
     assert proc.returncode == 2
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` for a pseudo-terminal")
+def test_progress_on_a_terminal_only(home: Path) -> None:
+    """On a terminal the long steps are shown (on stderr); with --json nothing but the document."""
+    env = zoo_env(home)
+
+    def on_tty(*args: str) -> str:
+        command = " ".join([sys.executable, "-m", "zoo", *args])
+        proc = subprocess.run(["script", "-qec", command, "/dev/null"], env=env, capture_output=True,
+                              text=True, timeout=600, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout
+        return proc.stdout
+
+    shown = on_tty("pull", "mobilenet_v3_small", "--weights", "none", "--static-batch")
+    assert "exporting with dynamo" in shown and "comparing outputs with PyTorch" in shown
+    quiet = on_tty("pull", "mobilenet_v3_small", "--weights", "none", "--json", "--force")
+    assert "exporting" not in quiet
+    assert json.loads(quiet)["cached"] is False
