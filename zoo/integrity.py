@@ -1,0 +1,123 @@
+"""Checks on files zoo did not write itself, made before anything loads them.
+
+ONNX external data: an initializer may say its bytes live in another file
+(``location``). ONNX Runtime and ``onnx.load`` open that path relative to the model's
+folder without asking, so a hostile ``model.onnx`` could read ``/etc/shadow`` or
+``../../secret`` into a tensor. ``check_external_data`` refuses absolute locations, ``..``
+components, drive paths, and symlinks that leave the model's folder.
+
+Weights pinning: a registry alias may pin ``weights_sha256``; ``check_weights_file``
+compares a weights file with it before the file is opened for loading.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from .errors import IntegrityError
+
+# The key of an external-data entry, stored verbatim in the protobuf bytes.
+_LOCATION_KEY = b"location"
+SHA256 = re.compile(r"[0-9a-f]{64}")
+PIN_OPTION = "weights_sha256"
+
+
+def external_data_problems(model_path: str | Path) -> list[str]:
+    """Why the external-data references of an ONNX file are unsafe (empty when safe)."""
+    path = Path(model_path)
+    if not _mentions_location(path):
+        return []  # no tensor can reference external data: skip parsing the graph
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        return [f"{path.name}: not a readable ONNX file ({_one_line(exc)})"]
+    folder = path.parent.resolve()
+    problems = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        reason = unsafe_location(location, folder)
+        if reason:
+            problems.append(f"{path.name}: tensor {tensor.name!r} external data {location!r} {reason}")
+    return problems
+
+
+def check_external_data(model_path: str | Path) -> None:
+    """Raise ``IntegrityError`` when the ONNX file references data outside its folder."""
+    problems = external_data_problems(model_path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"refusing {model_path}: {problems[0]}{more}; "
+                             "external data must be a plain file next to the model")
+
+
+def unsafe_location(location: str, folder: Path) -> str | None:
+    """Why ``location`` must not be opened from ``folder``, or None when it is safe."""
+    if not location:
+        return "is empty"
+    if "\x00" in location:
+        return "contains a NUL character"
+    posix, windows = PurePosixPath(location), PureWindowsPath(location)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or location.startswith(("/", "\\")):
+        return "is an absolute path"
+    if ".." in posix.parts or ".." in windows.parts:
+        return "contains '..'"
+    target = folder / location
+    try:
+        resolved = target.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return "cannot be resolved"
+    if resolved != folder and folder not in resolved.parents:
+        return "is a symlink leaving the model's folder"
+    return None
+
+
+def check_weights_file(path: str | Path, expected: str | None, what: str = "weights file") -> None:
+    """Compare a weights file with its pinned sha256 before anything loads it."""
+    if not expected:
+        return
+    from .recipe import file_sha256
+
+    actual = file_sha256(path)
+    if actual != expected.lower():
+        raise IntegrityError(
+            f"{what} {path} has sha256 {actual}, but the registry pins {expected}; "
+            "refusing to load it (delete the file to download it again, or fix the pin)"
+        )
+
+
+def pinned_sha256(spec: Any) -> str | None:
+    """The sha256 a registry alias pinned for ``spec``'s weights, if any."""
+    return dict(getattr(spec, "options", ()) or ()).get(PIN_OPTION)
+
+
+def _mentions_location(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            if path.stat().st_size == 0:
+                return False
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(_LOCATION_KEY) != -1
+    except (OSError, ValueError):
+        return True  # let the full parse report it
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def check_pinned_path(spec: Any) -> None:
+    """For a spec whose weights are a local file: compare it with the alias's pin, if any."""
+    from .recipe import looks_like_path
+
+    pin = pinned_sha256(spec)
+    if pin and looks_like_path(spec.weights):
+        check_weights_file(Path(spec.weights).expanduser(), pin)
