@@ -190,6 +190,8 @@ def _producer(
         start = time.perf_counter()
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
+        if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
+            return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
         built = source.build(spec, recipe)
         if recipe.size is not None:
@@ -234,6 +236,37 @@ def _producer(
         return metadata
 
     return produce
+
+
+def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
+             progress: Progress | None, start: float) -> dict[str, Any]:
+    """Metadata for a source's ready ONNX files (``Source.fetch``).
+
+    The files are stored byte for byte as fetched (no ``metadata_props`` written, no
+    post-export hooks), so their hashes still match where they came from.
+    """
+    from .metadata import SCHEMA, now, toolchain
+
+    spec = resolved.spec
+    if progress:
+        progress(f"fetching {spec.ref}")
+    parts = source.fetch(spec, resolved.recipe, directory, progress)
+    plugin = host.source_plugin(spec.source)
+    return {
+        "schema": SCHEMA,
+        "name": resolved.name,
+        "alias": resolved.alias.alias if resolved.alias else None,
+        "ref": spec.ref,
+        "key": resolved.key,
+        "source": {"name": spec.source, "plugin": plugin.name, "distribution": plugin.distribution,
+                   "version": parts.pop("source_version", None) or plugin.version},
+        "options": dict(spec.options),
+        "recipe": resolved.recipe.to_dict(),
+        **parts,
+        "toolchain": toolchain(),
+        "created": now(),
+        "fetch_seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def _count_params(module: Any) -> int:

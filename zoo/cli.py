@@ -242,6 +242,25 @@ def rm(
 
 @app.command()
 @recipe_options
+def push(
+    name: Annotated[str, typer.Argument(help="A stored model's name (the recipe flags select the entry).")],
+    repo_id: Annotated[str, typer.Argument(help="The Hugging Face Hub repo to upload to: ORG/REPO.")],
+    selection: dict[str, Any],
+    private: Annotated[bool, typer.Option(help="Create the repo private (when it does not exist yet).")] = False,
+    revision: Annotated[str | None, typer.Option(help="Branch to commit to (created if missing; default main).")] = None,
+    message: Annotated[str | None, typer.Option(help="Commit message.")] = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Upload a stored model (model.onnx, zoo.json and a model card) to the Hub in one commit."""
+    from . import hub
+
+    data = hub.push(name, repo_id, private=private, revision=revision, message=message,
+                    bars=not json_ and sys.stderr.isatty(), **selection)
+    emit(data, json_, lambda: echo(f"pushed {data['name']} to {data['url']}\npull it with: zoo pull {data['pull']}"))
+
+
+@app.command()
+@recipe_options
 def verify(
     name: Annotated[str | None, typer.Argument(help="One stored model (default: all).")] = None,
     selection: dict[str, Any] = None,  # type: ignore[assignment]

@@ -23,6 +23,15 @@ class Source:
     ``path_names``: set True when model names are paths or contain ``/`` (local files, hub
     repos); otherwise the host refuses such names before calling the source.
     ``version``: reported in ``zoo plugins`` and stored in each entry's provenance.
+
+    Optional method ``fetch(spec, recipe, directory, progress) -> dict``: for sources of
+    ready ONNX files (a hub, a registry of exported models). When a source defines it, the
+    host calls it instead of ``build`` + the export pipeline: it writes ``model.onnx`` (and
+    any external-data files) into ``directory`` and returns the metadata parts it knows
+    (``weights``, ``inputs``, ``outputs``, ``preprocessing``, ``labels``, ``validation``,
+    ``stats``, ``license``...); the host adds identity, recipe, toolchain and times.
+    ``progress`` is None when nothing may be shown (``--json``, no terminal). It must not
+    import torch.
     """
 
     name: str = ""

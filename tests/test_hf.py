@@ -1,0 +1,319 @@
+"""The `hf` source and `zoo push`, against a local Hub (tests/hubserver.py) that the real
+huggingface_hub client talks to through ``HF_ENDPOINT``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import REPO, run_cli, zoo_env
+from hubserver import TOKEN, HubServer
+from onnx import TensorProto, helper, numpy_helper
+
+from zoo.errors import InvalidNameError
+
+TIMM_CONFIG = {"architecture": "tiny", "num_classes": 3, "label_names": ["cat", "dog", "fox"],
+               "pretrained_cfg": {"input_size": [3, 32, 32], "interpolation": "bicubic", "crop_pct": 0.875,
+                                  "crop_mode": "center", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+
+
+def tiny_model(seed: int = 0, classes: int = 3, size: int = 32) -> onnx.ModelProto:
+    """A small image classifier built with onnx.helper (no torch): conv -> pool -> logits."""
+    weight = np.random.RandomState(seed).randn(classes, 3, 3, 3).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+         helper.make_node("Flatten", ["g"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    return model
+
+
+def with_external_data(model: onnx.ModelProto, folder: Path, location: str) -> dict[str, bytes]:
+    """``model.onnx`` and its external-data file, as bytes."""
+    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=location, size_threshold=0)
+    return {"model.onnx": (folder / "model.onnx").read_bytes(), location: (folder / location).read_bytes()}
+
+
+@pytest.fixture
+def server() -> Iterator[HubServer]:
+    with HubServer() as running:
+        yield running
+
+
+@pytest.fixture
+def hf(home: Path, server: HubServer, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``hf(*args, check=True, **env)``: the CLI with HF_ENDPOINT at the local Hub and its own HF cache."""
+
+    def run(*args: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+        env = zoo_env(home, **{**hf_settings(server, tmp_path), **extra})
+        return run_cli(*args, env=env, check=check)
+
+    return run
+
+
+def hf_settings(server: HubServer, tmp_path: Path) -> dict[str, str]:
+    # Xet off: uploads take the plain LFS route this server speaks (downloads use it anyway,
+    # since the server sends no xet headers).
+    return {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+
+
+def hub_requests(server: HubServer) -> list[tuple[str, str]]:
+    return [r for r in server.hub.requests if r[1].startswith(("/api/models", "/api/repos", "/acme", "/team", "/lfs"))]
+
+
+def run_model(path: Path) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": np.ones((2, 3, 32, 32), np.float32)})[0]
+
+
+@pytest.mark.parametrize("name", ["a/../b", "/etc/passwd", "org/repo/../x.onnx", "org/repo/x.onnx@../main",
+                                  "org/repo/sub//x.onnx", "org", "org/repo/model.bin", "org/re\x00po",
+                                  "org/repo@", "org/repo/.hidden/../x.onnx", "C:\\x/y"])
+def test_unsafe_names_are_refused(name: str) -> None:
+    from zoo_hf import parse
+
+    with pytest.raises(InvalidNameError):
+        parse(name)
+
+
+def test_names_parse() -> None:
+    from zoo_hf import HubRef, parse
+
+    assert parse("org/repo") == HubRef("org/repo")
+    assert parse("org/repo/onnx/model_q.onnx@v1.0") == HubRef("org/repo", "onnx/model_q.onnx", "v1.0")
+    assert parse("org/repo@refs/pr/1") == HubRef("org/repo", None, "refs/pr/1")
+
+
+def test_bad_name_fails_before_any_request(hf, server: HubServer) -> None:
+    proc = hf("pull", "hf:acme/../etc", check=False)
+    assert proc.returncode == 1 and "invalid Hub repo id" in proc.stderr
+    proc = hf("pull", "hf:acme/tiny", "--weights", "none", check=False)
+    assert proc.returncode == 1 and "--weights cannot apply" in proc.stderr
+    assert hub_requests(server) == []
+
+
+def test_pull_pins_the_revision_and_checks_hashes(hf, server: HubServer) -> None:
+    config = json.dumps(TIMM_CONFIG).encode()
+    first = server.hub.commit("acme/tiny", {"model.onnx": tiny_model(0).SerializeToString(), "config.json": config})
+    second = server.hub.commit("acme/tiny", {"model.onnx": tiny_model(1).SerializeToString()})
+
+    proc = hf("pull", f"hf:acme/tiny@{first}", "--json")
+    assert proc.stderr == ""  # no progress output with --json
+    pinned = json.loads(proc.stdout)
+    assert pinned["cached"] is False and pinned["ref"] == f"hf:acme/tiny@{first}"
+    path = Path(pinned["path"])
+    assert path.read_bytes() == server.hub.files("acme/tiny", first)["model.onnx"]  # stored byte for byte
+    metadata = json.loads((path.parent / "zoo.json").read_text())
+    weights = metadata["weights"]
+    assert weights["commit"] == first and weights["hub_id"] == "acme/tiny" and weights["revision"] == first
+    assert weights["verified"] == {"model.onnx": "sha256 (Hub LFS)", "config.json": "git blob sha1"}
+    assert metadata["labels"] == ["cat", "dog", "fox"]
+    assert metadata["preprocessing_from"] == "config.json"
+    assert metadata["preprocessing"] == {
+        "input_size": [3, 32, 32], "resize": 36, "crop": [32, 32], "crop_mode": "center",
+        "interpolation": "bicubic", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+        "channel_order": "RGB", "layout": "NCHW"}
+    assert metadata["inputs"][0]["shape"] == ["batch", 3, 32, 32]
+    assert metadata["validation"]["passed"] is True and metadata["exporter"] is None
+    assert run_model(path).shape == (2, 3)
+
+    latest = json.loads(hf("pull", "hf:acme/tiny", "--json").stdout)
+    latest_meta = json.loads((Path(latest["path"]).parent / "zoo.json").read_text())
+    assert latest_meta["weights"]["commit"] == second and latest_meta["weights"]["revision"] == "main"
+    assert latest["sha256"] != pinned["sha256"]
+    assert not np.allclose(run_model(Path(latest["path"])), run_model(path))
+
+    again = json.loads(hf("pull", f"hf:acme/tiny@{first}", "--json").stdout)
+    assert again["cached"] is True and again["path"] == pinned["path"]
+
+    proc = hf("pull", "hf:acme/tiny@nope", check=False)
+    assert proc.returncode == 1 and "no such revision" in proc.stderr
+    proc = hf("pull", "hf:acme/missing", check=False)
+    assert proc.returncode == 1 and "no Hub repo acme/missing" in proc.stderr
+    proc = hf("pull", "hf:acme/tiny", "--opset", "17", check=False)
+    assert proc.returncode == 1 and "--opset cannot apply" in proc.stderr
+
+
+def test_a_sha_mismatch_is_refused_and_not_kept(hf, server: HubServer, home: Path) -> None:
+    server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
+    server.hub.corrupt("acme/tiny", "model.onnx")
+    proc = hf("pull", "hf:acme/tiny", check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert "sha256 (Hub LFS)" in proc.stderr and "refused" in proc.stderr
+    assert json.loads(hf("list", "--json").stdout) == []
+    # The bad copy left huggingface_hub's cache too: once the Hub serves the right bytes, it works.
+    server.hub.corrupted.clear()
+    pulled = json.loads(hf("pull", "hf:acme/tiny", "--json").stdout)
+    assert Path(pulled["path"]).read_bytes() == server.hub.files("acme/tiny")["model.onnx"]
+
+
+def test_offline_mode_uses_caches_and_never_the_network(hf, server: HubServer) -> None:
+    server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString(),
+                                    "config.json": json.dumps(TIMM_CONFIG).encode()})
+    online = json.loads(hf("pull", "hf:acme/tiny", "--json").stdout)
+    online_meta = json.loads((Path(online["path"]).parent / "zoo.json").read_text())
+
+    before = len(server.hub.requests)
+    hit = json.loads(hf("pull", "hf:acme/tiny", "--json", ZOO_OFFLINE="1").stdout)
+    assert hit["cached"] is True
+
+    hf("rm", "hf:acme/tiny")  # zoo's store forgets it; huggingface_hub's cache still has it
+    again = json.loads(hf("pull", "hf:acme/tiny", "--json", HF_HUB_OFFLINE="1").stdout)
+    assert again["cached"] is False and again["sha256"] == online["sha256"]
+    meta = json.loads((Path(again["path"]).parent / "zoo.json").read_text())
+    assert meta["weights"]["commit"] == online_meta["weights"]["commit"]
+    assert meta["labels"] == online_meta["labels"] and meta["preprocessing"] == online_meta["preprocessing"]
+    assert meta["weights"]["verified"]["model.onnx"].startswith("not checked: offline")
+    assert len(server.hub.requests) == before  # neither offline pull touched the Hub
+
+    proc = hf("pull", "hf:acme/other", check=False, ZOO_OFFLINE="1")
+    assert proc.returncode == 4 and "offline mode" in proc.stderr
+    assert len(server.hub.requests) == before
+
+
+def test_external_data_and_model_paths(hf, server: HubServer, tmp_path: Path, home: Path) -> None:
+    files = with_external_data(tiny_model(2), tmp_path, "model.onnx.data")
+    processor = {"do_resize": True, "size": {"shortest_edge": 40}, "do_center_crop": True,
+                 "crop_size": {"height": 32, "width": 32}, "resample": 3, "image_mean": [0.5, 0.5, 0.5],
+                 "image_std": [0.5, 0.5, 0.5]}
+    server.hub.commit("acme/big", {f"onnx/{name}": data for name, data in files.items()}
+                      | {"onnx/model_fp16.onnx": tiny_model(3).SerializeToString(),
+                         "preprocessor_config.json": json.dumps(processor).encode(),
+                         "config.json": json.dumps({"id2label": {"1": "b", "0": "a", "2": "c"}}).encode()})
+
+    proc = hf("pull", "hf:acme/big", check=False)
+    assert proc.returncode == 1 and "several ONNX files" in proc.stderr and "onnx/model.onnx" in proc.stderr
+
+    pulled = json.loads(hf("pull", "hf:acme/big/onnx/model.onnx", "--json").stdout)
+    entry = Path(pulled["path"]).parent
+    assert sorted(p.name for p in entry.iterdir()) == ["model.onnx", "model.onnx.data", "zoo.json"]
+    assert (entry / "model.onnx.data").read_bytes() == files["model.onnx.data"]
+    metadata = json.loads((entry / "zoo.json").read_text())
+    assert metadata["hub_files"] == {"model.onnx": "onnx/model.onnx", "model.onnx.data": "onnx/model.onnx.data"}
+    assert metadata["weights"]["verified"]["onnx/model.onnx.data"] == "sha256 (Hub LFS)"
+    assert {f["path"] for f in metadata["files"]} == {"model.onnx", "model.onnx.data"}
+    assert metadata["preprocessing_from"] == "preprocessor_config.json"
+    assert metadata["preprocessing"]["resize"] == 40 and metadata["preprocessing"]["interpolation"] == "bicubic"
+    assert metadata["labels"] == ["a", "b", "c"]
+    reference = ort.InferenceSession(tiny_model(2).SerializeToString(), providers=["CPUExecutionProvider"])
+    want = reference.run(None, {"input": np.ones((2, 3, 32, 32), np.float32)})[0]
+    np.testing.assert_allclose(run_model(entry / "model.onnx"), want, rtol=1e-6)
+    assert json.loads(hf("verify", "--json").stdout)["ok"] is True
+
+    server.hub.corrupt("acme/big", "onnx/model.onnx.data")
+    proc = hf("pull", "hf:acme/big/onnx/model.onnx", "--force", check=False, HF_HOME=str(tmp_path / "fresh"))
+    assert proc.returncode == 3 and "model.onnx.data" in proc.stderr
+
+
+def test_the_hf_path_never_imports_torch(home: Path, server: HubServer, tmp_path: Path) -> None:
+    server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
+    code = ("import sys, zoo; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
+            "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules); "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    env = zoo_env(home, **hf_settings(server, tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_path: Path) -> None:
+    env = zoo_env(copy_store, **hf_settings(server, tmp_path))
+    original = json.loads(run_cli("info", "resnet18", "--weights", "none", "--json", env=env).stdout)
+
+    pushed = json.loads(run_cli("push", "resnet18", "team/resnet18", "--weights", "none", "--private",
+                                "--json", env=env).stdout)
+    assert pushed["repo_id"] == "team/resnet18" and pushed["revision"] == "main"
+    assert pushed["files"] == ["README.md", "model.onnx", "zoo.json"]
+    repo = server.hub.repos["team/resnet18"]
+    assert repo.private and repo.refs["main"] == pushed["commit"]
+    assert sum(1 for method, path in server.hub.requests if method == "PUT" and path.startswith("/lfs/")) == 1
+    commits = [path for method, path in server.hub.requests if path.endswith("/commit/main")]
+    assert len(commits) == 1  # one commit for all files
+    files = server.hub.files("team/resnet18")
+    stored = Path(original["path"])
+    assert files["model.onnx"] == stored.read_bytes()
+    assert json.loads(files["zoo.json"]) == json.loads((stored.parent / "zoo.json").read_text())
+    card = files["README.md"].decode()
+    assert card.startswith("---\nlibrary_name: onnx\nlicense: bsd-3-clause\n")
+    assert "zoo pull hf:team/resnet18" in card and "| crop | [224, 224] |" in card
+    assert "1000 labels: tench, goldfish" in card
+    assert f"| max_abs_diff | {original['validation']['max_abs_diff']} |" in card
+    assert f"| exporter | {original['exporter']} |" in card and "| torch | " in card
+
+    other = tmp_path / "teammate"  # another machine: an empty store and an empty HF cache
+    mate_env = zoo_env(other, **hf_settings(server, tmp_path / "mate"))
+    pulled = json.loads(run_cli("pull", "hf:team/resnet18", "--json", env=mate_env).stdout)
+    assert pulled["sha256"] == original["files"][0]["sha256"]
+    back = json.loads((Path(pulled["path"]).parent / "zoo.json").read_text())
+    for key in ("preprocessing", "labels", "validation", "exporter", "license"):
+        assert back[key] == original[key], key
+    assert back["preprocessing_from"] == "zoo.json"
+    assert back["origin"]["ref"] == "torchvision:resnet18" and back["origin"]["recipe"] == original["recipe"]
+    assert back["weights"]["commit"] == pushed["commit"]
+    logits = ort.InferenceSession(pulled["path"], providers=["CPUExecutionProvider"]).run(
+        None, {"input": np.zeros((1, 3, 224, 224), np.float32)})[0]
+    assert logits.shape == (1, 1000)
+
+    # Private: without the token the repo does not exist for you.
+    no_token = {**mate_env, "HF_TOKEN": ""}
+    proc = run_cli("pull", "hf:team/resnet18", "--force", env=no_token, check=False)
+    assert proc.returncode == 1 and "no Hub repo team/resnet18" in proc.stderr
+
+    # A branch: created on first push, pulled by name.
+    branch = json.loads(run_cli("push", "resnet18", "team/resnet18", "--weights", "none", "--revision", "dev",
+                                "--json", env=env).stdout)
+    assert branch["revision"] == "dev" and repo.refs["dev"] == branch["commit"]
+    on_dev = json.loads(run_cli("pull", "hf:team/resnet18@dev", "--json", env=mate_env).stdout)
+    assert on_dev["sha256"] == pulled["sha256"]
+
+
+def test_push_refusals(hf, server: HubServer, home: Path) -> None:
+    server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
+    hf("pull", "hf:acme/tiny")
+
+    proc = hf("push", "hf:acme/tiny", "team/x", check=False, HF_TOKEN="")
+    assert proc.returncode == 4 and "hf auth login" in proc.stderr
+    proc = hf("push", "hf:acme/tiny", "team/x", check=False, ZOO_OFFLINE="1")
+    assert proc.returncode == 4 and "offline" in proc.stderr
+    proc = hf("push", "hf:acme/tiny", "team/../x", check=False)
+    assert proc.returncode == 1 and "invalid Hub repo id" in proc.stderr
+    proc = hf("push", "resnet18", "team/x", check=False)
+    assert proc.returncode == 1 and "not in the store" in proc.stderr
+
+    entry = next((home / "models").iterdir())
+    (entry / "model.onnx").write_bytes(b"tampered")
+    proc = hf("push", "hf:acme/tiny", "team/x", check=False)
+    assert proc.returncode == 3 and "refusing to push" in proc.stderr
+    assert "team/x" not in server.hub.repos
+
+
+def test_configs_to_preprocessing() -> None:
+    from zoo_hf import configs
+
+    vit = configs.from_image_processor({"do_resize": True, "size": {"height": 224, "width": 224},
+                                        "do_center_crop": False, "resample": 2,
+                                        "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]})
+    assert vit is not None and vit.crop_mode == "squash" and vit.crop == (224, 224)
+    assert vit.interpolation == "bilinear" and vit.mean == (0.5, 0.5, 0.5)
+    assert configs.from_image_processor({"do_normalize": False, "size": 64}).std == (1.0, 1.0, 1.0)
+    assert configs.from_image_processor({"tokenizer_class": "Bert"}) is None
+    timm = configs.from_timm_config({"pretrained_cfg": {"input_size": [3, 288, 288], "crop_pct": 1.0}})
+    assert timm is not None and timm.resize == 288 and timm.interpolation == "bicubic"
+    assert configs.from_timm_config({"architectures": ["BertModel"]}) is None
+    assert configs.labels_from_config({"id2label": {"0": "x", "2": "z"}}) is None  # a gap: not a label list
+    assert configs.for_input(["batch", 3, 64, 64]).crop == (64, 64)
