@@ -231,6 +231,7 @@ def _producer(
             "export_seconds": round(time.perf_counter() - start, 3),
             **({"extra": built.extra} if built.extra else {}),
         }
+        _post_export(host, directory / MODEL_FILE, metadata, built, resolved, say)
         say("writing metadata")
         write_props(directory / MODEL_FILE, metadata)
         return metadata
@@ -267,6 +268,30 @@ def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
         "created": now(),
         "fetch_seconds": round(time.perf_counter() - start, 3),
     }
+
+
+def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: Any,
+                 resolved: Resolved, say: Progress) -> None:
+    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export."""
+    if not host.pm.hook.zoo_post_export.get_hookimpls():
+        return
+    import torch
+
+    from .export import check, describe, example_input, parity
+
+    recipe = resolved.recipe
+    example = example_input(built, recipe, max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch)
+    with torch.inference_mode():
+        expected = built.module(example)
+
+    def validate(candidate: Path) -> None:
+        check(candidate)
+        if recipe.dtype == "float32":  # a float16 file takes float16 input: checker only
+            metadata["validation"] = {**metadata["validation"], **parity(candidate, example, expected)}
+
+    say("running post-export transforms")
+    metadata["post_export"] = host.post_export(path, metadata, resolved.spec, recipe, validate)
+    metadata["inputs"], metadata["outputs"], metadata["stats"]["onnx_nodes"] = describe(path)
 
 
 def _count_params(module: Any) -> int:

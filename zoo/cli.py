@@ -100,7 +100,8 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
 
 def warn_broken_plugins() -> None:
     for info in api.get_host().failed():
-        warn(f"plugin {info.name} skipped: {info.error} (see `zoo plugins`)")
+        origin = f"from {info.distribution}" if info.distribution else "no distribution"
+        warn(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
 
 
 def human_size(size: int) -> str:
@@ -282,9 +283,15 @@ def verify(
         raise typer.Exit(3)
 
 
-@app.command()
-def plugins(json_: JsonFlag = False) -> None:
+plugins_app = typer.Typer(help="List plugins, or check a source plugin with `zoo plugins check NAME`.")
+app.add_typer(plugins_app, name="plugins")
+
+
+@plugins_app.callback(invoke_without_command=True)
+def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """List plugins: name, version, distribution, hooks, sources and status."""
+    if ctx.invoked_subcommand is not None:
+        return
     infos = [p.to_dict() for p in api.plugins()]
 
     def table() -> None:
@@ -296,9 +303,36 @@ def plugins(json_: JsonFlag = False) -> None:
     emit(infos, json_, table)
 
 
+@plugins_app.command("check")
+def plugins_check(
+    name: Annotated[str, typer.Argument(help="A source name, or a plugin name to check all its sources.")],
+    model: Annotated[str | None, typer.Option(help="The model to build (default: the source's example).")] = None,
+    exporter: Annotated[str | None, typer.Option(help="dynamo, torchscript or auto.")] = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Check that a source follows the plugin contract, end to end, with --weights none."""
+    from .testing import check_plugin
+
+    warn_broken_plugins()
+    reports = check_plugin(name, model, exporter=exporter)
+    data = {"passed": all(r.passed for r in reports), "reports": [r.to_dict() for r in reports]}
+    emit(data, json_, lambda: [echo(r.format()) for r in reports])
+    if not data["passed"]:
+        raise typer.Exit(1)
+
+
+def add_plugin_commands() -> None:
+    """Add the plugins' extra commands (``zoo_register_commands``) to the app."""
+    taken = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
+    taken |= {g.name for g in app.registered_groups if g.name}
+    for command, (function, _plugin) in api.get_host().register_commands(taken).items():
+        app.command(name=command)(function)
+
+
 def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
     try:
+        add_plugin_commands()
         app()
     except ZooError as exc:
         if debug():

@@ -10,6 +10,7 @@ these hooks: do it inside ``Source.build`` so that ``zoo --help`` and cache hits
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -26,4 +27,30 @@ def zoo_register_sources(register: Callable[[Any], None]) -> None:
     (the prefix in ``name:model``), ``models(pattern)``, ``resolve(name)`` and
     ``build(spec, recipe)``. Registering a name another plugin already took is an error
     reported against this plugin.
+    """
+
+
+@hookspec
+def zoo_post_export(path: Path, metadata: dict[str, Any], spec: Any, recipe: Any) -> None:
+    """Transform an exported model in place, after the export passed the checker and parity.
+
+    ``path`` is the new ``model.onnx`` (in a temporary directory; rewrite it in place, e.g.
+    with an ONNX optimizer), ``metadata`` the entry's ``zoo.json`` so far (add your own
+    findings under a key named after your plugin), ``spec`` the ``ModelSpec`` and ``recipe``
+    the ``Recipe``. Implement only the arguments you need. Afterwards the host checks the
+    file again and compares its outputs with PyTorch; a transform that raises or breaks the
+    model is undone, and ``metadata["post_export"]`` records what each plugin did.
+    Import heavy libraries (onnx...) inside the function.
+    """
+
+
+@hookspec
+def zoo_register_commands(register: Callable[..., None]) -> None:
+    """Add commands to the ``zoo`` CLI: call ``register(function, name=None)`` per command.
+
+    ``function`` is a Typer command (parameters annotated with ``typer.Argument`` /
+    ``typer.Option``); ``name`` defaults to the function's name with ``_`` as ``-``.
+    A name a built-in or another plugin's command already has is an error reported against
+    this plugin. Keep the function light at import; it runs only when its command does.
+    Every command should take ``--json`` and then print exactly one JSON document.
     """

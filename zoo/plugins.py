@@ -36,6 +36,7 @@ class PluginInfo:
     builtin: bool = False
     hooks: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -51,6 +52,7 @@ class PluginInfo:
             "builtin": self.builtin,
             "hooks": self.hooks,
             "sources": self.sources,
+            "commands": self.commands,
             "status": self.status,
         }
 
@@ -68,6 +70,13 @@ def _allow_list() -> set[str] | None:
     if value is None:
         return None
     return {item.strip() for item in value.split(",") if item.strip()}
+
+
+def _validation_reason(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's multi-line message as one line: which hook, how it was defined, why not."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    details = [line.removeprefix("hookimpl definition: ") for line in lines[1:]]
+    return "invalid hook " + ": ".join(details or lines)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -116,6 +125,9 @@ class PluginHost:
         try:
             module = loader()
             self.pm.register(module, name=info.name)
+        except pluggy.PluginValidationError as exc:  # its first line lacks the reason
+            info.error = _validation_reason(exc)
+            return
         except Exception as exc:  # a broken plugin must not break zoo
             info.error = _one_line(exc)
             return
@@ -148,12 +160,75 @@ class PluginHost:
             try:
                 impl.function(register=register)
             except Exception as exc:
-                info.error = _one_line(exc)
                 for name in added:  # all or nothing per plugin
                     self.sources.pop(name, None)
                     self._source_plugin.pop(name, None)
                 added.clear()
+                self._skip(info, _one_line(exc))
             info.sources = list(added)
+
+    def _skip(self, info: PluginInfo, error: str) -> None:
+        """Record why a registered plugin failed and stop calling its other hooks."""
+        info.error = error
+        if self.pm.has_plugin(info.name):
+            self.pm.unregister(name=info.name)
+
+    def register_commands(self, taken: set[str]) -> dict[str, tuple[Any, str]]:
+        """Extra CLI commands from ``zoo_register_commands``: name -> (function, plugin).
+
+        ``taken`` holds the built-in command names. A plugin that registers a taken name,
+        something not callable, or raises, is skipped as a whole and reported.
+        """
+        commands: dict[str, tuple[Any, str]] = {}
+        for impl in self.pm.hook.zoo_register_commands.get_hookimpls():
+            info = self.plugins[impl.plugin_name]
+            added: dict[str, tuple[Any, str]] = {}
+
+            def register(function: Any, name: str | None = None, info: PluginInfo = info,
+                         added: dict[str, tuple[Any, str]] = added) -> None:
+                if not callable(function):
+                    raise PluginError(f"command {function!r} is not callable")
+                command = name or function.__name__.replace("_", "-")
+                if command in taken or command in commands or command in added:
+                    owner = commands.get(command, (None, "zoo"))[1]
+                    raise PluginError(f"command {command!r} is already registered by {owner}")
+                added[command] = (function, info.name)
+
+            try:
+                impl.function(register=register)
+            except Exception as exc:
+                self._skip(info, _one_line(exc))
+                continue
+            commands.update(added)
+            info.commands = sorted(added)
+        return commands
+
+    def post_export(self, path: Path, metadata: dict[str, Any], spec: Any, recipe: Any,
+                    validate: Any) -> list[dict[str, str]]:
+        """Run every ``zoo_post_export`` transform on ``path``, one plugin at a time.
+
+        ``validate(path)`` re-checks the file after each transform (checker and parity);
+        a transform that raises or fails validation is undone (the file is restored) and
+        the others still run. Returns one record per plugin for ``zoo.json``.
+        """
+        import shutil
+
+        records: list[dict[str, str]] = []
+        backup = path.with_name(path.name + ".before-post-export")
+        # pluggy calls the newest registration first; run them in load order instead.
+        for impl in reversed(self.pm.hook.zoo_post_export.get_hookimpls()):
+            arguments = {"path": path, "metadata": metadata, "spec": spec, "recipe": recipe}
+            shutil.copyfile(path, backup)
+            try:
+                impl.function(**{name: arguments[name] for name in impl.argnames})
+                validate(path)
+            except Exception as exc:
+                backup.replace(path)
+                records.append({"plugin": impl.plugin_name, "status": f"undone: {_one_line(exc)}"})
+                continue
+            backup.unlink()
+            records.append({"plugin": impl.plugin_name, "status": "applied"})
+        return records
 
     # -- queries -------------------------------------------------------------------------
     def source(self, name: str) -> Any:

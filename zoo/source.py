@@ -23,6 +23,8 @@ class Source:
     ``path_names``: set True when model names are paths or contain ``/`` (local files, hub
     repos); otherwise the host refuses such names before calling the source.
     ``version``: reported in ``zoo plugins`` and stored in each entry's provenance.
+    ``example``: a small model this source builds quickly, exercised by
+    ``zoo plugins check`` (``zoo.testing.check_source``) when no model is given.
 
     Optional method ``fetch(spec, recipe, directory, progress) -> dict``: for sources of
     ready ONNX files (a hub, a registry of exported models). When a source defines it, the
@@ -37,6 +39,7 @@ class Source:
     name: str = ""
     version: str | None = None
     path_names: bool = False
+    example: str | None = None
     default_weights: str = "default"
 
     def models(self, pattern: str | None = None) -> Iterable[str]:

@@ -20,6 +20,7 @@ from zoo.spec import BuiltModel, ModelSpec, Preprocessing
 class TorchvisionSource(Source):
     name = "torchvision"
     default_weights = "DEFAULT"
+    example = "mobilenet_v3_small"
 
     def _names(self) -> list[str]:
         import torchvision.models

@@ -1,0 +1,3 @@
+"""A plugin that fails at import."""
+
+raise RuntimeError("boom at import")

@@ -1,0 +1,175 @@
+"""Plugin discovery, broken plugins, ZOO_LOAD_PLUGINS, the extension hooks and the conformance kit.
+
+The plugins are the modules in tests/plugins/, exposed as entry points through hand-written
+``.dist-info`` directories in a temporary folder put on the CLI's PYTHONPATH: nothing is
+installed into the shared environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, zoo_env
+
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+
+# entry point name -> (distribution, module)
+BROKEN = {
+    "raises": ("zoo-test-raises", "zoo_test_raises"),
+    "duplicate": ("zoo-test-duplicate", "zoo_test_duplicate"),
+    "unknown_hook": ("zoo-test-unknown-hook", "zoo_test_unknown_hook"),
+    "wrong_args": ("zoo-test-wrong-args", "zoo_test_wrong_args"),
+    "command_clash": ("zoo-test-command-clash", "zoo_test_command_clash"),
+}
+TINY = {"tiny": ("zoo-test-tiny", "zoo_test_tiny")}
+EXPECTED_ERRORS = {
+    "raises": "RuntimeError: boom at import",
+    "duplicate": "source 'torchvision' is already registered by zoo_torchvision",
+    "unknown_hook": "unknown hook(s) zoo_register_sauces",
+    "wrong_args": "invalid hook zoo_register_sources(registrar)",
+    "command_clash": "command 'list' is already registered by zoo",
+}
+
+
+def make_site(root: Path, plugins: dict[str, tuple[str, str]]) -> Path:
+    """A folder of ``.dist-info`` entries declaring ``plugins`` in entry point group zoo."""
+    site = root / "site"
+    for entry_point, (dist, module) in plugins.items():
+        info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+        (info / "entry_points.txt").write_text(f"[zoo]\n{entry_point} = {module}\n")
+    return site
+
+
+def plugin_env(home: Path, site: Path, **extra: str) -> dict[str, str]:
+    path = os.pathsep.join([str(site), str(PLUGINS), os.environ.get("PYTHONPATH", "")])
+    return zoo_env(home, PYTHONPATH=path.rstrip(os.pathsep), **extra)
+
+
+@pytest.fixture
+def broken_env(tmp_path: Path) -> dict[str, str]:
+    return plugin_env(tmp_path / "home", make_site(tmp_path, {**BROKEN, **TINY}))
+
+
+def test_broken_plugins_are_listed_with_reason_and_distribution(broken_env: dict[str, str]) -> None:
+    rows = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", env=broken_env).stdout)}
+    for name, (dist, _module) in BROKEN.items():
+        assert rows[name]["distribution"] == dist and rows[name]["version"] == "1.2.3"
+        assert rows[name]["status"].startswith("error: ")
+        assert EXPECTED_ERRORS[name] in rows[name]["status"], rows[name]["status"]
+        assert rows[name]["sources"] == []
+    assert rows["wrong_args"]["status"].endswith("can not be found in the hookspec")
+    assert rows["tiny"]["status"] == "loaded" and rows["tiny"]["sources"] == ["tiny"]
+    assert rows["tiny"]["hooks"] == ["zoo_post_export", "zoo_register_commands", "zoo_register_sources"]
+    assert rows["tiny"]["commands"] == ["stats"]
+    assert rows["zoo_torchvision"]["status"] == "loaded" and rows["zoo_torchvision"]["sources"] == ["torchvision"]
+
+    table = run_cli("plugins", env=broken_env).stdout
+    line = next(row for row in table.splitlines() if row.startswith("duplicate "))
+    assert "zoo-test-duplicate" in line and "already registered by zoo_torchvision" in line
+
+
+def test_other_commands_keep_working_and_warn_once_per_broken_plugin(broken_env: dict[str, str]) -> None:
+    proc = run_cli("list", "--available", "mobilenet_v3_s*", "--json", env=broken_env)
+    names = [row["name"] for row in json.loads(proc.stdout)]
+    assert "torchvision:mobilenet_v3_small" in names
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("zoo: warning: plugin")]
+    assert len(warnings) == len(BROKEN), proc.stderr
+    for name, (dist, _module) in BROKEN.items():
+        assert sum(f"plugin {name} (from {dist}) skipped" in w for w in warnings) == 1
+    # The built-in `list` is not replaced by the clashing plugin's command.
+    assert "hijacked" not in run_cli("list", env=broken_env).stdout
+
+
+def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
+    site = make_site(tmp_path, {**TINY, "raises": BROKEN["raises"]})
+
+    def loaded(**extra: str) -> set[str]:
+        env = plugin_env(tmp_path / "home", site, **extra)
+        return {p["name"] for p in json.loads(run_cli("plugins", "--json", env=env).stdout) if not p["builtin"]}
+
+    assert {"tiny", "raises"} <= loaded()  # unset: every entry point
+    assert loaded(ZOO_LOAD_PLUGINS="") == set()  # empty: built-ins only
+    assert loaded(ZOO_LOAD_PLUGINS="tiny") == {"tiny"}
+    assert loaded(ZOO_LOAD_PLUGINS=" tiny , raises ") == {"tiny", "raises"}
+
+
+def test_post_export_transform_runs_and_is_recorded(tmp_path: Path) -> None:
+    site = make_site(tmp_path, {**TINY, "bad_transform": ("zoo-test-bad-transform", "zoo_test_bad_transform")})
+    env = plugin_env(tmp_path / "home", site)
+    pulled = json.loads(run_cli("pull", "tiny:mlp", "--json", env=env).stdout)
+    info = json.loads(run_cli("info", "tiny:mlp", "--json", env=env).stdout)
+    records = {r["plugin"]: r["status"] for r in info["post_export"]}
+    assert records["tiny"] == "applied"
+    assert records["bad_transform"].startswith("undone: ")  # its corrupt file was rolled back
+    counts = info["zoo_test_tiny"]
+    assert counts["nodes_after"] <= counts["nodes_before"]
+    assert info["stats"]["onnx_nodes"] == counts["nodes_after"]
+    assert info["validation"]["passed"] is True
+    assert json.loads(run_cli("verify", "--json", env=env).stdout)["ok"] is True
+    assert Path(pulled["path"]).read_bytes()[:20] != b"not an onnx model"[:20]
+
+
+def test_plugin_commands_are_added_to_the_cli(tmp_path: Path) -> None:
+    env = plugin_env(tmp_path / "home", make_site(tmp_path, TINY))
+    assert "stats" in run_cli("--help", env=env).stdout
+    assert json.loads(run_cli("stats", "--json", env=env).stdout) == {"entries": 0}
+    no_plugins = plugin_env(tmp_path / "home", make_site(tmp_path / "empty", {}))
+    proc = run_cli("stats", env=no_plugins, check=False)
+    assert proc.returncode == 2 and "No such command 'stats'" in proc.stderr
+
+
+def test_check_passes_a_conforming_source(tmp_path: Path) -> None:
+    env = plugin_env(tmp_path / "home", make_site(tmp_path, TINY))
+    data = json.loads(run_cli("plugins", "check", "tiny", "--json", env=env).stdout)
+    steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
+    assert data["passed"] is True
+    assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "unknown", "build", "export",
+                                   "checker", "parity"), "pass")
+
+
+def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None:
+    env = plugin_env(tmp_path / "home", make_site(tmp_path, {"sloppy": ("zoo-test-sloppy", "zoo_test_sloppy")}))
+    proc = run_cli("plugins", "check", "sloppy", "--json", env=env, check=False)
+    assert proc.returncode == 1
+    steps = {s["name"]: s for s in json.loads(proc.stdout)["reports"][0]["steps"]}
+    assert steps["light"]["status"] == "fail" and "imported torch" in steps["light"]["detail"]
+    assert steps["catalogue"]["status"] == "fail" and "apply the pattern" in steps["catalogue"]["detail"]
+    assert steps["unknown"]["status"] == "fail" and "KeyError" in steps["unknown"]["detail"]
+    assert all(steps[s]["status"] == "pass" for s in ("plugin", "resolve", "build", "export", "checker", "parity"))
+    human = run_cli("plugins", "check", "sloppy", env=env, check=False)
+    assert "FAIL light" in human.stdout and "FAILED" in human.stdout
+
+
+def test_check_of_a_broken_plugin_or_unknown_name(broken_env: dict[str, str]) -> None:
+    proc = run_cli("plugins", "check", "raises", "--json", env=broken_env, check=False)
+    report = json.loads(proc.stdout)["reports"][0]
+    assert proc.returncode == 1 and "boom at import" in report["steps"][0]["detail"]
+    proc = run_cli("plugins", "check", "nosuch", env=broken_env, check=False)
+    assert proc.returncode == 1 and "no source or plugin called 'nosuch'" in proc.stderr
+
+
+def test_torchvision_passes_the_kit(home: Path) -> None:
+    from zoo.testing import check_source
+
+    report = check_source("torchvision", exporter="torchscript").assert_ok()
+    assert report.model == "mobilenet_v3_small"
+
+
+@pytest.mark.slow
+def test_timm_passes_the_kit(home: Path) -> None:
+    from zoo.testing import check_source
+
+    check_source("timm", "test_efficientnet").assert_ok()
+
+
+def test_assert_ok_shows_the_report() -> None:
+    from zoo.testing import CheckReport, Step
+
+    report = CheckReport("x", "m", [Step("plugin", "pass"), Step("build", "fail", "boom")])
+    with pytest.raises(AssertionError, match=r"FAIL build .* boom"):
+        report.assert_ok()
