@@ -17,7 +17,7 @@ from .spec import BuiltModel, ModelSpec, Preprocessing
 __version__ = "0.1.0"
 
 _API = {"pull", "export", "find", "entries", "remove", "verify", "available", "plugins",
-        "resolve_name", "PullResult"}
+        "resolve_name", "PullResult", "run"}
 
 
 def __getattr__(name: str):

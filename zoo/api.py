@@ -177,6 +177,31 @@ def plugins() -> list[PluginInfo]:
     return list(get_host().plugins.values())
 
 
+def run(name: str, provider: str = "cpu", images: list[str | Path] | tuple[()] = (),
+        input_file: str | Path | None = None, output_file: str | Path | None = None, topk: int = 5,
+        options: Any = None, **selection: Any) -> dict[str, Any]:
+    """Run ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) once with ONNX Runtime.
+
+    Returns what ``zoo run --json`` prints: ``provider`` (the one that really ran),
+    ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
+    """
+    from . import runtime
+
+    target = runtime.locate(name, selection)
+    return runtime.run(target, provider, images, input_file, output_file, topk, selection.get("batch"), options)
+
+
+def bench(name: str, provider: str = "cpu", batches: tuple[int, ...] = (1,), modes: tuple[str, ...] = ("naive",),
+          warmup: int = 10, iterations: int = 50, options: Any = None, compare: str | None = None,
+          **selection: Any) -> list[dict[str, Any]]:
+    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.bench``."""
+    from . import runtime
+    from .bench import bench as measure  # the module zoo.bench, not this function
+
+    target = runtime.locate(name, selection)
+    return measure(target, provider, batches, modes, warmup, iterations, options, compare)
+
+
 def _producer(
     resolved: Resolved, host: PluginHost, progress: Progress | None
 ) -> Callable[[Path], dict[str, Any]]:

@@ -58,15 +58,20 @@ RECIPE_NAMES = [p.name for p in RECIPE_PARAMETERS]
 
 
 def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the recipe flags to a command; it receives them as one ``selection`` dict."""
+    """Add the recipe flags to a command; it receives them as one ``selection`` dict.
+
+    A command's own parameter named like a recipe flag replaces that flag (``bench --batch``
+    takes a list of batch sizes).
+    """
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "selection"]
+    recipe = [p for p in RECIPE_PARAMETERS if p.name not in {o.name for o in own}]
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        selection = {name: kwargs.pop(name) for name in RECIPE_NAMES}
+        selection = {p.name: kwargs.pop(p.name) for p in recipe}
         return func(*args, selection=selection, **kwargs)
 
-    own = [p for p in inspect.signature(func).parameters.values() if p.name != "selection"]
-    wrapper.__signature__ = inspect.Signature(own + RECIPE_PARAMETERS)  # type: ignore[attr-defined]
+    wrapper.__signature__ = inspect.Signature(own + recipe)  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -281,6 +286,144 @@ def verify(
     emit({"ok": ok, "entries": reports}, json_, show)
     if not ok:
         raise typer.Exit(3)
+
+
+RUNTIME_PARAMETERS = [
+    _option("provider", Annotated[str, typer.Option(
+        help="cpu, cuda, tensorrt, or auto (CUDA when it really loads, else CPU). Never falls back silently.")],
+        "cpu"),
+    _option("threads", Annotated[int | None, typer.Option(help="CPU: intra-op threads (default: ORT's).")]),
+    _option("device_id", Annotated[int, typer.Option(help="CUDA/TensorRT: GPU index.")], 0),
+    _option("cudnn_conv_algo_search", Annotated[str | None, typer.Option(
+        help="CUDA: EXHAUSTIVE, HEURISTIC or DEFAULT (default: HEURISTIC for run, EXHAUSTIVE for bench).")]),
+    _option("arena_extend_strategy", Annotated[str | None, typer.Option(
+        help="CUDA: kNextPowerOfTwo or kSameAsRequested.")]),
+    _option("prefer_nhwc", Annotated[bool | None, typer.Option(
+        "--prefer-nhwc/--no-prefer-nhwc", help="CUDA: channels-last kernels.", show_default=False)]),
+    _option("trt_fp16", Annotated[bool, typer.Option(
+        "--trt-fp16", help="TensorRT: allow float16 kernels (engines cached under the store).")], False),
+]
+
+
+def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the provider flags to a command; it receives ``provider`` and ``runtime`` (ProviderOptions)."""
+    from .runtime import ProviderOptions
+
+    names = [p.name for p in RUNTIME_PARAMETERS]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {name: kwargs.pop(name) for name in names}
+        provider = flags.pop("provider")
+        return func(*args, provider=provider, runtime=ProviderOptions(**flags), **kwargs)
+
+    own = [p for p in inspect.signature(func).parameters.values() if p.name not in ("provider", "runtime")]
+    wrapper.__signature__ = inspect.Signature(own + RUNTIME_PARAMETERS)  # type: ignore[attr-defined]
+    return wrapper
+
+
+@app.command()
+@recipe_options
+@runtime_options
+def run(
+    name: Annotated[str, typer.Argument(help="A model name (pulled on a miss) or a .onnx file.")],
+    selection: dict[str, Any],
+    provider: str,
+    runtime: Any,
+    image: Annotated[list[str] | None, typer.Option(
+        "--image", help="An image file; repeat for a batch.")] = None,
+    input_: Annotated[str | None, typer.Option("--input", help="Input tensor(s): FILE.npy or FILE.npz.")] = None,
+    output: Annotated[str | None, typer.Option("--output", help="Write every output to FILE.npz.")] = None,
+    topk: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    json_: JsonFlag = False,
+) -> None:
+    """Run a model once on images, a tensor file, or a random input of its shape."""
+    from . import runtime as rt
+
+    warn_broken_plugins()
+    with progress(not json_) as report:
+        if report:
+            report(f"loading {name}")
+        target = rt.locate(name, selection)
+    result = rt.run(target, provider, images=image or (), input_file=input_, output_file=output, topk=topk,
+                    batch=selection.get("batch"), options=runtime)
+
+    def show() -> None:
+        echo(f"provider: {_provider_line(result)}")
+        names = result["input"].get("files") or [f"row {i}" for i in range(len(result.get("predictions", [])))]
+        for label, rows in zip(names, result.get("predictions", []), strict=False):
+            best = ", ".join(f"{r['label'] or r['index']} ({r['score']:.3f})" for r in rows)
+            echo(f"{label}: {best}")
+        if "predictions" not in result:
+            for out in result["outputs"]:
+                echo(f"{out['name']}: {out['dtype']} {out['shape']}")
+        if result.get("output_file"):
+            echo(f"outputs written to {result['output_file']}")
+
+    emit(result, json_, show)
+
+
+def _provider_line(result: dict[str, Any]) -> str:
+    line = result["provider"]
+    if result.get("passed_over"):
+        line += " (auto; passed over " + "; ".join(
+            f"{p['provider']}: {p['reason']}" for p in result["passed_over"]) + ")"
+    return line
+
+
+@app.command()
+@recipe_options
+@runtime_options
+def bench(
+    name: Annotated[str, typer.Argument(help="A model name (pulled on a miss) or a .onnx file.")],
+    selection: dict[str, Any],
+    provider: str,
+    runtime: Any,
+    batch: Annotated[str, typer.Option(help="Batch sizes to time, e.g. 1,8,32.")] = "1",
+    mode: Annotated[str, typer.Option(help="naive, iobinding, cudagraph, or a list: naive,iobinding.")] = "naive",
+    warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 10,
+    iterations: Annotated[int, typer.Option(help="Timed runs.")] = 50,
+    compare: Annotated[str | None, typer.Option(help="'torch': also time PyTorch eager on the same weights.")] = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
+    from . import bench as timing
+    from . import runtime as rt
+    from .errors import UserError
+
+    warn_broken_plugins()
+    batches = timing.parse_list(batch, "--batch", int)
+    modes = timing.parse_list(mode, "--mode")
+    if selection.get("dynamic_batch") is False:  # a static-batch entry is selected by its batch
+        if len(batches) != 1:
+            raise UserError("a --static-batch model runs one batch size: give a single --batch")
+        selection["batch"] = batches[0]
+    with progress(not json_) as report:
+        if report:
+            report(f"loading {name}")
+        target = rt.locate(name, selection)
+        if report:
+            report("timing")
+        results = timing.bench(target, provider, batches, modes, warmup, iterations, runtime, compare)
+
+    def show() -> None:
+        first = results[0]
+        echo(f"{first['model']['name']} on {_provider_line(first)} ({first['device']['name']}), "
+             f"session {first['session_create_ms']:.0f} ms")
+        echo(f"{'MODE':<10} {'BATCH':>5} {'FIRST':>9} {'P50':>9} {'P90':>9} {'P99':>9} {'MEAN':>9} {'ITEMS/S':>9}")
+        for r in results:
+            echo(f"{r['mode']:<10} {r['batch']:>5} {r['first_run_ms']:>9.2f} {r['p50_ms']:>9.2f} "
+                 f"{r['p90_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['mean_ms']:>9.2f} {r['throughput']:>9.1f}")
+            if "compare" in r:
+                t = r["compare"]["torch"]
+                echo(f"{'torch':<10} {t['batch']:>5} {t['first_run_ms']:>9.2f} {t['p50_ms']:>9.2f} "
+                     f"{t['p90_ms']:>9.2f} {t['p99_ms']:>9.2f} {t['mean_ms']:>9.2f} {t['throughput']:>9.1f}"
+                     f"   onnxruntime {r['compare']['speedup_p50']:.2f}x faster (p50)")
+
+    # One batch and one mode: exactly one result object; several: a document with `results`.
+    data: Any = results[0] if len(results) == 1 else {
+        "provider": results[0]["provider"], "results": results}
+    emit(data, json_, show)
 
 
 plugins_app = typer.Typer(help="List plugins, or check a source plugin with `zoo plugins check NAME`.")

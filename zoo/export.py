@@ -89,6 +89,12 @@ def export(
                 leftover.unlink()
             continue
         attempts.append({"exporter": exporter, "error": ""})
+        if recipe.dtype == "float16":  # float32 parity first, then float16 against float32
+            from .float16 import convert as to_float16
+
+            say("converting to float16 and comparing with float32")
+            validation["float16"] = to_float16(path, tuple(example.shape))
+            check(path)
         inputs, outputs, nodes = describe(path)
         return ExportResult(
             path=path,

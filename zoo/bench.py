@@ -1,0 +1,279 @@
+"""``zoo bench``: latency and throughput of a model on ONNX Runtime, per batch and mode.
+
+Modes are the loops users write:
+
+- ``naive``: host numpy in, host numpy out (``session.run(None, {name: array})``).
+- ``iobinding``: input and outputs bound once on the provider's device; each run reads and
+  writes device memory only (on CPU: preallocated outputs).
+- ``cudagraph``: IO binding plus CUDA graph capture, replayed each run (static shapes;
+  a session per batch size, since a graph is captured for one shape).
+
+Inputs are made once before timing; the timed loop holds the run call and, for the bound
+modes, the wait for the device to finish, nothing else. Each iteration is timed on its own
+with ``perf_counter`` so percentiles are real.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .errors import UserError
+from .runtime import ProviderOptions, Session, Target, open_session, random_feeds, trt_cache_dir
+
+MODES = ("naive", "iobinding", "cudagraph")
+
+
+def parse_list(text: str, what: str, convert: Callable[[str], Any] = str) -> list[Any]:
+    """``"1,8,32"`` -> ``[1, 8, 32]``; a one-line ``UserError`` on anything else."""
+    try:
+        items = [convert(part.strip()) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        items = []
+    if not items:
+        raise UserError(f"cannot read {what} from {text!r}: give a comma-separated list such as 1,8,32")
+    return items
+
+
+def bench(
+    target: Target,
+    provider: str = "cpu",
+    batches: Sequence[int] = (1,),
+    modes: Sequence[str] = ("naive",),
+    warmup: int = 10,
+    iterations: int = 50,
+    options: ProviderOptions | None = None,
+    compare: str | None = None,
+) -> list[dict[str, Any]]:
+    """One result per (mode, batch): the contract keys plus timings of session and first run."""
+    for mode in modes:
+        if mode not in MODES:
+            raise UserError(f"unknown --mode {mode!r}: use one of {', '.join(MODES)}")
+    if any(b < 1 for b in batches):
+        raise UserError(f"batch sizes must be at least 1, not {list(batches)}")
+    if warmup < 0 or iterations < 1:
+        raise UserError("--warmup must be 0 or more and --iterations at least 1")
+    if "cudagraph" in modes and provider == "cpu":
+        raise UserError("cudagraph mode needs --provider cuda or tensorrt (CUDA graphs are a GPU feature)")
+    if compare not in (None, "torch"):
+        raise UserError(f"--compare takes 'torch', not {compare!r}")
+    options = options or ProviderOptions()
+    if provider == "tensorrt" and options.trt_cache_dir is None:
+        options.trt_cache_dir = trt_cache_dir(target)
+    if options.cudnn_conv_algo_search is None:
+        options.cudnn_conv_algo_search = "EXHAUSTIVE"  # the warm-up pays for the search once per shape
+
+    results = []
+    shared: Session | None = None
+    for mode in modes:
+        for batch in batches:
+            if mode == "cudagraph":
+                session = open_session(target.path, provider, replace(options, cuda_graph=True))
+                if session.device == "cpu":
+                    raise UserError(f"cudagraph mode needs CUDA, but the session runs on cpu "
+                                    f"({_why_cpu(session)}): use --mode naive or iobinding")
+            else:
+                if shared is None:
+                    shared = open_session(target.path, provider, options)
+                session = shared
+            results.append(_measure(target, session, mode, batch, warmup, iterations))
+    if compare == "torch":
+        for result in results:
+            eager = torch_eager(target, result["batch"], warmup, iterations, result["device"], options.threads)
+            result["compare"] = {"torch": eager,
+                                 "speedup_p50": round(eager["p50_ms"] / result["p50_ms"], 3),
+                                 "speedup_throughput": round(result["throughput"] / eager["throughput"], 3)}
+    return results
+
+
+def _why_cpu(session: Session) -> str:
+    return "; ".join(f"{p['provider']}: {p['reason']}" for p in session.passed_over) or "asked for"
+
+
+def _measure(target: Target, session: Session, mode: str, batch: int, warmup: int, iterations: int) -> dict[str, Any]:
+    feeds = random_feeds(session.inputs, batch, target.preprocessing)
+    step = _naive(session, feeds) if mode == "naive" else _bound(session, feeds)
+    first_start = time.perf_counter()
+    step()
+    first_ms = (time.perf_counter() - first_start) * 1000
+    for _ in range(warmup):
+        step()
+    clock = time.perf_counter
+    times = [0.0] * iterations
+    for i in range(iterations):
+        start = clock()
+        step()
+        times[i] = clock() - start
+    return {
+        **_stats(times, batch),
+        "mode": mode,
+        "provider": session.provider,
+        "requested_provider": session.requested,
+        "session_providers": session.active,
+        **({"passed_over": session.passed_over} if session.passed_over else {}),
+        "session_create_ms": session.create_ms,
+        "first_run_ms": round(first_ms, 3),
+        "warmup": warmup,
+        "iterations": iterations,
+        "input_shape": {k: list(v.shape) for k, v in feeds.items()},
+        "model": target.summary(),
+        "device": device_info(session),
+        "versions": versions(),
+    }
+
+
+def _stats(seconds: Sequence[float], batch: int) -> dict[str, Any]:
+    import numpy as np
+
+    ms = np.asarray(seconds) * 1000
+    mean = float(ms.mean())
+    return {
+        "batch": batch,
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p90_ms": round(float(np.percentile(ms, 90)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "mean_ms": round(mean, 4),
+        "min_ms": round(float(ms.min()), 4),
+        "throughput": round(batch * 1000 / mean, 3),
+    }
+
+
+def _naive(session: Session, feeds: dict[str, Any]) -> Callable[[], Any]:
+    run = session.ort.run
+
+    def step() -> Any:
+        return run(None, feeds)
+
+    return step
+
+
+def _bound(session: Session, feeds: dict[str, Any]) -> Callable[[], Any]:
+    """Inputs copied to the device once and outputs preallocated there: each run touches
+    device memory only; a CUDA graph needs exactly these fixed addresses."""
+    import onnxruntime as ort
+
+    device, device_id = session.device, session.options.device_id
+    values = session.ort.run(None, feeds)  # the output shapes for this batch
+    binding = session.ort.io_binding()
+    keep = []  # the bound OrtValues must outlive the binding
+    for name, array in feeds.items():
+        value = ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
+        binding.bind_ortvalue_input(name, value)
+        keep.append(value)
+    for spec, array in zip(session.ort.get_outputs(), values, strict=True):
+        value = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), array.dtype, device, device_id)
+        binding.bind_ortvalue_output(spec.name, value)
+        keep.append(value)
+    run, sync = session.ort.run_with_iobinding, binding.synchronize_outputs
+
+    def step() -> Any:
+        run(binding)
+        sync()  # a real loop waits for the device before using the outputs
+        return keep
+
+    return step
+
+
+def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device: dict[str, Any],
+                threads: int | None = None) -> dict[str, Any]:
+    """The same model in PyTorch eager mode, built by its source with the recorded weights
+    and recipe, timed like ``naive``: the input is made once, each call waits for the result."""
+    import torch
+
+    module, dtype = build_module(target)
+    on_gpu = device["kind"] == "cuda"
+    torch_device = torch.device(f"cuda:{device['device_id']}" if on_gpu else "cpu")
+    if on_gpu and not torch.cuda.is_available():
+        raise UserError("--compare torch on CUDA needs a CUDA build of torch")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    dtype = dtype if on_gpu else torch.float32  # float16 convolutions on CPU are not a fair baseline
+    module = module.to(torch_device, dtype)
+    shape = random_feeds([{"name": "x", "shape": list(target.metadata["inputs"][0]["shape"]),
+                           "dtype": "float32"}], batch, target.preprocessing)["x"].shape
+    x = torch.randn(*shape, device=torch_device, dtype=dtype, generator=None)
+    sync = torch.cuda.synchronize if on_gpu else (lambda: None)
+
+    def step() -> None:
+        module(x)
+        sync()
+
+    with torch.inference_mode():
+        first_start = time.perf_counter()
+        step()
+        first_ms = (time.perf_counter() - first_start) * 1000
+        for _ in range(warmup):
+            step()
+        times = [0.0] * iterations
+        for i in range(iterations):
+            start = time.perf_counter()
+            step()
+            times[i] = time.perf_counter() - start
+    return {**_stats(times, batch), "mode": "eager", "dtype": str(dtype).removeprefix("torch."),
+            "device": str(torch_device), "threads": torch.get_num_threads(), "first_run_ms": round(first_ms, 3),
+            "torch": torch.__version__}
+
+
+def build_module(target: Target) -> tuple[Any, Any]:
+    """The PyTorch module ``target`` was exported from, rebuilt by its source plugin."""
+    import torch
+
+    from .plugins import get_host
+    from .recipe import Recipe
+    from .spec import ModelSpec
+
+    metadata = target.metadata
+    if not metadata.get("source") or not metadata.get("ref"):
+        raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
+                        "for --compare torch")
+    recipe = Recipe(**metadata["recipe"])
+    name = metadata["ref"].split(":", 1)[1]
+    spec = ModelSpec(metadata["source"]["name"], name, metadata["weights"]["tag"],
+                     tuple(sorted((metadata.get("options") or {}).items())))
+    module = get_host().source(spec.source).build(spec, recipe).module.eval()
+    return module, torch.float16 if recipe.dtype == "float16" else torch.float32
+
+
+def versions() -> dict[str, str | None]:
+    from .metadata import toolchain
+
+    wanted = ("python", "zoo", "onnxruntime", "onnxruntime-gpu", "numpy")
+    return {k: v for k, v in toolchain().items() if k in wanted}
+
+
+def device_info(session: Session) -> dict[str, Any]:
+    if session.device == "cpu":
+        return {"kind": "cpu", "name": cpu_name(), "cores": os.cpu_count(),
+                "threads": session.options.threads or "onnxruntime default"}
+    return {"kind": "cuda", "name": gpu_name(session.options.device_id), "device_id": session.options.device_id}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpu_name(device_id: int) -> str:
+    """The GPU's name from the CUDA driver (no torch needed)."""
+    import ctypes
+
+    try:
+        cuda = ctypes.CDLL("libcuda.so.1" if os.name != "nt" else "nvcuda.dll")
+        device = ctypes.c_int()
+        name = ctypes.create_string_buffer(256)
+        if cuda.cuInit(0) or cuda.cuDeviceGet(ctypes.byref(device), device_id):
+            return "unknown CUDA device"
+        cuda.cuDeviceGetName(name, 256, device)
+        return name.value.decode()
+    except OSError:
+        return "unknown CUDA device"

@@ -1,0 +1,538 @@
+"""Running models with ONNX Runtime: honest sessions, checked inputs, readable outputs.
+
+``open_session`` never falls back silently. ONNX Runtime quietly drops to the CPU provider
+when CUDA or TensorRT cannot load (a missing driver, CUDA or cuDNN library); zoo creates
+the session, reads ``get_providers()`` and raises ``EnvironmentProblem`` (exit 4) naming
+what is installed, why the provider did not load and how to fix it. ``auto`` tries CUDA,
+then CPU, and records why each better provider was passed over. TensorRT is only used
+when asked for: it builds an engine per input shape (minutes, cached under the store),
+which a plain ``zoo run`` should not do behind the user's back.
+
+Imports onnxruntime and numpy inside functions only; torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, UserError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+CHOICES = (*PROVIDERS, "auto")
+AUTO_ORDER = ("cuda", "cpu")
+CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
+ARENA_STRATEGIES = ("kNextPowerOfTwo", "kSameAsRequested")
+RANDOM_SEED = 0
+_ORT_TYPES = {
+    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+}
+
+
+@dataclass
+class ProviderOptions:
+    """Settings that matter per provider. ``None`` keeps ONNX Runtime's default.
+
+    CPU: ``threads`` (intra-op threads). CUDA: ``device_id``, ``cudnn_conv_algo_search``
+    (EXHAUSTIVE times every cuDNN algorithm once per input shape; HEURISTIC picks one at
+    once), ``arena_extend_strategy``, ``prefer_nhwc``. TensorRT: ``trt_fp16`` and an engine
+    cache in ``trt_cache_dir``. ``cuda_graph`` captures the whole run as one CUDA graph
+    (static shapes, IO binding, every node on the GPU).
+    """
+
+    threads: int | None = None
+    device_id: int = 0
+    cudnn_conv_algo_search: str | None = None
+    arena_extend_strategy: str | None = None
+    prefer_nhwc: bool | None = None
+    trt_fp16: bool = False
+    trt_cache_dir: Path | None = None
+    cuda_graph: bool = False
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1, not {self.threads}")
+        if self.device_id < 0:
+            raise UserError(f"--device-id must be 0 or more, not {self.device_id}")
+        if self.cudnn_conv_algo_search is not None:
+            self.cudnn_conv_algo_search = self.cudnn_conv_algo_search.upper()
+            if self.cudnn_conv_algo_search not in CONV_ALGO_SEARCH:
+                raise UserError(f"unknown --cudnn-conv-algo-search {self.cudnn_conv_algo_search!r}: "
+                                f"use one of {', '.join(CONV_ALGO_SEARCH)}")
+        if self.arena_extend_strategy is not None and self.arena_extend_strategy not in ARENA_STRATEGIES:
+            raise UserError(f"unknown --arena-extend-strategy {self.arena_extend_strategy!r}: "
+                            f"use one of {', '.join(ARENA_STRATEGIES)}")
+
+    def cuda(self) -> dict[str, str]:
+        options = {"device_id": str(self.device_id)}
+        if self.cudnn_conv_algo_search:
+            options["cudnn_conv_algo_search"] = self.cudnn_conv_algo_search
+        if self.arena_extend_strategy:
+            options["arena_extend_strategy"] = self.arena_extend_strategy
+        if self.prefer_nhwc is not None:
+            options["prefer_nhwc"] = str(int(self.prefer_nhwc))
+        if self.cuda_graph:
+            options["enable_cuda_graph"] = "1"
+        return options
+
+    def tensorrt(self) -> dict[str, str]:
+        options = {"device_id": str(self.device_id), "trt_fp16_enable": str(self.trt_fp16)}
+        if self.trt_cache_dir is not None:
+            self.trt_cache_dir.mkdir(parents=True, exist_ok=True)
+            options.update(trt_engine_cache_enable="True", trt_engine_cache_path=str(self.trt_cache_dir),
+                           trt_timing_cache_enable="True", trt_timing_cache_path=str(self.trt_cache_dir))
+        if self.cuda_graph:
+            options["trt_cuda_graph_enable"] = "True"
+        return options
+
+    def providers(self, provider: str) -> list[Any]:
+        """The list handed to ``InferenceSession``: CUDA and TensorRT keep CPU for the few
+        nodes they do not implement (shape arithmetic), as ONNX Runtime intends."""
+        if provider == "cpu":
+            return ["CPUExecutionProvider"]
+        cuda = ("CUDAExecutionProvider", self.cuda())
+        if provider == "cuda":
+            return [cuda, "CPUExecutionProvider"]
+        return [("TensorrtExecutionProvider", self.tensorrt()), cuda, "CPUExecutionProvider"]
+
+
+@dataclass
+class Session:
+    """An ONNX Runtime session and the provider that really runs it."""
+
+    ort: Any
+    provider: str
+    requested: str
+    active: list[str]
+    create_ms: float
+    options: ProviderOptions
+    passed_over: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def device(self) -> str:
+        """Where bound inputs and outputs live: ``cpu`` or ``cuda``."""
+        return "cpu" if self.provider == "cpu" else "cuda"
+
+    @property
+    def inputs(self) -> list[dict[str, Any]]:
+        return [_describe(value) for value in self.ort.get_inputs()]
+
+    @property
+    def outputs(self) -> list[dict[str, Any]]:
+        return [_describe(value) for value in self.ort.get_outputs()]
+
+    def summary(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"provider": self.provider, "requested_provider": self.requested,
+                                "session_providers": self.active}
+        if self.passed_over:
+            data["passed_over"] = self.passed_over
+        return data
+
+    def run(self, feeds: dict[str, Any]) -> list[Any]:
+        check_feeds(self.inputs, feeds)
+        return self.ort.run(None, feeds)
+
+
+def _describe(value: Any) -> dict[str, Any]:
+    shape = [d if isinstance(d, int) else (d or "?") for d in value.shape]
+    return {"name": value.name, "shape": shape, "dtype": _ORT_TYPES.get(value.type, value.type)}
+
+
+def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptions | None = None) -> Session:
+    """A session on ``provider`` (cpu, cuda, tensorrt or auto), or ``EnvironmentProblem``."""
+    options = options or ProviderOptions()
+    if provider not in CHOICES:
+        raise UserError(f"unknown provider {provider!r}: use one of {', '.join(CHOICES)}")
+    if provider != "auto":
+        return _create(Path(path), provider, options, provider)
+    passed_over = []
+    for candidate in AUTO_ORDER:
+        try:
+            session = _create(Path(path), candidate, options, "auto")
+        except EnvironmentProblem as exc:
+            passed_over.append({"provider": candidate, "reason": str(exc)})
+            continue
+        session.passed_over = passed_over
+        return session
+    raise EnvironmentProblem("no provider could run this model: "
+                             + "; ".join(f"{p['provider']}: {p['reason']}" for p in passed_over))
+
+
+def _create(path: Path, provider: str, options: ProviderOptions, requested: str) -> Session:
+    import onnxruntime as ort
+
+    from .env import debug
+
+    wanted = PROVIDERS[provider]
+    if wanted not in ort.get_available_providers():
+        raise EnvironmentProblem(
+            f"{_build()} has no {wanted} (it offers {', '.join(ort.get_available_providers())}); "
+            + _advice(provider, missing_build=True))
+    if provider != "cpu":
+        _preload()
+    session_options = ort.SessionOptions()
+    session_options.log_severity_level = 1 if debug() else 3
+    if options.threads is not None:
+        session_options.intra_op_num_threads = options.threads
+    start = time.perf_counter()
+    with _captured_stderr() as log:
+        try:
+            session = ort.InferenceSession(str(path), session_options, providers=options.providers(provider))
+        except Exception as exc:
+            session, error = None, _one_line(str(exc))
+    create_ms = (time.perf_counter() - start) * 1000
+    if debug() and log.text:
+        sys.stderr.write(log.text)
+    if session is None:
+        if provider == "cpu" or "INVALID_PROTOBUF" in error or "NO_SUCHFILE" in error:
+            raise UserError(f"cannot load {path} with ONNX Runtime: {error}")
+        raise EnvironmentProblem(f"{wanted} failed to create a session ({error}); {_advice(provider)}")
+    active = session.get_providers()
+    if active[0] != wanted:
+        reason = _load_failure(log.text) or f"the session runs on {', '.join(active)}"
+        raise EnvironmentProblem(f"{wanted} is installed ({_build()}) but did not load: {reason}; "
+                                 + _advice(provider))
+    return Session(ort=session, provider=provider, requested=requested, active=active,
+                   create_ms=round(create_ms, 3), options=options)
+
+
+def _build() -> str:
+    import onnxruntime as ort
+
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+
+        package, cuda = info.package_name, getattr(info, "cuda_version", None)
+    except ImportError:
+        package, cuda = "onnxruntime", None
+    return f"{package} {ort.__version__}" + (f" built for CUDA {cuda}" if cuda else "")
+
+
+def _advice(provider: str, missing_build: bool = False) -> str:
+    if missing_build:
+        return ("install the GPU build instead of the CPU one (`pip uninstall onnxruntime && "
+                "pip install onnxruntime-gpu`), or use --provider cpu")
+    if provider == "tensorrt":
+        return ("install TensorRT 10 (`pip install tensorrt`, or libnvinfer on LD_LIBRARY_PATH) "
+                "next to the CUDA and cuDNN libraries, or use --provider cuda")
+    return ("check the NVIDIA driver with `nvidia-smi` and install the CUDA and cuDNN 9 libraries "
+            "onnxruntime-gpu was built for (`pip install \"onnxruntime-gpu[cuda,cudnn]\"`), "
+            "or use --provider cpu")
+
+
+_PRELOADED = False
+
+
+def _preload() -> None:
+    """Load CUDA and cuDNN from pip's nvidia packages (or torch's) before the first GPU session."""
+    global _PRELOADED
+    if _PRELOADED:
+        return
+    import onnxruntime as ort
+
+    _PRELOADED = True
+    if hasattr(ort, "preload_dlls"):  # onnxruntime >= 1.21
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints warnings; stdout is for --json
+            try:
+                ort.preload_dlls()
+            except Exception:  # a missing library shows up as the provider failing to load
+                pass
+
+
+@dataclass
+class _Log:
+    text: str = ""
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[_Log]:
+    """Capture what ONNX Runtime's C++ logger writes to fd 2 while a session is created.
+
+    The default logger reports provider load failures there, whatever the session's log
+    level; zoo turns them into its one-line error instead (ZOO_DEBUG=1 shows them).
+    """
+    log = _Log()
+    printed = io.StringIO()  # its Python layer prints provider fallbacks to stdout, which is for --json
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(printed):
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            log.text = sink.read().decode(errors="replace") + printed.getvalue()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _load_failure(text: str) -> str:
+    """The reason a provider library did not load, from ONNX Runtime's log."""
+    text = _ANSI.sub("", text)
+    found = re.search(r"with error: ([^\n]+)", text)
+    if found:
+        return found.group(1).strip()
+    found = re.search(r"Failed to create \w+ExecutionProvider\. ([^\n]+?)(?: Please|$)", text)
+    return found.group(1).strip() if found else ""
+
+
+def _one_line(text: str) -> str:
+    lines = [_ANSI.sub("", line).strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else "unknown error"
+
+
+# -- inputs and outputs ---------------------------------------------------------------------
+def expected(inputs: Sequence[dict[str, Any]]) -> str:
+    """The model's inputs in words, for error messages."""
+    return ", ".join(f"{i['name']!r} {i['dtype']} [{', '.join(map(str, i['shape']))}]" for i in inputs)
+
+
+def check_feeds(inputs: Sequence[dict[str, Any]], feeds: dict[str, Any]) -> None:
+    """A one-line ``UserError`` unless ``feeds`` match the model's input names, dtypes and shapes."""
+    names = [i["name"] for i in inputs]
+    if sorted(feeds) != sorted(names):
+        raise UserError(f"got inputs {sorted(feeds)} but the model expects {expected(inputs)}")
+    for spec in inputs:
+        array = feeds[spec["name"]]
+        shape_ok = len(array.shape) == len(spec["shape"]) and all(
+            not isinstance(want, int) or want == got for want, got in zip(spec["shape"], array.shape, strict=False))
+        if not shape_ok or str(array.dtype) != spec["dtype"]:
+            raise UserError(f"input {spec['name']!r} is {array.dtype} {list(array.shape)} but the model expects "
+                            f"{expected(inputs)}")
+
+
+def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[str, Any] | None) -> list[int]:
+    """``spec``'s shape with the batch and any other symbolic dimension filled in."""
+    shape = list(spec["shape"])
+    fallback = list(preprocessing.get("input_size", [])) if preprocessing else []
+    for i, dim in enumerate(shape):
+        if isinstance(dim, int) and dim > 0:
+            if i == 0 and batch is not None and dim != batch:
+                raise UserError(f"the model has a static batch of {dim}, not {batch}: use --batch {dim}, "
+                                "or pull it with --dynamic-batch")
+            continue
+        if i == 0:
+            shape[i] = batch or 1
+        elif len(fallback) == len(shape) - 1:
+            shape[i] = int(fallback[i - 1])
+        else:
+            raise UserError(f"input {spec['name']!r} has a free dimension {dim!r}: give the tensor "
+                            "with --input FILE.npy")
+    return shape
+
+
+def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
+                 preprocessing: dict[str, Any] | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
+    """Seeded random inputs of the model's shapes (normal for floats, zeros otherwise)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in inputs:
+        shape = concrete_shape(spec, batch, preprocessing)
+        if spec["dtype"].startswith("float"):
+            feeds[spec["name"]] = rng.standard_normal(shape).astype(spec["dtype"])
+        else:
+            feeds[spec["name"]] = np.zeros(shape, dtype=spec["dtype"])
+    return feeds
+
+
+def read_feeds(path: str | Path, inputs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Inputs from a ``.npy`` file (the single input) or ``.npz`` (arrays named as the inputs)."""
+    import numpy as np
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"input file not found: {path}")
+    if file.suffix not in (".npy", ".npz"):
+        raise UserError(f"--input takes a .npy or .npz file, not {file.name}")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except Exception as exc:
+        raise UserError(f"cannot read {path} as a numpy file: {_one_line(str(exc))}") from None
+    if file.suffix == ".npy":
+        if len(inputs) != 1:
+            raise UserError(f"the model has several inputs ({expected(inputs)}): give an .npz with one array each")
+        feeds = {inputs[0]["name"]: loaded}
+    else:
+        with loaded:
+            arrays = {key: loaded[key] for key in loaded.files}
+        if len(inputs) == 1 and len(arrays) == 1:
+            feeds = {inputs[0]["name"]: next(iter(arrays.values()))}
+        else:
+            feeds = arrays
+    check_feeds(inputs, feeds)
+    return feeds
+
+
+def write_outputs(path: str | Path, outputs: Sequence[dict[str, Any]], values: Sequence[Any]) -> Path:
+    import numpy as np
+
+    file = Path(path).expanduser()
+    if file.suffix != ".npz":
+        raise UserError(f"--output writes an .npz file, not {file.name}")
+    if not file.parent.is_dir():
+        raise UserError(f"cannot write {path}: directory {file.parent} does not exist")
+    np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
+    return file
+
+
+def top_k(logits: Any, labels: Sequence[str] | None, k: int) -> list[list[dict[str, Any]]]:
+    """Per row of ``logits``, the ``k`` best classes with softmax scores."""
+    import numpy as np
+
+    scores = np.asarray(logits, dtype=np.float64)
+    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+    scores /= scores.sum(axis=1, keepdims=True)
+    named = labels if labels and len(labels) == scores.shape[1] else None
+    rows = []
+    for row in scores:
+        best = np.argsort(-row, kind="stable")[:k]
+        rows.append([{"index": int(i), "label": named[i] if named else None, "score": float(row[i])}
+                     for i in best])
+    return rows
+
+
+def summarize(spec: dict[str, Any], value: Any) -> dict[str, Any]:
+    import numpy as np
+
+    data = {"name": spec["name"], "shape": list(value.shape), "dtype": str(value.dtype)}
+    if value.size and np.issubdtype(value.dtype, np.number):
+        data.update(min=float(value.min()), max=float(value.max()), mean=float(value.mean()))
+    if value.size <= 16:
+        data["values"] = value.tolist()
+    return data
+
+
+# -- what to run ------------------------------------------------------------------------------
+@dataclass
+class Target:
+    """A model file and its metadata: a store entry or a bare ``.onnx`` file."""
+
+    path: Path
+    metadata: dict[str, Any]
+    entry: Any = None
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return self.metadata.get("preprocessing") or {}
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.metadata.get("labels")
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.metadata.get("name") or self.path.name, "ref": self.metadata.get("ref"),
+                "path": str(self.path), "key": self.entry.key if self.entry else None,
+                "dtype": (self.metadata.get("recipe") or {}).get("dtype")}
+
+
+def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
+    """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss).
+
+    A stored entry whose files no longer match their recorded sizes and hashes is refused.
+    """
+    from . import api
+    from .metadata import read_props
+    from .store import Store
+
+    selection = {k: v for k, v in (selection or {}).items() if v is not None}
+    if name.endswith(".onnx"):
+        file = Path(name).expanduser()
+        if not file.is_file():
+            raise UserError(f"no such file: {name}")
+        try:
+            metadata = read_props(file)
+        except Exception as exc:
+            raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
+        return Target(path=file.resolve(), metadata=metadata)
+    store = Store()
+    try:
+        entry = api.find(name, store=store, **selection)
+    except NotInStoreError:
+        entry = api.pull(name, store=store, **selection).entry
+    problems = store.verify(entry)
+    if problems:
+        raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
+                             f"repair it with `zoo pull --force {name}`")
+    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
+
+
+def trt_cache_dir(target: Target) -> Path:
+    """TensorRT engines live under the store, per model file."""
+    from .env import home
+
+    key = target.entry.key if target.entry else target.path.stem
+    return home() / "tensorrt" / key
+
+
+def run(
+    target: Target,
+    provider: str = "cpu",
+    images: Sequence[str | Path] = (),
+    input_file: str | Path | None = None,
+    output_file: str | Path | None = None,
+    topk: int = 5,
+    batch: int | None = None,
+    options: ProviderOptions | None = None,
+) -> dict[str, Any]:
+    """Run ``target`` once on images, a tensor file or a random input; describe what ran."""
+    from . import images as image_io
+
+    if images and input_file:
+        raise UserError("give images (--image) or a tensor (--input), not both")
+    if topk < 1:
+        raise UserError(f"--topk must be at least 1, not {topk}")
+    options = options or ProviderOptions()
+    if provider == "tensorrt" and options.trt_cache_dir is None:
+        options.trt_cache_dir = trt_cache_dir(target)
+    if options.cudnn_conv_algo_search is None:
+        options.cudnn_conv_algo_search = "HEURISTIC"  # one run: timing every algorithm costs more than it saves
+    session = open_session(target.path, provider, options)
+    inputs = session.inputs
+    if images:
+        if len(inputs) != 1:
+            raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")
+        if not target.preprocessing:
+            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: give a tensor with --input")
+        feeds = {inputs[0]["name"]: image_io.batch(images, target.preprocessing).astype(inputs[0]["dtype"])}
+        source = {"kind": "images", "files": [str(p) for p in images]}
+    elif input_file:
+        feeds = read_feeds(input_file, inputs)
+        source = {"kind": "file", "file": str(input_file)}
+    else:
+        feeds = random_feeds(inputs, batch, target.preprocessing)
+        source = {"kind": "random", "seed": RANDOM_SEED, "distribution": "normal"}
+    source.update(shapes={k: list(v.shape) for k, v in feeds.items()})
+    check_feeds(inputs, feeds)
+    start = time.perf_counter()
+    values = session.ort.run(None, feeds)
+    run_ms = (time.perf_counter() - start) * 1000
+    outputs = session.outputs
+    result: dict[str, Any] = {**target.summary(), **session.summary(), "input": source,
+                              "session_create_ms": session.create_ms, "run_ms": round(run_ms, 3)}
+    first = values[0]
+    if first.ndim == 2 and first.shape[1] > 1 and first.dtype.kind == "f":
+        result["predictions"] = top_k(first, target.labels, topk)
+    result["outputs"] = [summarize(spec, value) for spec, value in zip(outputs, values, strict=True)]
+    if output_file:
+        result["output_file"] = str(write_outputs(output_file, outputs, values))
+    return result
