@@ -40,6 +40,16 @@ def is_lfs(path: str) -> bool:
     return path.endswith(LFS_SUFFIXES)
 
 
+def card_data(readme: bytes) -> dict[str, str]:
+    """The model card's YAML front matter, flat ``key: value`` lines only (enough for tests)."""
+    text = readme.decode("utf-8", "replace")
+    if not text.startswith("---\n") or "\n---" not in text[4:]:
+        return {}
+    front = text[4:text.index("\n---", 4)]
+    pairs = (line.split(":", 1) for line in front.splitlines() if ":" in line and not line.startswith(" "))
+    return {key.strip(): value.strip() for key, value in pairs if value.strip()}
+
+
 @dataclass
 class Repo:
     private: bool = False
@@ -186,7 +196,8 @@ class Handler(BaseHTTPRequestHandler):
                     sibling["blobId"] = git_blob_sha1(data)
                 siblings.append(sibling)
             return self._json(200, {"id": repo_id, "modelId": repo_id, "sha": oid, "private": repo.private,
-                                    "siblings": siblings, "tags": []})
+                                    "siblings": siblings, "tags": [],
+                                    "cardData": card_data(repo.commits[oid].get("README.md", b""))})
         if self.command == "POST" and rest and rest[0] == "preupload":
             if self._repo(repo_id, write=True) is None:
                 return

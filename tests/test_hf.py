@@ -107,6 +107,16 @@ def test_bad_name_fails_before_any_request(hf, server: HubServer) -> None:
     assert hub_requests(server) == []
 
 
+def test_an_unreachable_hub_is_an_environment_error(hf) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = hf("pull", "hf:acme/tiny", check=False, HF_ENDPOINT=f"http://127.0.0.1:{port}")
+    assert proc.returncode == 4 and "cannot reach the Hub" in proc.stderr
+
+
 def test_pull_pins_the_revision_and_checks_hashes(hf, server: HubServer) -> None:
     config = json.dumps(TIMM_CONFIG).encode()
     first = server.hub.commit("acme/tiny", {"model.onnx": tiny_model(0).SerializeToString(), "config.json": config})
@@ -194,6 +204,7 @@ def test_external_data_and_model_paths(hf, server: HubServer, tmp_path: Path, ho
     server.hub.commit("acme/big", {f"onnx/{name}": data for name, data in files.items()}
                       | {"onnx/model_fp16.onnx": tiny_model(3).SerializeToString(),
                          "preprocessor_config.json": json.dumps(processor).encode(),
+                         "README.md": b"---\nlicense: apache-2.0\nlibrary_name: onnx\n---\n# big\n",
                          "config.json": json.dumps({"id2label": {"1": "b", "0": "a", "2": "c"}}).encode()})
 
     proc = hf("pull", "hf:acme/big", check=False)
@@ -210,6 +221,7 @@ def test_external_data_and_model_paths(hf, server: HubServer, tmp_path: Path, ho
     assert metadata["preprocessing_from"] == "preprocessor_config.json"
     assert metadata["preprocessing"]["resize"] == 40 and metadata["preprocessing"]["interpolation"] == "bicubic"
     assert metadata["labels"] == ["a", "b", "c"]
+    assert metadata["license"] == "apache-2.0"  # from the model card
     reference = ort.InferenceSession(tiny_model(2).SerializeToString(), providers=["CPUExecutionProvider"])
     want = reference.run(None, {"input": np.ones((2, 3, 32, 32), np.float32)})[0]
     np.testing.assert_allclose(run_model(entry / "model.onnx"), want, rtol=1e-6)

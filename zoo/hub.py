@@ -123,10 +123,24 @@ def hub_errors(what: str) -> Iterator[None]:
             raise EnvironmentProblem(f"the Hub refused access to {what} (HTTP {status}): {login} "
                                      "with a token that may read (pull) or write (push) it") from None
         raise EnvironmentProblem(f"the Hub failed for {what}: {_first_line(exc)}") from None
-    except (OSError, ConnectionError) as exc:  # httpx connection errors, timeouts, full disks
+    except (ConnectionError, TimeoutError, *_transport_errors()) as exc:
         raise EnvironmentProblem(f"cannot reach the Hub for {what} ({type(exc).__name__}: "
                                  f"{_first_line(exc)}); check the network or use ZOO_OFFLINE=1 "
                                  "for cached models") from None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network failures of the HTTP library huggingface_hub uses (it changed across versions)."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
 
 
 def _first_line(exc: BaseException) -> str:

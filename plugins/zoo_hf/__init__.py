@@ -123,6 +123,8 @@ class HfSource(Source):
         inputs, outputs, nodes = describe(directory / MODEL_FILE)
         model_sha = file_sha256(directory / MODEL_FILE)
         described = _describe(found, model_sha, inputs, outputs, say)
+        if not described.get("license") and remote.license:
+            described["license"] = remote.license
         return {
             "weights": {
                 "tag": spec.weights,
@@ -167,9 +169,12 @@ class Remote:
         self.commit: str | None = ref.revision if ref.revision and _COMMIT.fullmatch(ref.revision) else None
         self.listing: dict[str, Any] | None = None  # path -> RepoSibling, unknown offline
         self.verified: dict[str, str] = {}
+        self.license: str | None = None  # from the model card's metadata, when online
         if not local_only:
             info = HfApi().model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
             self.commit = info.sha
+            card_license = getattr(info.card_data, "license", None) if info.card_data else None
+            self.license = card_license if isinstance(card_license, str) else None
             self.listing = {s.rfilename: s for s in info.siblings or []}
 
     def default_model(self) -> str:
