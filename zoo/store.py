@@ -228,7 +228,7 @@ class Store:
                 if tmp is not None:
                     shutil.rmtree(tmp, ignore_errors=True)
                 if _is_write_error(exc, full):
-                    raise _as_write_error(exc, self.root, full) from None
+                    raise _as_write_error(exc, self.root) from None
                 raise
             if winner is not None:
                 return winner, False
@@ -269,7 +269,7 @@ class Store:
                 self._discard(directory)
         except OSError as exc:
             if _is_write_error(exc, False):
-                raise _as_write_error(exc, self.root, False) from None
+                raise _as_write_error(exc, self.root) from None
             raise
         return True
 
@@ -303,7 +303,7 @@ class Store:
                 stale = age > max_age_s or (host == _host() and not _alive(pid))
             if not stale:
                 continue
-            contained(self.root, path)
+            contained(self.root, path.parent)  # the link itself is not followed: only it goes
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -417,11 +417,11 @@ def _is_write_error(exc: BaseException, full: bool) -> bool:
     return _os_error(exc) is not None or (full and isinstance(exc, Exception))
 
 
-def _as_write_error(exc: BaseException, root: Path, full: bool) -> StoreWriteError:
+def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     """A one-line error for a store that refused a write (full, read-only, no permission)."""
     cause = _os_error(exc)
     reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
-    if full and (cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):
+    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         advice = "free some space (`zoo rm`, `zoo gc`) or point ZOO_HOME at a bigger disk"
     else:
         advice = "make it writable or point ZOO_HOME at a writable directory"

@@ -1,0 +1,331 @@
+"""Reliability of the store under real faults: concurrent writers, SIGKILL, corruption,
+read-only and full filesystems. Real processes, real signals, real files and mounts.
+
+Each test is listed with the guarantee it proves in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli, zoo_env
+
+from zoo.errors import IntegrityError
+from zoo.store import MODEL_FILE, Store, StoreWriteError, _host
+
+# The cheapest real export: ~3 s on one core.
+SMALL = ("torchvision:mobilenet_v3_small", "--weights", "none", "--exporter", "torchscript")
+RESNET = ("resnet18", "--weights", "none")
+
+
+# -- helpers shared with test_reliability_inputs.py ------------------------------------------
+def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
+    """The single stderr line of a failed command, after checking the error contract."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert lines[0].startswith("zoo: ")
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def store_files(root: Path) -> dict[str, bytes]:
+    """Every file under models/ with its content: what "entries intact" means."""
+    models = root / "models"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()}
+
+
+def entry_dirs(root: Path) -> list[str]:
+    models = root / "models"
+    return sorted(p.name for p in models.iterdir()) if models.is_dir() else []
+
+
+def temp_dirs(root: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(root / "tmp"))
+    except FileNotFoundError:
+        return []
+
+
+def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "zoo", *args], env=env, cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+Results = list[tuple[int, str, str]]
+
+
+def watch(procs: list[subprocess.Popen[str]], root: Path, timeout: float = 400) -> tuple[Results, set[str], int]:
+    """Wait for ``procs`` while sampling the store's temp dir.
+
+    Returns (returncode, stdout, stderr) per process, every temp dir name seen, and the
+    most temp dirs seen at once (how many exports ran side by side).
+    """
+    seen: set[str] = set()
+    most = 0
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in procs):
+        names = [n for n in temp_dirs(root) if not n.startswith("trash.")]
+        seen.update(names)
+        most = max(most, len(names))
+        if time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+            raise AssertionError("concurrent pulls did not finish")
+        time.sleep(0.02)
+    return [(p.returncode, *p.communicate()) for p in procs], seen, most
+
+
+def assert_one_intact_entry(root: Path, results: Results) -> dict:
+    assert [rc for rc, _, _ in results] == [0] * len(results), [err for _, _, err in results]
+    outs = [json.loads(out) for _, out, _ in results]
+    assert len(entry_dirs(root)) == 1
+    assert temp_dirs(root) == []
+    stored = json.loads(run_cli("verify", "--json", env=zoo_env(root)).stdout)
+    assert stored["ok"] is True and len(stored["entries"]) == 1
+    entry = json.loads(run_cli("list", "--json", env=zoo_env(root)).stdout)[0]
+    # Every process reports the entry that is in the store, not its own copy.
+    assert {o["sha256"] for o in outs} == {entry["sha256"]}
+    assert {o["path"] for o in outs} == {entry["path"]}
+    return {"outs": outs, "entry": entry}
+
+
+def _mount(*args: str) -> None:
+    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount here ({proc.stderr.strip()}): needs root with CAP_SYS_ADMIN")
+
+
+@contextmanager
+def mounted(*args: str, target: Path) -> Iterator[None]:
+    """``mount ARGS TARGET`` (a real filesystem) for the duration of the block."""
+    _mount(*args, str(target))
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+@contextmanager
+def read_only(target: Path) -> Iterator[None]:
+    """``target`` bind-mounted read-only onto itself: refuses writes even to root, unlike chmod."""
+    _mount("--bind", str(target), str(target))
+    try:
+        _mount("-o", "remount,bind,ro", str(target))
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+# -- 1. concurrent pulls ------------------------------------------------------------------------
+@pytest.mark.slow
+def test_four_concurrent_pulls_export_once(home: Path) -> None:
+    env = zoo_env(home)
+    results, seen, most = watch([start("pull", *SMALL, "--json", env=env) for _ in range(4)], home)
+    checked = assert_one_intact_entry(home, results)
+    assert sorted(o["cached"] for o in checked["outs"]) == [False, True, True, True]
+    assert len(seen) == 1 and most == 1  # one temp dir ever: the model was exported once
+
+
+@pytest.mark.slow
+def test_concurrent_pulls_without_locking_stay_correct(home: Path) -> None:
+    """Two writers told not to lock (ZOO_NO_LOCK=1) and two that cannot (``locks`` is a file,
+    so the lock dir cannot be created): all export, the first rename wins, all agree."""
+    home.mkdir(parents=True)
+    (home / "locks").write_text("not a directory")
+    envs = [zoo_env(home, ZOO_NO_LOCK="1")] * 2 + [zoo_env(home)] * 2
+    results, seen, most = watch([start("pull", *SMALL, "--json", env=env) for env in envs], home)
+    checked = assert_one_intact_entry(home, results)
+    assert [o["cached"] for o in checked["outs"]].count(False) == 1
+    assert most >= 2, "the writers did not overlap, so the race was not exercised"
+    assert (home / "locks").read_text() == "not a directory"
+
+
+def test_rename_race_returns_the_winner_and_discards_the_copy(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic version of the race: while one writer is producing, another finishes."""
+    monkeypatch.setenv("ZOO_NO_LOCK", "1")
+    store = Store(home)
+    key = "0123456789abcdef0123"
+
+    def produce_as(label: bytes, inner: bool):
+        def produce(directory: Path) -> dict:
+            (directory / MODEL_FILE).write_bytes(label)
+            if inner:  # the other writer completes first
+                store.create(key, produce_as(b"winner", inner=False))
+            return {"name": label.decode()}
+        return produce
+
+    entry, created = store.create(key, produce_as(b"loser", inner=True))
+    assert created is False
+    assert entry.model_path.read_bytes() == b"winner" and entry.name == "winner"
+    assert temp_dirs(home) == []
+    assert store.verify(entry) == []
+
+
+# -- 2. killed mid-export -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sigkill_mid_export_leaves_nothing_usable(home: Path, zoo) -> None:
+    proc = start("pull", *SMALL, env=zoo_env(home))
+    deadline = time.monotonic() + 300
+    half_written = None
+    while half_written is None:  # kill once model.onnx exists but the entry is not complete
+        assert proc.poll() is None, f"pull ended before it could be killed: {proc.communicate()}"
+        assert time.monotonic() < deadline
+        half_written = next(iter((home / "tmp").glob(f"*/{MODEL_FILE}")), None) if (home / "tmp").is_dir() else None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+    assert entry_dirs(home) == []
+    stale = temp_dirs(home)
+    assert len(stale) == 1
+    assert json.loads(zoo("list", "--json").stdout) == []
+    assert json.loads(zoo("verify", "--json").stdout) == {"ok": True, "entries": []}
+    one_line_error(zoo("info", *SMALL, check=False), 1, "not in the store")
+
+    # The next write cleans the dead writer's temp dir, and the lock died with the process.
+    out = json.loads(zoo("pull", *SMALL, "--json").stdout)
+    assert out["cached"] is False
+    assert temp_dirs(home) == []
+    assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
+
+
+def test_gc_removes_dead_and_old_temp_dirs_only(home: Path, zoo, tmp_path: Path) -> None:
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    key = "0123456789abcdef0123"
+    dead = tmp / f"{key}.{finished.pid}@{_host()}.a1"
+    live = tmp / f"{key}.{os.getpid()}@{_host()}.b2"
+    elsewhere = tmp / f"{key}.{finished.pid}@some-other-host.c3"  # cannot judge its pid: age only
+    old = tmp / f"{key}.{os.getpid()}@{_host()}.d4"
+    for directory in (dead, live, elsewhere, old):
+        directory.mkdir()
+        (directory / MODEL_FILE).write_bytes(b"half")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    link = tmp / f"{key}.{finished.pid}@{_host()}.e5"
+    link.symlink_to(outside)
+
+    out = json.loads(zoo("gc", "--json").stdout)
+    assert sorted(Path(p).name for p in out["removed"]) == sorted([dead.name, old.name, link.name])
+    assert sorted(temp_dirs(home)) == sorted([live.name, elsewhere.name])
+    assert (outside / "keep.txt").read_text() == "keep"  # a link is removed, never followed
+    assert json.loads(zoo("gc", "--json").stdout) == {"removed": []}
+
+
+# -- 3. corruption ------------------------------------------------------------------------------
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+CORRUPTIONS = {
+    "flipped byte": (MODEL_FILE, _flip_byte, "model.onnx: sha256 mismatch"),
+    "truncated": (MODEL_FILE, _truncate, "model.onnx: size"),
+    "missing zoo.json": ("zoo.json", Path.unlink, "zoo.json missing"),
+    "invalid zoo.json": ("zoo.json", lambda p: p.write_text("{ not json"), "unreadable zoo.json"),
+    "zoo.json not metadata": ("zoo.json", lambda p: p.write_text("[1, 2]"), "invalid zoo.json"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_verify_reports_corruption_and_list_keeps_the_rest(copy_store: Path, zoo, case: str) -> None:
+    (key,) = entry_dirs(copy_store)
+    intact = copy_store / "models" / ("f" * 20)
+    shutil.copytree(copy_store / "models" / key, intact)  # a second, healthy entry
+    file, corrupt, problem = CORRUPTIONS[case]
+    corrupt(copy_store / "models" / key / file)
+
+    proc = zoo("verify", check=False)
+    assert proc.returncode == 3
+    assert problem in proc.stdout and "ok" in proc.stdout
+    report = json.loads(zoo("verify", "--json", check=False).stdout)
+    assert report["ok"] is False
+    bad = [e for e in report["entries"] if e["problems"]]
+    assert [e["key"] for e in bad] == [key] and problem in bad[0]["problems"][0]
+    listed = json.loads(zoo("list", "--json").stdout)
+    assert intact.name in [row["key"] for row in listed]
+
+
+@pytest.mark.slow
+def test_unreadable_metadata_is_refused_then_repaired_by_force(copy_store: Path, zoo) -> None:
+    (key,) = entry_dirs(copy_store)
+    (copy_store / "models" / key / "zoo.json").write_text("{ not json")
+    one_line_error(zoo("pull", *RESNET, check=False), 3, "zoo pull --force")
+    one_line_error(zoo("info", *RESNET, check=False), 3, "zoo pull --force")
+    out = json.loads(zoo("pull", *RESNET, "--force", "--json").stdout)
+    assert out["cached"] is False and out["key"] == key
+    assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
+
+
+# -- 6. resources ---------------------------------------------------------------------------------
+def test_read_only_store_serves_hits_and_refuses_writes_in_one_line(copy_store: Path, zoo) -> None:
+    before = store_files(copy_store)
+    with read_only(copy_store):
+        assert json.loads(zoo("pull", *RESNET, "--json").stdout)["cached"] is True
+        assert len(json.loads(zoo("list", "--json").stdout)) == 1
+        one_line_error(zoo("pull", *SMALL, check=False), 4, "cannot write to the store", "Read-only")
+        one_line_error(zoo("rm", *RESNET, check=False), 4, "cannot write to the store")
+        assert json.loads(zoo("gc", "--json").stdout) == {"removed": []}
+        assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
+    assert store_files(copy_store) == before
+
+
+def test_store_write_errors_name_the_store_and_keep_entries(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process: the store's own mkdir on a read-only filesystem becomes a StoreWriteError."""
+    home.mkdir(parents=True)
+    with mounted("-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", target=home):
+        with pytest.raises(StoreWriteError, match="cannot write to the store .*Read-only"):
+            Store(home).create("0123456789abcdef0123", lambda d: {})
+
+
+@pytest.mark.slow
+def test_full_store_fails_cleanly_and_keeps_entries(resnet18_store: Path, tmp_path: Path) -> None:
+    root = tmp_path / "small-disk"
+    root.mkdir()
+    size = sum(p.stat().st_size for p in resnet18_store.rglob("*") if p.is_file())
+    with mounted("-t", "tmpfs", "-o", f"size={size + (4 << 20)}", "tmpfs", target=root):
+        shutil.copytree(resnet18_store, root, dirs_exist_ok=True)
+        before = store_files(root)
+        env = zoo_env(root)
+        proc = run_cli("pull", *SMALL, env=env, check=False)  # ~10 MB model, ~4 MB free
+        one_line_error(proc, 4, "cannot write to the store", "No space left on device", "free some space")
+        assert store_files(root) == before
+        assert temp_dirs(root) == []  # the partial export was removed, its space given back
+        assert json.loads(run_cli("verify", "--json", env=env).stdout)["ok"] is True
+        assert json.loads(run_cli("pull", *RESNET, "--json", env=env).stdout)["cached"] is True
+
+
+def test_integrity_error_from_store_get_is_one_line(home: Path) -> None:
+    store = Store(home)
+    key = "0123456789abcdef0123"
+    (home / "models" / key).mkdir(parents=True)
+    (home / "models" / key / "zoo.json").write_text("\x00\x01 garbage\nline two")
+    with pytest.raises(IntegrityError) as info:
+        store.get(key)
+    assert "\n" not in str(info.value) and "zoo pull --force" in str(info.value)
