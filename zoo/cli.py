@@ -212,8 +212,10 @@ def info(
         echo(f"{'labels':<14} {len(labels)}" + (f" ({', '.join(labels[:3])}, ...)" if labels else ""))
         validation = metadata.get("validation", {})
         if validation:
+            diff = validation.get("max_abs_diff")  # absent for ready files (no PyTorch reference)
             echo(f"{'validation':<14} passed={validation.get('passed')} "
-                 f"max_abs_diff={validation.get('max_abs_diff'):.3g}")
+                 + (f"max_abs_diff={diff:.3g}" if isinstance(diff, (int, float)) else
+                    f"parity={validation.get('parity', 'not run')}"))
         echo(f"{'stats':<14} {json.dumps(metadata.get('stats', {}))}")
 
     emit(metadata, json_, show)
@@ -253,7 +255,7 @@ def push(
     repo_id: Annotated[str, typer.Argument(help="The Hugging Face Hub repo to upload to: ORG/REPO.")],
     selection: dict[str, Any],
     private: Annotated[bool, typer.Option(help="Create the repo private (when it does not exist yet).")] = False,
-    revision: Annotated[str | None, typer.Option(help="Branch to commit to (created if missing; default main).")] = None,
+    revision: Annotated[str | None, typer.Option(help="Branch to commit to (made if missing; default main).")] = None,
     message: Annotated[str | None, typer.Option(help="Commit message.")] = None,
     json_: JsonFlag = False,
 ) -> None:
