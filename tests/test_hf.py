@@ -141,6 +141,7 @@ def test_pull_pins_the_revision_and_checks_hashes(hf, server: HubServer) -> None
     assert metadata["inputs"][0]["shape"] == ["batch", 3, 32, 32]
     assert metadata["validation"]["passed"] is True and metadata["exporter"] is None
     assert run_model(path).shape == (2, 3)
+    assert "parity=not run" in hf("info", f"hf:acme/tiny@{first}").stdout
 
     latest = json.loads(hf("pull", "hf:acme/tiny", "--json").stdout)
     latest_meta = json.loads((Path(latest["path"]).parent / "zoo.json").read_text())
@@ -157,6 +158,16 @@ def test_pull_pins_the_revision_and_checks_hashes(hf, server: HubServer) -> None
     assert proc.returncode == 1 and "no Hub repo acme/missing" in proc.stderr
     proc = hf("pull", "hf:acme/tiny", "--opset", "17", check=False)
     assert proc.returncode == 1 and "--opset cannot apply" in proc.stderr
+
+
+def test_run_uses_the_pulled_labels(hf, server: HubServer, tmp_path: Path) -> None:
+    server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString(),
+                                    "config.json": json.dumps(TIMM_CONFIG).encode()})
+    np.save(tmp_path / "x.npy", np.ones((1, 3, 32, 32), np.float32))
+    out = json.loads(hf("run", "hf:acme/tiny", "--input", str(tmp_path / "x.npy"), "--json").stdout)
+    want = int(np.argmax(run_model(Path(out["path"]))[0]))
+    assert out["predictions"][0][0]["index"] == want
+    assert out["predictions"][0][0]["label"] == TIMM_CONFIG["label_names"][want]
 
 
 def test_a_sha_mismatch_is_refused_and_not_kept(hf, server: HubServer, home: Path) -> None:
