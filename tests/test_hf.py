@@ -340,3 +340,20 @@ def test_configs_to_preprocessing() -> None:
     assert configs.from_timm_config({"architectures": ["BertModel"]}) is None
     assert configs.labels_from_config({"id2label": {"0": "x", "2": "z"}}) is None  # a gap: not a label list
     assert configs.for_input(["batch", 3, 64, 64]).crop == (64, 64)
+
+
+def test_download_progress_goes_to_the_spinner_line() -> None:
+    """huggingface_hub's xet reporter drives the bar class zoo hands it (HTTP downloads call ``update``)."""
+    from types import SimpleNamespace
+
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+
+    from zoo.hub import spinner_bar
+
+    said: list[str] = []
+    with XetDownloadProgressReporter(reconstruction_desc="x", total=10_000_000, log_level=20,
+                                     tqdm_class=spinner_bar(said.append, "model.onnx")) as reporter:
+        reporter.update_progress(SimpleNamespace(
+            total_bytes_completed=5_000_000, total_transfer_bytes_completed=3_000_000, total_bytes=10_000_000,
+            total_bytes_completion_rate=1.0, total_transfer_bytes_completion_rate=1.0))
+    assert "downloading model.onnx: 5.0 MB of 10.0 MB" in said

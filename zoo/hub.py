@@ -85,6 +85,13 @@ def spinner_bar(say: Callable[[str], None], name: str) -> type:
         def close(self) -> None:
             return None
 
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            # The rest of tqdm's surface (set_postfix_str, refresh... as xet downloads call them):
+            # nothing to draw, the spinner line is the display.
+            if name.startswith("__"):
+                raise AttributeError(name)
+            return lambda *args, **kwargs: None
+
     return SpinnerBar
 
 
