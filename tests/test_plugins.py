@@ -145,6 +145,15 @@ def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None
     assert "FAIL light" in human.stdout and "FAILED" in human.stdout
 
 
+def test_check_of_a_source_of_ready_onnx_files(tmp_path: Path) -> None:
+    env = plugin_env(tmp_path / "home", make_site(tmp_path, {"ready": ("zoo-test-fetch", "zoo_test_fetch")}))
+    data = json.loads(run_cli("plugins", "check", "ready", "--json", env=env).stdout)
+    steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
+    assert data["passed"] is True, data
+    assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "unknown", "fetch", "checker", "run"),
+                                  "pass")
+
+
 def test_check_of_a_broken_plugin_or_unknown_name(broken_env: dict[str, str]) -> None:
     proc = run_cli("plugins", "check", "raises", "--json", env=broken_env, check=False)
     report = json.loads(proc.stdout)["reports"][0]

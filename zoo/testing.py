@@ -116,7 +116,9 @@ def check_source(
     ``unknown`` (an unknown name gives None or ``UnknownModelError``-like ``ZooError``),
     ``build`` (a valid ``BuiltModel``), ``export`` (torch.onnx with the recipe, default
     ``auto``), ``checker`` (``onnx.checker`` full check) and ``parity`` (ONNX Runtime vs
-    PyTorch on a fresh input). ``model`` defaults to ``Source.example``, then to the
+    PyTorch on a fresh input). A source of ready ONNX files (``Source.fetch``) gets
+    ``fetch``, ``checker`` and ``run`` (ONNX Runtime on a random input) instead, with its
+    default weights rather than ``none``. ``model`` defaults to ``Source.example``, then to the
     first name of the catalogue. Recipe flags (``exporter="torchscript"``...) apply.
     """
     from .recipe import Recipe
@@ -165,10 +167,11 @@ def check_source(
         if "model" not in state:
             raise _Failed("no model to check (see catalogue)")
         ref = f"{name}:{state['model']}"
-        resolved = resolve_name(ref, weights="none", host=host, **recipe_flags)
+        weights = None if _fetches(state["source"]) else "none"  # ready files have no random init
+        resolved = resolve_name(ref, weights=weights, host=host, **recipe_flags)
         if resolved.spec.source != name:
             raise _Failed(f"{ref} resolved to source {resolved.spec.source!r}")
-        again = resolve_name(ref, weights="none", host=host, **recipe_flags)
+        again = resolve_name(ref, weights=weights, host=host, **recipe_flags)
         if again.key != resolved.key:
             raise _Failed(f"the cache key of {ref} is not stable ({resolved.key} then {again.key})")
         claim = state["source"].resolve(state["model"])
@@ -187,15 +190,20 @@ def check_source(
             claim = None
         if claim is not None:
             raise _Failed(f"resolve({UNKNOWN_NAME!r}) claimed it: return None for names you do not have")
-        spec = ModelSpec(name, UNKNOWN_NAME, "none")
+        spec = ModelSpec(name, UNKNOWN_NAME, getattr(source, "default_weights", "default"))
+        method = "fetch" if _fetches(source) else "build"
         try:
-            source.build(spec, Recipe())
+            with tempfile.TemporaryDirectory(prefix="zoo-check-unknown.") as scratch:
+                if method == "fetch":
+                    source.fetch(spec, Recipe(), Path(scratch), None)
+                else:
+                    source.build(ModelSpec(name, UNKNOWN_NAME, "none"), Recipe())
         except ZooError as exc:
-            return f"build raised {type(exc).__name__}: {exc}"
+            return f"{method} raised {type(exc).__name__}: {exc}"
         except Exception as exc:
-            raise _Failed(f"build of an unknown name raised {_one_line(exc)}: raise "
+            raise _Failed(f"{method} of an unknown name raised {_one_line(exc)}: raise "
                           "zoo.errors.UnknownModelError with a hint instead") from None
-        raise _Failed(f"build({UNKNOWN_NAME!r}) succeeded: it should raise UnknownModelError")
+        raise _Failed(f"{method}({UNKNOWN_NAME!r}) succeeded: it should raise UnknownModelError")
 
     def build() -> str:
         import torch
@@ -252,6 +260,36 @@ def check_source(
         result = compare(state["path"], example, expected)
         return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
 
+    def fetch() -> str:
+        from .export import MODEL_FILE
+
+        resolved = state["resolved"]
+        described = state["source"].fetch(resolved.spec, resolved.recipe, Path(state["dir"]), None)
+        if not isinstance(described, dict):
+            raise _Failed(f"fetch() returned {type(described).__name__}, not a dict of metadata")
+        path = Path(state["dir"]) / MODEL_FILE
+        if not path.is_file():
+            raise _Failed(f"fetch() wrote no {MODEL_FILE}")
+        json.dumps(described, default=str)
+        state["path"] = path
+        return f"{path.stat().st_size:,} bytes; metadata {', '.join(sorted(described)) or 'none'}"
+
+    def run_onnx() -> str:
+        import numpy as np
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(state["path"]), providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(1)
+        feeds = {}
+        for value in session.get_inputs():
+            shape = [d if isinstance(d, int) else 1 for d in value.shape]
+            dtype = np.float16 if "float16" in value.type else np.float32
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        outputs = session.run(None, feeds)
+        if not all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs):
+            raise _Failed("outputs contain NaN or inf on a random input")
+        return f"{len(outputs)} output(s) {[list(np.shape(o)) for o in outputs]} on ONNX Runtime CPU"
+
     with tempfile.TemporaryDirectory(prefix="zoo-check.") as directory:
         state["dir"] = directory
         run.step("plugin", plugin)
@@ -260,10 +298,15 @@ def check_source(
         run.step("catalogue", catalogue, needs=("plugin",))
         run.step("resolve", resolve, needs=("plugin",))
         run.step("unknown", unknown, needs=("plugin",))
-        run.step("build", build, needs=("resolve",))
-        run.step("export", export, needs=("build",))
-        run.step("checker", checker, needs=("export",))
-        run.step("parity", parity, needs=("export",))
+        if _fetches(state.get("source")):  # ready ONNX files: nothing to build or compare with
+            run.step("fetch", fetch, needs=("resolve",))
+            run.step("checker", checker, needs=("fetch",))
+            run.step("run", run_onnx, needs=("fetch",))
+        else:
+            run.step("build", build, needs=("resolve",))
+            run.step("export", export, needs=("build",))
+            run.step("checker", checker, needs=("export",))
+            run.step("parity", parity, needs=("export",))
     return report
 
 
@@ -282,6 +325,11 @@ def check_plugin(name: str, model: str | None = None, **kwargs: Any) -> list[Che
     if not info.sources:
         raise UnknownModelError(f"plugin {name!r} registers no source: nothing to check")
     return [check_source(source, model, **kwargs) for source in info.sources]
+
+
+def _fetches(source: Any) -> bool:
+    """Whether the source serves ready ONNX files (``Source.fetch``) instead of building."""
+    return callable(getattr(source, "fetch", None))
 
 
 def _heavy_imports(info: Any) -> list[str]:
