@@ -46,11 +46,16 @@ def resolve_name(
     weights: str | None = None,
     registry: str | Path | None = None,
     host: PluginHost | None = None,
+    options: dict[str, Any] | None = None,
     **recipe_flags: Any,
 ) -> Resolved:
-    """Resolve ``name`` and recipe flags to a spec, recipe and cache key."""
+    """Resolve ``name`` and recipe flags to a spec, recipe and cache key.
+
+    ``options``: source settings for a ``source:name`` ref (``{"arch": "timm:repvit_m0_9"}``
+    for ``local:PATH``), passed to the source's ``spec`` method.
+    """
     host = host or get_host()
-    return resolve(name, host, Registry.load(registry), weights, recipe_flags)
+    return resolve(name, host, Registry.load(registry), weights, recipe_flags, options)
 
 
 def pull(
@@ -60,11 +65,12 @@ def pull(
     force: bool = False,
     progress: Progress | None = None,
     store: Store | None = None,
+    options: dict[str, Any] | None = None,
     **recipe_flags: Any,
 ) -> PullResult:
     """The stored entry for ``name``, building and exporting it on a miss."""
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, **recipe_flags)
+    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
     if not force and (entry := store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
     produce = _producer(resolved, get_host(), progress)
@@ -78,14 +84,16 @@ def export(
     weights: str | None = None,
     registry: str | Path | None = None,
     progress: Progress | None = None,
+    options: dict[str, Any] | None = None,
     **recipe_flags: Any,
 ) -> Entry:
     """Export ``name`` into a directory of the user's choosing (``model.onnx`` + ``zoo.json``).
 
-    Files are written next to the target first and moved in when complete.
+    Files are written next to the target first and moved in when complete. ``options`` as
+    in ``resolve_name`` (``zoo export local:ckpt.pth --arch timm:repvit_m0_9``).
     """
     out = Path(out_dir).expanduser()
-    resolved = resolve_name(name, weights, registry, **recipe_flags)
+    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
     produce = _producer(resolved, get_host(), progress)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
@@ -113,7 +121,7 @@ def find(
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, **recipe_flags)
+    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
     entry = store.get(resolved.key)
     if entry is not None:
         return entry

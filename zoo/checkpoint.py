@@ -1,80 +1,97 @@
 """Loading weight files safely: safetensors, or pickles with ``weights_only=True``.
 
-A pickle that needs arbitrary code to load is refused; there is no unsafe fallback.
+The reading is timm's (``timm.models.load_state_dict``): safetensors files, training
+checkpoints (``{'model': ...}``, ``{'state_dict': ...}``, EMA weights preferred when
+present) and ``module.`` / ``_orig_mod.`` prefixes. A pickle that needs arbitrary code to
+load is refused; there is no unsafe fallback.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
 
-# Wrappers training scripts put around a state_dict, most specific first.
+# Wrappers some training scripts put around a state_dict beyond the ones timm knows.
 WRAPPER_KEYS = ("state_dict", "model", "module", "net", "network")
+SHOWN_KEYS = 3
 
 
 def load_state_dict(path: str | Path) -> dict[str, Any]:
     """A flat ``{name: tensor}`` state_dict from a checkpoint file."""
+    from timm.models import clean_state_dict
+    from timm.models import load_state_dict as timm_load
+
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as exc:
-            raise UserError(f"cannot read safetensors file {path}: {exc}") from None
-    data = _load_pickle(path)
-    return unwrap(data, path)
-
-
-def _load_pickle(path: Path) -> Any:
-    import pickle
-
-    import torch
-
+        raise UserError(f"checkpoint file not found: {path}")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()
-        why = next((line for line in reason if "Unsupported" in line or "global" in line),
-                   reason[0] if reason else "unsupported content")
-        raise UserError(
-            f"refusing {path}: loading it would run arbitrary code ({why.strip()}); "
-            "save a plain state_dict (torch.save(model.state_dict(), ...)) or use safetensors"
-        ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise UserError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the outcome is what matters
+            warnings.simplefilter("ignore")
+            data = timm_load(str(path), use_ema=True, device="cpu", weights_only=True)
+    except RuntimeError as exc:
+        if "weights_only" in str(exc):
+            raise _refusal(path, exc) from None
+        raise UserError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+    except Exception as exc:  # truncated zip, not a pickle, bad safetensors header...
+        raise UserError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+    return clean_state_dict(unwrap(data, path))
+
+
+def _refusal(path: Path, exc: BaseException) -> UserError:
+    """Why a pickle was refused: the globals it would import, and what to save instead."""
+    import re
+
+    text = f"{exc} {exc.__cause__}"
+    found = re.search(r"Unsupported globals?: (?:GLOBAL )?(\S+?)\.?(?:\s|$)", text)
+    other = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n|$)", text)
+    why = f"it imports {found.group(1)}" if found else other.group(1) if other else "it imports code"
+    return UserError(
+        f"refusing {path}: it is not a plain weights pickle and unpickling it could run arbitrary code "
+        f"({why}); load it only if you trust it "
+        "and re-save the weights as safetensors (safetensors.torch.save_file(model.state_dict(), ...)) "
+        "or as a plain state_dict"
+    )
 
 
 def unwrap(data: Any, path: Path) -> dict[str, Any]:
-    """Find the state_dict inside a training checkpoint and drop ``module.`` prefixes."""
+    """The tensors of the state_dict inside ``data``, looking through nested wrappers."""
     import torch
 
-    while isinstance(data, dict) and not _is_state_dict(data):
+    while isinstance(data, dict) and not any(isinstance(v, torch.Tensor) for v in data.values()):
         inner = next((data[k] for k in WRAPPER_KEYS if isinstance(data.get(k), dict)), None)
         if inner is None:
-            keys = ", ".join(sorted(map(str, data))[:6])
+            keys = ", ".join(sorted(map(str, data))[:6]) or "none"
             raise UserError(f"no state_dict found in {path} (top-level keys: {keys})")
         data = inner
     if not isinstance(data, dict):
         raise UserError(f"{path} holds a {type(data).__name__}, not a state_dict")
-    state = {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
+    return {k: v for k, v in data.items() if isinstance(v, torch.Tensor)}
 
 
-def _is_state_dict(data: dict[str, Any]) -> bool:
-    import torch
+def infer_num_classes(module: Any, state: dict[str, Any]) -> int | None:
+    """The class count of the checkpoint's head when only the head's size differs from ``module``.
 
-    return bool(data) and all(isinstance(v, torch.Tensor) for v in data.values())
+    Every mismatched tensor must differ in its first dimension alone, from the same model
+    size to the same checkpoint size (a classifier's weight and bias, a distillation head).
+    """
+    own = module.state_dict()
+    diffs = [(tuple(own[k].shape), tuple(v.shape)) for k, v in state.items()
+             if k in own and own[k].shape != v.shape]
+    if not diffs or any(len(m) != len(c) or not m or m[1:] != c[1:] for m, c in diffs):
+        return None
+    sizes = {(m[0], c[0]) for m, c in diffs}
+    return sizes.pop()[1] if len(sizes) == 1 else None
 
 
 def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool = True) -> None:
-    """``module.load_state_dict`` with a one-line error naming a few bad keys."""
+    """``module.load_state_dict`` with a one-line error naming a few bad keys.
+
+    ``strict=False`` loads what fits and leaves missing tensors as initialised; shapes
+    must match either way.
+    """
     own = module.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     if mismatched:
@@ -82,14 +99,27 @@ def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool
         raise UserError(
             f"{path}: shape mismatch for {k}: checkpoint {tuple(state[k].shape)} vs model "
             f"{tuple(own[k].shape)} ({len(mismatched)} tensors differ); "
-            "is it the right architecture and number of classes?"
+            "is it the right architecture (--arch) and number of classes (--num-classes)?"
         )
-    result = module.load_state_dict(state, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
     if strict and (missing or unexpected):
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} keys ({', '.join(missing[:3])}...)")
+            parts.append(f"missing {len(missing)} keys ({_few(missing)})")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys ({', '.join(unexpected[:3])}...)")
-        raise UserError(f"{path} does not fit the model: {'; '.join(parts)}")
+            parts.append(f"unexpected {len(unexpected)} keys ({_few(unexpected)})")
+        raise UserError(
+            f"{path} does not fit the model: {'; '.join(parts)}; check --arch, "
+            "or pass --no-strict to load the matching tensors anyway"
+        )
+    module.load_state_dict(state, strict=False)
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -139,15 +139,33 @@ def pull(
 @app.command("export")
 @recipe_options
 def export_(
-    name: Annotated[str, typer.Argument(help="Alias, SOURCE:NAME or bare name.")],
     selection: dict[str, Any],
     output: Annotated[str, typer.Option("--output", "-o", help="Directory to write model.onnx and zoo.json into.")],
+    name: Annotated[str | None, typer.Argument(help="Alias, SOURCE:NAME, bare name or local:PATH.")] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        help="A checkpoint file to export: shorthand for the ref local:PATH (needs --arch).")] = None,
+    arch: Annotated[str | None, typer.Option(
+        help="The checkpoint's architecture as SOURCE:NAME, e.g. timm:repvit_m0_9.")] = None,
+    num_classes: Annotated[int | None, typer.Option(
+        help="Classes of the checkpoint's head (default: read from the checkpoint).")] = None,
+    strict: Annotated[bool | None, typer.Option(
+        "--strict/--no-strict", help="Refuse checkpoints with missing or unexpected keys (default strict).",
+        show_default=False)] = None,
     json_: JsonFlag = False,
 ) -> None:
     """Export to a directory of your choosing (model.onnx + zoo.json)."""
+    from .errors import UserError
+
+    if checkpoint and name:
+        raise UserError("give REF or --checkpoint PATH, not both (a checkpoint's architecture goes in --arch)")
+    if not checkpoint and not name:
+        raise UserError("name what to export: `zoo export REF -o DIR` or `zoo export --checkpoint PATH --arch "
+                        "SOURCE:NAME -o DIR`")
+    name = f"local:{checkpoint}" if checkpoint else name
+    options = {"arch": arch, "num_classes": num_classes, "strict": strict}
     warn_broken_plugins()
     with progress(not json_) as report:
-        entry = api.export(name, output, progress=report, **selection)
+        entry = api.export(name, output, progress=report, options=options, **selection)
     data = {"name": name, "ref": entry.ref, "path": str(entry.model_path), "sha256": entry.sha256,
             "dir": str(entry.dir)}
     emit(data, json_, lambda: echo(data["path"]))

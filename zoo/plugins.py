@@ -20,7 +20,7 @@ import pluggy
 from . import hookspecs
 from .errors import PluginError, UnknownModelError
 
-BUILTIN_PLUGINS = ("zoo_torchvision", "zoo_hf")
+BUILTIN_PLUGINS = ("zoo_torchvision", "zoo_hf", "zoo_timm", "zoo_local")
 ENTRY_POINT_GROUP = "zoo"
 REQUIRED_SOURCE_ATTRS = ("name", "models", "resolve", "build")
 

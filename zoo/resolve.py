@@ -2,7 +2,8 @@
 
 Order: a registry alias; else ``source:name``; else every source is asked whether it
 claims the bare name (one claimant wins, several is an error listing them). Aliases and
-``source:name`` refs never call into a source, so a cache hit stays free of torch.
+``source:name`` refs never call into a source beyond its cheap optional ``spec`` method,
+so a cache hit stays free of torch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AmbiguousNameError, InvalidNameError, UnknownModelError
+from .errors import AmbiguousNameError, InvalidNameError, UnknownModelError, UserError
 from .plugins import PluginHost
 from .recipe import Recipe, cache_key
 from .registry import Alias, Registry
@@ -66,12 +67,21 @@ def resolve(
     registry: Registry,
     weights: str | None = None,
     recipe_flags: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Resolved:
-    """Resolve a user's model name with the recipe flags they gave (``None`` = unset)."""
+    """Resolve a user's model name with the recipe flags they gave (``None`` = unset).
+
+    ``options`` are source settings given on the command line (``--arch`` for ``local:``);
+    only an explicit ``source:name`` ref takes them, through the source's ``spec`` method.
+    """
     flags = recipe_flags or {}
+    options = {k: v for k, v in (options or {}).items() if v is not None}
     if "\x00" in text or len(text) > MAX_NAME * 4:
         check_name(text)
     source_name, model = split_ref(text)
+    if options and source_name is None:
+        raise UserError(f"{_flags(options)}: only for SOURCE:NAME refs that take it, such as local:PATH, "
+                        f"not for {text!r}")
     alias = None
     if source_name is None:
         check_name(model)
@@ -91,11 +101,19 @@ def resolve(
         elif not model:
             raise InvalidNameError(f"empty model name after {source_name!r}: write {source_name}:NAME")
         spec = ModelSpec(source_name, model, weights or _default_weights(host, source_name))
+        if hasattr(source, "spec"):
+            spec = source.spec(spec.name, spec.weights, options)
+        elif options:
+            raise UserError(f"source {source_name!r} takes no {_flags(options)}")
     else:
         spec = _claim(model, host, registry)
         spec = ModelSpec(spec.source, spec.name, weights or spec.weights, spec.options)
     recipe = Recipe.from_layers(alias.recipe if alias else {}, flags)
     return Resolved(name=text, spec=spec, recipe=recipe, key=cache_key(spec, recipe), alias=alias)
+
+
+def _flags(options: dict[str, Any]) -> str:
+    return ", ".join("--" + k.replace("_", "-") for k in sorted(options))
 
 
 def _default_weights(host: PluginHost, source_name: str) -> str:

@@ -26,6 +26,14 @@ class Source:
     ``example``: a small model this source builds quickly, exercised by
     ``zoo plugins check`` (``zoo.testing.check_source``) when no model is given.
 
+    Optional method ``spec(name, weights, options) -> ModelSpec``: when a source defines
+    it, the host calls it for explicit ``source:name`` refs instead of building the spec
+    itself, passing the command line's source options (``arch``, ``num_classes``,
+    ``strict``...; only those given). It must stay cheap (no torch) because the cache key
+    is made from its result: put whatever identifies the model into the spec, e.g. a
+    file's sha256 as ``weights`` and the options into ``options``. Raise ``UserError`` for
+    options the source does not take. Sources without it take no options.
+
     Optional method ``fetch(spec, recipe, directory, progress) -> dict``: for sources of
     ready ONNX files (a hub, a registry of exported models). When a source defines it, the
     host calls it instead of ``build`` + the export pipeline: it writes ``model.onnx`` (and
