@@ -357,3 +357,27 @@ def test_download_progress_goes_to_the_spinner_line() -> None:
             total_bytes_completed=5_000_000, total_transfer_bytes_completed=3_000_000, total_bytes=10_000_000,
             total_bytes_completion_rate=1.0, total_transfer_bytes_completion_rate=1.0))
     assert "downloading model.onnx: 5.0 MB of 10.0 MB" in said
+
+
+def test_pull_shows_download_progress_on_a_terminal(home: Path, server: HubServer, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "pull", "hf:acme/tiny"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=slave, env=zoo_env(home, **hf_settings(server, tmp_path)))
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    assert b"downloading model.onnx: 0.0 MB of 0.0 MB" in shown
+    assert proc.stdout is not None and proc.stdout.read().decode().strip().endswith("model.onnx")

@@ -255,8 +255,8 @@ def model_card(metadata: dict[str, Any], repo_id: str) -> str:
     body = [
         f"# {metadata.get('name') or repo_id}",
         "",
-        f"ONNX model `{metadata.get('ref', '')}`, exported and checked by "
-        f"[zoo](https://pypi.org/project/zoo/) {metadata.get('toolchain', {}).get('zoo') or ''}.".rstrip(),
+        f"ONNX model `{metadata.get('ref', '')}`, checked and shared with "
+        f"zoo {metadata.get('toolchain', {}).get('zoo') or ''}".rstrip() + ".",
         "",
         "## Use",
         "",

@@ -165,13 +165,14 @@ class Remote:
         self.say = say  # None: no progress shown
         self.local_only = local_only
         self.revision = ref.revision or "main"
-        self.endpoint = HfApi().endpoint
+        api = HfApi()
+        self.endpoint = api.endpoint
         self.commit: str | None = ref.revision if ref.revision and _COMMIT.fullmatch(ref.revision) else None
         self.listing: dict[str, Any] | None = None  # path -> RepoSibling, unknown offline
         self.verified: dict[str, str] = {}
         self.license: str | None = None  # from the model card's metadata, when online
         if not local_only:
-            info = HfApi().model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
+            info = api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True)
             self.commit = info.sha
             card_license = getattr(info.card_data, "license", None) if info.card_data else None
             self.license = card_license if isinstance(card_license, str) else None
