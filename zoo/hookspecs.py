@@ -38,9 +38,12 @@ def zoo_post_export(path: Path, metadata: dict[str, Any], spec: Any, recipe: Any
     with an ONNX optimizer), ``metadata`` the entry's ``zoo.json`` so far (add your own
     findings under a key named after your plugin), ``spec`` the ``ModelSpec`` and ``recipe``
     the ``Recipe``. Implement only the arguments you need. Afterwards the host checks the
-    file again and compares its outputs with PyTorch; a transform that raises or breaks the
-    model is undone, and ``metadata["post_export"]`` records what each plugin did.
-    Import heavy libraries (onnx...) inside the function.
+    file again and compares its outputs with PyTorch (float32 recipes; float16 files get
+    the checker only); a transform that raises or breaks the model is undone, and
+    ``metadata["post_export"]`` records what each plugin did. Transforms run on new exports
+    only: not on ready files from ``Source.fetch``, and entries already in the store stay
+    as they are until pulled again with ``--force``. Import heavy libraries (onnx...)
+    inside the function.
     """
 
 
