@@ -84,9 +84,7 @@ class HfSource(Source):
         parse(name)
         if options:
             raise UserError(f"hf:{name} takes no {', '.join('--' + k.replace('_', '-') for k in options)}")
-        if weights != self.default_weights:
-            raise UserError(f"hf:{name} is a ready ONNX model: --weights cannot apply; "
-                            "pin a version with hf:ORG/REPO@REVISION instead")
+        _refuse_weights(name, weights)
         return ModelSpec(self.name, name, weights)
 
     def build(self, spec: ModelSpec, recipe: Recipe) -> Any:
@@ -150,8 +148,12 @@ def _refuse_settings(spec: ModelSpec, recipe: Recipe) -> None:
     if changed:
         raise UserError(f"hf:{spec.name} is a ready ONNX model: {', '.join(changed)} cannot apply; "
                         "drop the flag (export from a PyTorch source to choose a recipe)")
-    if spec.weights != HfSource.default_weights:
-        raise UserError(f"hf:{spec.name} is a ready ONNX model: --weights cannot apply; "
+    _refuse_weights(spec.name, spec.weights)
+
+
+def _refuse_weights(name: str, weights: str) -> None:
+    if weights != HfSource.default_weights:
+        raise UserError(f"hf:{name} is a ready ONNX model: --weights cannot apply; "
                         "pin a version with hf:ORG/REPO@REVISION instead")
 
 
