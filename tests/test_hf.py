@@ -243,15 +243,17 @@ def test_external_data_and_model_paths(hf, server: HubServer, tmp_path: Path, ho
     assert proc.returncode == 3 and "model.onnx.data" in proc.stderr
 
 
-def test_the_hf_path_never_imports_torch(home: Path, server: HubServer, tmp_path: Path) -> None:
+def test_pull_and_push_never_import_torch(home: Path, server: HubServer, tmp_path: Path) -> None:
     server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
-    code = ("import sys, zoo; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
+    code = ("import sys, zoo, zoo.hub; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
+            "zoo.hub.push('hf:acme/tiny', 'team/copy'); "
             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")
     env = zoo_env(home, **hf_settings(server, tmp_path))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=REPO,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "model.onnx" in server.hub.files("team/copy")
 
 
 def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_path: Path) -> None:
