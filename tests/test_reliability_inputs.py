@@ -1,0 +1,449 @@
+"""Nothing let in: hostile checkpoints and ONNX files, unsafe names, bad registries (fuzzed),
+weights pinning, offline mode and the one-line error contract. Real processes and files.
+
+Each test is listed with the guarantee it proves in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import REPO, zoo_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper
+from test_reliability_store import SMALL, entry_dirs, one_line_error, store_files
+
+from zoo.errors import IntegrityError, RegistryError, ZooError
+from zoo.integrity import check_external_data, check_weights_file, external_data_problems
+from zoo.store import MODEL_FILE, Store, describe_files, write_json
+
+# -- running the CLI under a Python audit hook ----------------------------------------------------
+# Records every filesystem and network event after zoo is imported, so a test can show that
+# something did NOT happen (no file opened for a bad name, no socket when offline).
+AUDITED = """
+import atexit, json, os, sys
+WATCH = ("open", "os.", "shutil.", "socket.connect", "socket.getaddrinfo", "socket.gethostbyname",
+         "socket.bind", "socket.sendto", "urllib.Request", "http.client.connect")
+events, armed = [], [False]
+def hook(event, args):
+    if armed[0] and event.startswith(WATCH) and event != "os.getpid":
+        events.append([event, repr(args)[:300]])
+sys.addaudithook(hook)
+def dump():
+    with open(os.environ["AUDIT_OUT"], "w") as handle:
+        json.dump({"events": events, "torch": "torch" in sys.modules}, handle)
+atexit.register(dump)
+import zoo.cli
+sys.argv = ["zoo", *json.loads(os.environ["AUDIT_ARGS"])]
+armed[0] = True
+zoo.cli.main()
+"""
+
+
+def run_audited(args: list[str], env: dict[str, str], out: Path) -> tuple[subprocess.CompletedProcess[str], dict]:
+    env = {**env, "AUDIT_OUT": str(out), "AUDIT_ARGS": json.dumps(args)}
+    proc = subprocess.run([sys.executable, "-c", AUDITED], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    return proc, json.loads(out.read_text())
+
+
+# -- 4. malicious inputs: pickles --------------------------------------------------------------------
+class RunsCode:
+    """Unpickling this runs a shell command that creates a sentinel file."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+@pytest.mark.parametrize("fmt", ["plain pickle", "torch.save zip"])
+def test_pickle_that_runs_code_is_refused(home: Path, zoo, tmp_path: Path, fmt: str) -> None:
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    payload = {"state_dict": {"fc.weight": RunsCode(sentinel)}}
+    if fmt == "plain pickle":
+        evil.write_bytes(pickle.dumps(payload))
+    else:
+        import torch
+
+        torch.save(payload, evil)
+    proc = zoo("pull", "torchvision:resnet18", "--weights", str(evil), check=False)
+    one_line_error(proc, 1, "refusing", "arbitrary code")
+    assert not sentinel.exists()
+    assert entry_dirs(home) == []
+
+
+# -- 4. malicious inputs: ONNX external data ----------------------------------------------------------
+def external_model(directory: Path, location: str) -> Path:
+    """A tiny ONNX model (Y = X + W) whose initializer W lives in the external file ``location``."""
+    weight = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[4])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", "16")):
+        weight.external_data.add(key=key, value=value)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["X", "W"], ["Y"])], "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])],
+        initializer=[weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    path = directory / MODEL_FILE
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "secret.bin"
+    path.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    return path
+
+
+@pytest.mark.parametrize("attack", ["absolute", "dotdot", "symlink out", "symlinked dir out", "windows drive"])
+def test_external_data_leaving_the_folder_is_refused(tmp_path: Path, secret: Path, attack: str) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    location = {
+        "absolute": str(secret),
+        "dotdot": "../secret.bin",
+        "symlink out": "link.bin",
+        "symlinked dir out": "sub/secret.bin",
+        "windows drive": "C:\\secret.bin",
+    }[attack]
+    (folder / "link.bin").symlink_to(secret)
+    (folder / "sub").symlink_to(tmp_path)
+    path = external_model(folder, location)
+    with pytest.raises(IntegrityError, match="refusing .*external data") as info:
+        check_external_data(path)
+    assert "\n" not in str(info.value)
+
+
+def test_external_data_inside_the_folder_is_allowed_and_runs(tmp_path: Path, secret: Path) -> None:
+    import onnxruntime as ort
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(secret.read_bytes())
+    path = external_model(folder, "weights.bin")
+    assert external_data_problems(path) == []
+    check_external_data(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"X": np.ones(4, np.float32)})
+    assert y.tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_store_refuses_an_export_with_external_data_outside(home: Path, secret: Path) -> None:
+    """A source plugin (or a downloaded ONNX file) cannot smuggle such a model into the store."""
+    store = Store(home)
+    with pytest.raises(IntegrityError, match="external data"):
+        store.create("0123456789abcdef0123", lambda d: (external_model(d, "../../../secret.bin"), {})[1])
+    assert entry_dirs(home) == [] and os.listdir(home / "tmp") == []
+
+
+def test_verify_reports_a_planted_external_data_attack(copy_store: Path, zoo, secret: Path) -> None:
+    (key,) = entry_dirs(copy_store)
+    directory = copy_store / "models" / key
+    external_model(directory, str(secret))  # replaces model.onnx
+    metadata = json.loads((directory / "zoo.json").read_text())
+    metadata["files"] = describe_files(directory)  # hashes match: only the reference is wrong
+    write_json(directory / "zoo.json", metadata)
+    proc = zoo("verify", check=False)
+    assert proc.returncode == 3 and "is an absolute path" in proc.stdout
+
+
+# -- 4. unsafe names, before any filesystem call; store paths contained ---------------------------------
+BAD_NAMES = ["../etc", "a/b", "a\\b", "/etc/passwd", "C:\\Windows\\x", "C:x", "..", "x\x00y", "n" * 201,
+             "torchvision:../../x", "torchvision:a/b", "torchvision:/abs", ".hidden", ""]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_bad_names_are_refused_before_any_filesystem_call(home: Path, tmp_path: Path, name: str) -> None:
+    # The registry file is broken: if it were read first, the error would be about it.
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[models.x\n")
+    env = zoo_env(home, ZOO_REGISTRY=str(broken))
+    for command in (["pull", name, "--weights", "none"], ["info", name], ["rm", name]):
+        if "\x00" in name:  # argv cannot carry NUL: call the library the same way
+            proc, audit = run_audited_api(command[0], name, env, tmp_path / "audit.json")
+        else:
+            proc, audit = run_audited(command, env, tmp_path / "audit.json")
+        one_line_error(proc, 1, "invalid model name" if name else "empty model name")
+        touched = [e for e in audit["events"] if str(home) in e[1] or str(broken) in e[1]
+                   or (len(name) > 2 and name in e[1])]
+        assert touched == [], touched
+        assert not home.exists()
+
+
+Audited = tuple[subprocess.CompletedProcess[str], dict]
+
+
+def test_audit_control_a_good_name_does_read_the_registry(home: Path, tmp_path: Path) -> None:
+    """The audit hook sees the registry read for a valid name: the test above can fail."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[models.x\n")
+    proc, audit = run_audited(["pull", "resnet18", "--weights", "none"], zoo_env(home, ZOO_REGISTRY=str(broken)),
+                              tmp_path / "audit.json")
+    one_line_error(proc, 1, str(broken), "invalid TOML")
+    assert any(event == "open" and str(broken) in args for event, args in audit["events"])
+
+
+def run_audited_api(command: str, name: str, env: dict[str, str], out: Path) -> Audited:
+    """Same as the CLI but through ``zoo.api`` (for names argv cannot carry)."""
+    script = AUDITED.replace("zoo.cli.main()", f"""
+from zoo import api
+from zoo.errors import ZooError
+try:
+    getattr(api, {dict(pull="pull", info="find", rm="remove")[command]!r})({name!r})
+except ZooError as exc:
+    sys.stderr.write(f"zoo: error: {{exc}}\\n")
+    sys.exit(exc.exit_code)
+""")
+    env = {**env, "AUDIT_OUT": str(out), "AUDIT_ARGS": "[]"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=600)
+    return proc, json.loads(out.read_text())
+
+
+def test_store_refuses_to_write_through_a_symlink_leaving_zoo_home(home: Path, zoo, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    home.mkdir(parents=True)
+    for part in ("models", "tmp"):
+        (home / part).symlink_to(outside)
+        proc = zoo("pull", *SMALL, check=False)
+        one_line_error(proc, 1, "refusing path", "outside")
+        assert os.listdir(outside) == []
+        (home / part).unlink()
+
+
+@given(key=st.text(max_size=40))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_store_paths_stay_inside_zoo_home(home: Path, key: str) -> None:
+    store = Store(home)
+    try:
+        path = store.entry_dir(key)
+    except ZooError:
+        return
+    assert path.parent == (home / "models").resolve() and len(path.name) == 20
+
+
+# -- 5. bad configuration, fuzzed ----------------------------------------------------------------------
+def test_alias_pointing_at_a_missing_source_names_file_and_key(copy_store: Path, zoo, tmp_path: Path) -> None:
+    before = store_files(copy_store)
+    registry = tmp_path / "team.toml"
+    registry.write_text('[models.mine]\nsource = "nosuch"\nname = "resnet18"\n')
+    proc = zoo("pull", "mine", "--registry", str(registry), check=False)
+    one_line_error(proc, 1, str(registry), "models.mine.source", "unknown source 'nosuch'")
+    registry.write_text('[models.mine]\nsource = "torchvision"\nname = "resnet18"\nweights_sha256 = "abc"\n')
+    proc = zoo("pull", "mine", "--registry", str(registry), check=False)
+    one_line_error(proc, 1, str(registry), "models.mine.weights_sha256", "64 hex digits")
+    assert store_files(copy_store) == before
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+scalars = st.one_of(st.text(max_size=12), st.integers(-5, 100), st.booleans(),
+                    st.floats(allow_nan=False, allow_infinity=False), st.lists(st.integers(0, 9), max_size=3))
+keys = st.sampled_from(["source", "name", "weights", "opset", "batch", "dynamic_batch", "size", "dtype",
+                        "exporter", "reparameterize", "description", "weights_sha256", "colour", "options"])
+tables = st.dictionaries(keys, scalars, max_size=6)
+
+
+@given(aliases=st.dictionaries(st.text(string.ascii_letters + "_-", min_size=1, max_size=8), tables, max_size=3))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_registry_tables_load_or_fail_with_registry_error(tmp_path: Path, aliases: dict) -> None:
+    text = "".join(
+        f"[models.{json.dumps(alias)}]\n" + "".join(f"{key} = {_toml_value(v)}\n" for key, v in table.items())
+        for alias, table in aliases.items()
+    )
+    assert_loads_or_registry_error(tmp_path / "fuzz.toml", text)
+
+
+@given(text=st.text(max_size=200))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_registry_text_loads_or_fails_with_registry_error(tmp_path: Path, text: str) -> None:
+    assert_loads_or_registry_error(tmp_path / "fuzz.toml", "[models.a]\n" + text)
+
+
+def assert_loads_or_registry_error(path: Path, text: str) -> None:
+    from zoo.registry import load_file
+
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        aliases = load_file(path)
+    except RegistryError as exc:
+        assert "\n" not in str(exc).strip() and str(path) in str(exc)
+        return
+    for alias in aliases.values():
+        assert isinstance(alias.source, str) and isinstance(alias.name, str)
+
+
+_host = None
+
+
+def _resolve_any(text: str) -> None:
+    global _host
+    from zoo.plugins import PluginHost
+    from zoo.registry import Registry
+    from zoo.resolve import resolve
+
+    _host = _host or PluginHost().load()
+    try:
+        resolved = resolve(text, _host, Registry.load(), "none", {})
+    except ZooError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert len(resolved.key) == 20
+
+
+name_text = st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet="abcz019._-+:/\\\x00 C", max_size=30),
+    st.builds(lambda a, b: f"{a}:{b}", st.sampled_from(["torchvision", "nosuch", "C", "x"]), st.text(max_size=20)),
+)
+
+
+@given(text=name_text)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fuzzed_names_resolve_or_fail_with_zoo_error(home: Path, text: str) -> None:
+    _resolve_any(text)
+
+
+# -- 7. integrity pinning ------------------------------------------------------------------------------
+def _pinned_registry(path: Path, weights: str, sha: str) -> Path:
+    path.write_text(f'[models.pinned]\nsource = "torchvision"\nname = "mobilenet_v3_small"\n'
+                    f'weights = {json.dumps(weights)}\nweights_sha256 = "{sha}"\nexporter = "torchscript"\n')
+    return path
+
+
+def test_pin_mismatch_on_a_weights_file_aborts_before_loading(home: Path, zoo, tmp_path: Path) -> None:
+    sentinel = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps(RunsCode(sentinel)))
+    registry = _pinned_registry(tmp_path / "pins.toml", str(evil), "0" * 64)
+    proc = zoo("pull", "pinned", "--registry", str(registry), check=False)
+    # exit 3 (integrity), not 1 (refused pickle): the hash was checked before any load was tried
+    one_line_error(proc, 3, str(evil), "registry pins " + "0" * 64, "refusing to load")
+    assert not sentinel.exists() and entry_dirs(home) == []
+
+
+def _hub_file(torch_home: Path) -> Path:
+    from torchvision.models import MobileNet_V3_Small_Weights
+
+    name = MobileNet_V3_Small_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[1]
+    path = torch_home / "hub" / "checkpoints" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_pin_mismatch_on_a_cached_download_aborts_before_loading(home: Path, zoo, tmp_path: Path) -> None:
+    cached = _hub_file(tmp_path / "torch")
+    cached.write_bytes(b"tampered: not a checkpoint at all")
+    registry = _pinned_registry(tmp_path / "pins.toml", "IMAGENET1K_V1", "a" * 64)
+    proc = zoo("pull", "pinned", "--registry", str(registry), check=False, ZOO_OFFLINE="1",
+               TORCH_HOME=str(tmp_path / "torch"))
+    one_line_error(proc, 3, str(cached), "registry pins", "refusing to load")
+    assert entry_dirs(home) == []
+
+
+@pytest.mark.slow
+def test_matching_pin_loads_and_a_user_choice_drops_the_pin(home: Path, zoo, tmp_path: Path) -> None:
+    import torch
+    from torchvision.models import mobilenet_v3_small
+
+    from zoo.recipe import file_sha256
+
+    cached = _hub_file(tmp_path / "torch")
+    torch.save(mobilenet_v3_small().state_dict(), cached)
+    registry = _pinned_registry(tmp_path / "pins.toml", "IMAGENET1K_V1", file_sha256(cached))
+    env = {"ZOO_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}
+    out = json.loads(zoo("pull", "pinned", "--registry", str(registry), "--json", **env).stdout)
+    assert out["cached"] is False
+    info = json.loads(zoo("info", "pinned", "--registry", str(registry), "--json", **env).stdout)
+    assert info["weights"]["sha256"] == file_sha256(cached)
+    assert info["options"] == {"weights_sha256": file_sha256(cached)}
+
+    from zoo.plugins import PluginHost
+    from zoo.registry import Registry
+    from zoo.resolve import resolve
+
+    chosen = resolve("pinned", PluginHost().load(), Registry.load(registry), "none", {})
+    assert chosen.spec.options == ()  # the pin is for the alias's own weights only
+
+
+def test_check_weights_file_compares_before_reading_content(tmp_path: Path) -> None:
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"abc")
+    check_weights_file(path, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    check_weights_file(path, None)
+    with pytest.raises(IntegrityError):
+        check_weights_file(path, "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AE")
+
+
+# -- 6. offline ---------------------------------------------------------------------------------------------
+def test_offline_cached_model_works_without_network_or_torch(copy_store: Path, tmp_path: Path) -> None:
+    env = zoo_env(copy_store, ZOO_OFFLINE="1")
+    proc, audit = run_audited(["pull", "resnet18", "--weights", "none", "--json"], env, tmp_path / "a.json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["cached"] is True
+    assert [e for e in audit["events"] if e[0].startswith(("socket", "urllib", "http"))] == []
+    assert audit["torch"] is False
+
+
+def test_offline_uncached_model_fails_in_one_line_without_network(home: Path, tmp_path: Path) -> None:
+    env = zoo_env(home, ZOO_OFFLINE="1", TORCH_HOME=str(tmp_path / "empty-torch-home"))
+    proc, audit = run_audited(["pull", "mobilenet_v3_small"], env, tmp_path / "a.json")
+    one_line_error(proc, 4, "offline", "--weights none")
+    assert [e for e in audit["events"] if e[0].startswith(("socket", "urllib", "http"))] == []
+    assert entry_dirs(home) == []
+
+
+# -- 8. error hygiene ------------------------------------------------------------------------------------------
+HYGIENE = [
+    (["pull", "resnet5", "--weights", "none"], 1, "did you mean"),
+    (["pull", "../x"], 1, "invalid model name"),
+    (["info", "resnet18", "--weights", "none"], 1, "not in the store"),
+    (["rm", "resnet18", "--weights", "none"], 1, "not in the store"),
+    (["verify", "resnet18", "--weights", "none"], 1, "not in the store"),
+    (["pull", "resnet18", "--weights", "none", "--opset", "99"], 1, "--opset must be"),
+    (["pull", "resnet18", "--weights", "/no/such/file.pth"], 1, "not found"),
+    (["info", "/no/such/model.onnx"], 1, "no such file"),
+    (["pull"], 2, "Missing argument"),
+    (["pull", "resnet18", "--opset", "abc"], 2, "--opset"),
+    (["pull", "resnet18", "--no-such-flag"], 2, "--no-such-flag"),
+    (["frobnicate"], 2, "No such command"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "fragment"), HYGIENE,
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_every_error_is_one_line_with_its_exit_code(home: Path, zoo, args: list[str], code: int, fragment: str) -> None:
+    for json_flag in ([], ["--json"]) if code == 1 else ([],):
+        one_line_error(zoo(*args, *json_flag, check=False), code, fragment)
+
+
+def test_zoo_debug_shows_the_traceback(home: Path, zoo) -> None:
+    proc = zoo("pull", "../x", check=False, ZOO_DEBUG="1")
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr and "InvalidNameError" in proc.stderr
