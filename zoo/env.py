@@ -24,6 +24,12 @@ def offline() -> bool:
     return any(_truthy(os.environ.get(v)) for v in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"))
 
 
+def no_lock() -> bool:
+    """``ZOO_NO_LOCK=1``: write the store without its per-key locks (for filesystems without
+    ``flock``); correctness does not depend on them."""
+    return _truthy(os.environ.get("ZOO_NO_LOCK"))
+
+
 def debug() -> bool:
     """``ZOO_DEBUG=1``: show tracebacks."""
     return _truthy(os.environ.get("ZOO_DEBUG"))

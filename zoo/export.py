@@ -74,6 +74,7 @@ def export(
     with torch.inference_mode():
         expected = module(example)
     attempts: list[dict[str, str]] = []
+    last_error: Exception | None = None
     start = time.perf_counter()
     for exporter in exporter_order(recipe):
         try:
@@ -85,6 +86,7 @@ def export(
             validation = parity(path, example, expected)
         except Exception as exc:  # any failure: record it and try the next exporter
             attempts.append({"exporter": exporter, "error": _one_line(exc)})
+            last_error = exc  # kept as the cause: the store tells a full disk from a bad model by it
             for leftover in out_dir.iterdir():
                 leftover.unlink()
             continue
@@ -108,7 +110,7 @@ def export(
         )
     reasons = "; ".join(f"{a['exporter']}: {a['error']}" for a in attempts)
     error = ParityError if all("parity" in a["error"] for a in attempts) else ExportError
-    raise error(f"export failed ({reasons}); try --exporter or --opset, or ZOO_DEBUG=1")
+    raise error(f"export failed ({reasons}); try --exporter or --opset, or ZOO_DEBUG=1") from last_error
 
 
 def _torch_export(

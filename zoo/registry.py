@@ -10,7 +10,8 @@ Each alias is a table under ``[models]``::
     weights = "IMAGENET1K_V2"
     description = "ResNet-50, ImageNet-1k top-1 80.9%"
     # optional recipe defaults: opset, batch, dynamic_batch, size, dtype, exporter,
-    # reparameterize; options: a table of source-specific settings.
+    # reparameterize; options: a table of source-specific settings;
+    # weights_sha256: pin the weights file (a mismatch aborts before the file is loaded).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ else:  # pragma: no cover
 
 from .env import config_dir
 from .errors import RegistryError
+from .integrity import SHA256
 
 SHIPPED = Path(__file__).resolve().parent / "registry.toml"
 
@@ -47,6 +49,7 @@ _ALIAS_TYPES: dict[str, type | tuple[type, ...]] = {
     "description": str,
     "license": str,
     "options": dict,
+    "weights_sha256": str,
     **_RECIPE_TYPES,
 }
 
@@ -61,6 +64,7 @@ class Alias:
     recipe: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
+    weights_sha256: str | None = None
 
     @property
     def ref(self) -> str:
@@ -85,6 +89,9 @@ def _check_alias(path: Path, alias: str, table: Any) -> Alias:
     for key in ("source", "name"):
         if key not in table:
             raise RegistryError(f"{where}: missing required key {key!r}")
+    pin = table.get("weights_sha256")
+    if pin is not None and not SHA256.fullmatch(pin.lower()):
+        raise RegistryError(f"{where}.weights_sha256: expected 64 hex digits, got {pin!r}")
     return Alias(
         alias=alias,
         source=table["source"],
@@ -94,6 +101,7 @@ def _check_alias(path: Path, alias: str, table: Any) -> Alias:
         recipe={k: v for k, v in table.items() if k in _RECIPE_TYPES},
         options=dict(table.get("options", {})),
         origin=str(path),
+        weights_sha256=pin.lower() if pin else None,
     )
 
 

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import AmbiguousNameError, InvalidNameError, UnknownModelError, UserError
+from .errors import AmbiguousNameError, InvalidNameError, RegistryError, UnknownModelError, UserError
+from .integrity import PIN_OPTION
 from .plugins import PluginHost
 from .recipe import Recipe, cache_key
 from .registry import Alias, Registry
@@ -52,6 +53,22 @@ def check_name(name: str, what: str = "model name") -> str:
     return name
 
 
+def precheck(text: str, host: PluginHost | None = None) -> None:
+    """The name checks that need no registry and no file: run before anything is read.
+
+    With the plugin host, ``source:name`` refs are checked too (unless the source takes
+    paths as names, as ``local:`` does).
+    """
+    if "\x00" in text or len(text) > MAX_NAME * 4:
+        check_name(text)
+    source_name, model = split_ref(text)
+    if source_name is None:
+        check_name(model)
+    elif host is not None and source_name in host.sources:
+        if not getattr(host.sources[source_name], "path_names", False):
+            check_name(model)
+
+
 def split_ref(text: str) -> tuple[str | None, str]:
     """``"timm:resnet50"`` -> ``("timm", "resnet50")``; a bare name -> ``(None, name)``."""
     source, sep, name = text.partition(":")
@@ -76,8 +93,7 @@ def resolve(
     """
     flags = recipe_flags or {}
     options = {k: v for k, v in (options or {}).items() if v is not None}
-    if "\x00" in text or len(text) > MAX_NAME * 4:
-        check_name(text)
+    precheck(text)
     source_name, model = split_ref(text)
     if options and source_name is None:
         raise UserError(f"{_flags(options)}: only for SOURCE:NAME refs that take it, such as local:PATH, "
@@ -87,13 +103,18 @@ def resolve(
         check_name(model)
         alias = registry.get(model)
     if alias is not None:
+        if alias.source not in host.sources:
+            known = ", ".join(sorted(host.sources)) or "none"
+            raise RegistryError(f"{alias.origin}: models.{alias.alias}.source: unknown source {alias.source!r} "
+                                f"(known sources: {known}; see `zoo plugins`)")
+        # The pin belongs to the alias's own weights, not to weights the user chose instead.
+        pin = {PIN_OPTION: alias.weights_sha256} if alias.weights_sha256 and weights is None else {}
         spec = ModelSpec(
             source=alias.source,
             name=alias.name,
             weights=weights or alias.weights or _default_weights(host, alias.source),
-            options=tuple(sorted(alias.options.items())),
+            options=tuple(sorted({**alias.options, **pin}.items())),
         )
-        host.source(alias.source)  # a registry alias naming a missing source fails here
     elif source_name is not None:
         source = host.source(source_name)
         if not getattr(source, "path_names", False):

@@ -178,9 +178,9 @@ class Store:
             import fcntl
         except ImportError:  # no flock on this platform
             return None
+        path = contained(self.root, self.locks_dir / f"{key}.lock")  # checked before anything is made
         try:
             self.locks_dir.mkdir(parents=True, exist_ok=True)
-            path = contained(self.root, self.locks_dir / f"{key}.lock")
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError:  # read-only store, `locks` is not a directory...
             return None

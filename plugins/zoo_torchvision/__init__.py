@@ -12,6 +12,7 @@ from typing import Any
 
 from zoo import hookimpl
 from zoo.errors import UnknownModelError, UserError, WeightsUnavailableError
+from zoo.integrity import check_weights_file, pinned_sha256
 from zoo.recipe import looks_like_path
 from zoo.source import Source, match
 from zoo.spec import BuiltModel, ModelSpec, Preprocessing
@@ -59,6 +60,7 @@ class TorchvisionSource(Source):
         else:
             reference = _weights_enum(enum, tag)
             file = _fetch(reference)
+            check_weights_file(file, pinned_sha256(spec))  # before torchvision loads it
             model = get_model(spec.name, weights=reference)
             weights_info = {"resolved": reference.name, "url": reference.url,
                             "file": str(file), "sha256": _sha256(file)}
