@@ -19,7 +19,7 @@ from .errors import NotInStoreError
 from .export import MODEL_FILE, Progress
 from .plugins import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
 from .registry import Registry
-from .resolve import Resolved, resolve
+from .resolve import Resolved, precheck, resolve
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
 
 
@@ -54,7 +54,9 @@ def resolve_name(
     ``options``: source settings for a ``source:name`` ref (``{"arch": "timm:repvit_m0_9"}``
     for ``local:PATH``), passed to the source's ``spec`` method.
     """
+    precheck(name)  # a name that could act as a path is refused before any file is read
     host = host or get_host()
+    precheck(name, host)
     return resolve(name, host, Registry.load(registry), weights, recipe_flags, options)
 
 
@@ -163,6 +165,12 @@ def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -
     return reports
 
 
+def gc(store: Store | None = None, max_age_s: float | None = None) -> list[Path]:
+    """Remove temp dirs left by writers that died (or older than ``max_age_s``)."""
+    store = store or Store()
+    return store.collect_garbage() if max_age_s is None else store.collect_garbage(max_age_s)
+
+
 def available(pattern: str | None = None, registry: str | Path | None = None) -> list[dict[str, Any]]:
     """What can be pulled: registry aliases, then every source's catalogue."""
     from .source import match
@@ -215,6 +223,7 @@ def _producer(
 ) -> Callable[[Path], dict[str, Any]]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
     from .export import export as run_export
+    from .integrity import check_pinned_path
     from .metadata import SCHEMA, now, toolchain, write_props
 
     say = progress or (lambda _msg: None)
@@ -223,6 +232,7 @@ def _producer(
         start = time.perf_counter()
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
+        check_pinned_path(spec)  # before any source opens the file
         if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")

@@ -308,6 +308,18 @@ def verify(
         raise typer.Exit(3)
 
 
+@app.command()
+def gc(
+    max_age: Annotated[float | None, typer.Option(
+        help="Also remove temp dirs older than this many hours, even if their writer looks alive.")] = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Remove temp dirs left by exports that were killed (their writer is dead)."""
+    removed = [str(p) for p in api.gc(max_age_s=None if max_age is None else max_age * 3600)]
+    emit({"removed": removed}, json_,
+         lambda: echo(f"removed {len(removed)} stale temp dir(s)") if removed else echo("nothing to remove"))
+
+
 RUNTIME_PARAMETERS = [
     _option("provider", Annotated[str, typer.Option(
         help="cpu, cuda, tensorrt, or auto (CUDA when it really loads, else CPU). Never falls back silently.")],
@@ -496,19 +508,44 @@ def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
     try:
         add_plugin_commands()
-        app()
+        code = app(standalone_mode=False)
     except ZooError as exc:
         if debug():
             raise
         sys.stderr.write(f"zoo: error: {exc}\n")
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("zoo: interrupted\n")
         sys.exit(130)
     except Exception as exc:
+        if _is_click_error(exc):
+            _click_error(exc)
         if debug():
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
         sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
                          "(run with ZOO_DEBUG=1 for the traceback)\n")
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    # Typer ships its own copy of click, so its exception classes are matched by name.
+    return any(cls.__name__ == "ClickException" for cls in type(exc).__mro__)
+
+
+def _click_error(exc: Any) -> None:
+    """Usage errors in one line (exit 2), like every other error; bare `zoo` shows the help."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoArgsIsHelpError" in names:
+        exc.show()
+    elif "UsageError" in names:
+        where = exc.ctx.command_path if getattr(exc, "ctx", None) else "zoo"
+        sys.stderr.write(f"zoo: usage error: {_one_line(exc.format_message())} (see `{where} --help`)\n")
+    else:
+        sys.stderr.write(f"zoo: error: {_one_line(exc.format_message())}\n")
+    sys.exit(exc.exit_code)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
