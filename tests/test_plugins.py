@@ -176,6 +176,37 @@ def test_timm_passes_the_kit(home: Path) -> None:
     check_source("timm", "test_efficientnet").assert_ok()
 
 
+def test_local_passes_the_kit(home: Path, tmp_path: Path) -> None:
+    import torch
+    import torchvision
+
+    checkpoint = tmp_path / "finetuned.pth"
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), checkpoint)
+    env = zoo_env(home)
+    proc = run_cli("plugins", "check", "local", "--model", str(checkpoint), "--weights", "default",
+                   "--option", "arch=torchvision:mobilenet_v3_small", "--exporter", "torchscript", "--json",
+                   env=env, check=False)
+    data = json.loads(proc.stdout)
+    assert data["passed"] is True, data
+    build = next(s for s in data["reports"][0]["steps"] if s["name"] == "build")
+    assert "MobileNetV3" in build["detail"]
+    proc = run_cli("plugins", "check", "local", "--option", "arch", env=env, check=False)
+    assert proc.returncode == 1 and "--option takes KEY=VALUE" in proc.stderr
+
+
+def test_hf_passes_the_kit(home: Path, tmp_path: Path) -> None:
+    from hubserver import HubServer
+    from test_hf import hf_settings, tiny_model
+
+    with HubServer() as server:
+        server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
+        env = zoo_env(home, **hf_settings(server, tmp_path))
+        data = json.loads(run_cli("plugins", "check", "hf", "--model", "acme/tiny", "--json", env=env).stdout)
+    steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
+    assert data["passed"] is True, data
+    assert steps["fetch"] == steps["run"] == "pass" and "build" not in steps
+
+
 def test_assert_ok_shows_the_report() -> None:
     from zoo.testing import CheckReport, Step
 

@@ -483,13 +483,21 @@ def plugins_check(
     name: Annotated[str, typer.Argument(help="A source name, or a plugin name to check all its sources.")],
     model: Annotated[str | None, typer.Option(help="The model to build (default: the source's example).")] = None,
     exporter: Annotated[str | None, typer.Option(help="dynamo, torchscript or auto.")] = None,
+    weights: Annotated[str, typer.Option(help="Weights to build with; 'default' = the source's.")] = "none",
+    option: Annotated[list[str] | None, typer.Option(
+        help="A source option KEY=VALUE (repeatable), e.g. arch=torchvision:resnet18 for local.")] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """Check that a source follows the plugin contract, end to end, with --weights none."""
+    """Check that a source follows the plugin contract, end to end (by default with --weights none)."""
+    from .errors import UserError
     from .testing import check_plugin
 
+    pairs = [item.partition("=") for item in option or []]
+    if any(not key or not sep for key, sep, _value in pairs):
+        raise UserError("--option takes KEY=VALUE, e.g. --option arch=torchvision:resnet18")
     warn_broken_plugins()
-    reports = check_plugin(name, model, exporter=exporter)
+    reports = check_plugin(name, model, exporter=exporter, weights=None if weights == "default" else weights,
+                           options={key: value for key, _sep, value in pairs} or None)
     data = {"passed": all(r.passed for r in reports), "reports": [r.to_dict() for r in reports]}
     emit(data, json_, lambda: [echo(r.format()) for r in reports])
     if not data["passed"]:

@@ -106,6 +106,8 @@ def check_source(
     *,
     host: PluginHost | None = None,
     light: bool = True,
+    weights: str | None = "none",
+    options: dict[str, Any] | None = None,
     **recipe_flags: Any,
 ) -> CheckReport:
     """Check that source ``name`` follows the contract, end to end, with ``--weights none``.
@@ -120,6 +122,8 @@ def check_source(
     ``fetch``, ``checker`` and ``run`` (ONNX Runtime on a random input) instead, with its
     default weights rather than ``none``. ``model`` defaults to ``Source.example``, then to the
     first name of the catalogue. Recipe flags (``exporter="torchscript"``...) apply.
+    ``weights`` (default ``"none"``; ``None`` = the source's default) and ``options`` (source
+    options, e.g. ``{"arch": "torchvision:resnet18"}`` for ``local``) go to the resolver.
     """
     from .recipe import Recipe
     from .spec import ModelSpec
@@ -167,11 +171,11 @@ def check_source(
         if "model" not in state:
             raise _Failed("no model to check (see catalogue)")
         ref = f"{name}:{state['model']}"
-        weights = None if _fetches(state["source"]) else "none"  # ready files have no random init
-        resolved = resolve_name(ref, weights=weights, host=host, **recipe_flags)
+        chosen = None if _fetches(state["source"]) and weights == "none" else weights  # ready files: no init
+        resolved = resolve_name(ref, weights=chosen, host=host, options=options, **recipe_flags)
         if resolved.spec.source != name:
             raise _Failed(f"{ref} resolved to source {resolved.spec.source!r}")
-        again = resolve_name(ref, weights=weights, host=host, **recipe_flags)
+        again = resolve_name(ref, weights=chosen, host=host, options=options, **recipe_flags)
         if again.key != resolved.key:
             raise _Failed(f"the cache key of {ref} is not stable ({resolved.key} then {again.key})")
         claim = state["source"].resolve(state["model"])
