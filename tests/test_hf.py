@@ -327,6 +327,17 @@ def test_push_refusals(hf, server: HubServer, home: Path) -> None:
     assert "team/x" not in server.hub.repos
 
 
+def test_pushed_metadata_names_local_files_without_their_location() -> None:
+    from zoo.hub import model_card, shared_metadata
+
+    metadata = {"name": "mine", "ref": "local:/home/alice/secret/ckpt.pth",
+                "weights": {"tag": "sha256:ab", "file": "/home/alice/secret/ckpt.pth", "sha256": "ab"}}
+    shared = shared_metadata(metadata)
+    assert shared["weights"] == {"tag": "sha256:ab", "file": "ckpt.pth", "sha256": "ab"}
+    assert metadata["weights"]["file"] == "/home/alice/secret/ckpt.pth"  # the store's copy is untouched
+    assert "| weights file | ckpt.pth |" in model_card(shared, "team/mine")
+
+
 def test_configs_to_preprocessing() -> None:
     from zoo_hf import configs
 

@@ -159,9 +159,19 @@ def _first_line(exc: BaseException) -> str:
 def commit_files(entry: Entry, repo_id: str) -> dict[str, Path | bytes]:
     """What a push puts in the repo: the entry's files, its ``zoo.json`` and a model card."""
     files: dict[str, Path | bytes] = {f["path"]: entry.dir / f["path"] for f in entry.files}
-    files[METADATA_FILE] = entry.dir / METADATA_FILE
-    files[CARD_FILE] = model_card(entry.metadata, repo_id).encode("utf-8")
+    metadata = shared_metadata(entry.metadata)
+    files[METADATA_FILE] = (json.dumps(metadata, indent=2) + "\n").encode("utf-8")
+    files[CARD_FILE] = model_card(metadata, repo_id).encode("utf-8")
     return files
+
+
+def shared_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``zoo.json`` as it goes to the Hub: a local weights file is named, not located
+    (``/home/alice/project/ckpt.pth`` -> ``ckpt.pth``; its sha256 still identifies it)."""
+    weights = dict(metadata.get("weights") or {})
+    if isinstance(weights.get("file"), str):
+        weights["file"] = Path(weights["file"]).name
+    return {**metadata, "weights": weights}
 
 
 def push(
@@ -226,7 +236,7 @@ def push(
 def model_card(metadata: dict[str, Any], repo_id: str) -> str:
     """A README.md for the Hub: YAML front matter, then what zoo knows about the model."""
     source = metadata.get("source", {})
-    weights = {k: v for k, v in metadata.get("weights", {}).items() if k != "file"}
+    weights = metadata.get("weights") or {}
     pre = metadata.get("preprocessing") or {}
     labels = metadata.get("labels") or []
     validation = metadata.get("validation") or {}
