@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, UserError
+from .integrity import check_external_data
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -158,6 +159,7 @@ def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptio
     options = options or ProviderOptions()
     if provider not in CHOICES:
         raise UserError(f"unknown provider {provider!r}: use one of {', '.join(CHOICES)}")
+    check_external_data(path)  # before ONNX Runtime opens any file the model names
     if provider != "auto":
         return _create(Path(path), provider, options, provider)
     passed_over = []

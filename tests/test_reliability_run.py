@@ -1,0 +1,68 @@
+"""`zoo run` refuses what it must not load: corrupted store entries (and `zoo pull --force`
+repairs them) and ONNX files whose external data points outside their folder, before
+ONNX Runtime opens anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import zoo_env
+from test_reliability_inputs import external_model, run_audited, secret  # noqa: F401 (secret: a fixture)
+from test_reliability_store import RESNET, entry_dirs, one_line_error
+
+from zoo.store import MODEL_FILE
+
+
+def _corrupt(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flipped byte":
+        data[len(data) // 2] ^= 0xFF
+    else:
+        del data[len(data) // 2:]
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flipped byte", "truncated"])
+def test_run_refuses_a_corrupted_entry_and_force_pull_repairs_it(copy_store: Path, zoo, how: str) -> None:
+    (key,) = entry_dirs(copy_store)
+    _corrupt(copy_store / "models" / key / MODEL_FILE, how)
+    proc = zoo("run", *RESNET, "--json", check=False)
+    one_line_error(proc, 3, "does not match its record", "zoo pull --force resnet18")
+    if how == "truncated":  # the repair costs an export: prove it once
+        assert json.loads(zoo("pull", *RESNET, "--force", "--json").stdout)["cached"] is False
+        out = json.loads(zoo("run", *RESNET, "--json").stdout)
+        assert out["provider"] == "cpu"
+        assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
+
+
+@pytest.mark.parametrize("attack", ["absolute", "dotdot", "symlink out"])
+def test_run_refuses_external_data_outside_before_onnxruntime_opens_it(
+    home: Path, zoo, tmp_path: Path, secret: Path, attack: str  # noqa: F811
+) -> None:
+    """zoo's own check answers (exit 3, "refusing"), not ONNX Runtime's (1.31 validates these
+    paths too; older runtimes and ``onnx.load`` do not all), so nothing reaches the runtime."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "link.bin").symlink_to(secret)
+    location = {"absolute": str(secret), "dotdot": "../secret.bin", "symlink out": "link.bin"}[attack]
+    model = external_model(folder, location)
+    proc = zoo("run", str(model), "--json", check=False)
+    one_line_error(proc, 3, "refusing", "external data", "must be a plain file next to the model")
+
+
+def test_run_loads_external_data_kept_inside_the_folder(home: Path, tmp_path: Path, secret: Path) -> None:  # noqa: F811
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(secret.read_bytes())
+    model = external_model(folder, "weights.bin")
+    x = tmp_path / "x.npy"
+    import numpy as np
+
+    np.save(x, np.ones(4, np.float32))
+    proc, _audit = run_audited(["run", str(model), "--input", str(x), "--json"], zoo_env(home),
+                               tmp_path / "audit.json")
+    assert proc.returncode == 0, proc.stderr
+    assert "provider" in json.loads(proc.stdout)
