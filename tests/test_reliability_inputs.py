@@ -392,6 +392,13 @@ def test_matching_pin_loads_and_a_user_choice_drops_the_pin(home: Path, zoo, tmp
     assert chosen.spec.options == ()  # the pin is for the alias's own weights only
 
 
+def test_a_pin_the_source_cannot_honour_is_an_error_not_ignored(home: Path, zoo, tmp_path: Path) -> None:
+    registry = _pinned_registry(tmp_path / "pins.toml", "none", "b" * 64)  # random init has no file
+    proc = zoo("pull", "pinned", "--registry", str(registry), check=False)
+    one_line_error(proc, 3, "pins weights_sha256", "does not report")
+    assert entry_dirs(home) == []
+
+
 def test_check_weights_file_compares_before_reading_content(tmp_path: Path) -> None:
     path = tmp_path / "w.bin"
     path.write_bytes(b"abc")

@@ -223,7 +223,7 @@ def _producer(
 ) -> Callable[[Path], dict[str, Any]]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
     from .export import export as run_export
-    from .integrity import check_pinned_path
+    from .integrity import check_built_weights, check_pinned_path
     from .metadata import SCHEMA, now, toolchain, write_props
 
     say = progress or (lambda _msg: None)
@@ -237,6 +237,7 @@ def _producer(
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
         built = source.build(spec, recipe)
+        check_built_weights(spec, built.weights)  # a pin is never silently ignored
         if recipe.size is not None:
             built.preprocessing = built.preprocessing.resized_to(recipe.size)
         result = run_export(built, recipe, directory, say)

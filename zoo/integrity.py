@@ -121,3 +121,21 @@ def check_pinned_path(spec: Any) -> None:
     pin = pinned_sha256(spec)
     if pin and looks_like_path(spec.weights):
         check_weights_file(Path(spec.weights).expanduser(), pin)
+
+
+def check_built_weights(spec: Any, weights: dict[str, Any]) -> None:
+    """After a build: a pin is never silently ignored, whichever source made the model.
+
+    Sources should check the pin before loading (``check_weights_file``); this catches a
+    source that did not, and one that cannot report the sha256 of what it loaded.
+    """
+    pin = pinned_sha256(spec)
+    if not pin:
+        return
+    actual = weights.get("sha256")
+    if not actual:
+        raise IntegrityError(f"{spec.ref}: the registry pins weights_sha256, but source {spec.source!r} does not "
+                             "report the sha256 of the weights it loaded; remove the pin or pin a weights file")
+    if actual != pin:
+        raise IntegrityError(f"{spec.ref}: weights loaded have sha256 {actual}, but the registry pins {pin}; "
+                             "refusing to export them")
