@@ -149,10 +149,14 @@ def test_errors_say_what_to_do(env: dict[str, str], repo: Path, tmp_path: Path) 
         assert line.startswith("zoo: ")  # one line, no traceback
 
 
-def test_conformance_kit_passes(env: dict[str, str], repo: Path) -> None:
+def test_conformance_kit_passes(env: dict[str, str]) -> None:
     data = json.loads(run_cli("plugins", "check", "hubconf", "--json", env=env).stdout)
     assert data["passed"] is True
     assert data["reports"][0]["model"].endswith("sample_repo:tiny_cnn")
+
+
+@pytest.mark.slow
+def test_conformance_kit_passes_on_a_users_repo(env: dict[str, str], repo: Path) -> None:
     data = json.loads(run_cli("plugins", "check", "hubconf", "--model", f"{repo}:small_net", "--json",
                               env=env).stdout)
     assert data["passed"] is True

@@ -85,6 +85,15 @@ def test_other_commands_keep_working_and_warn_once_per_broken_plugin(broken_env:
     assert "hijacked" not in run_cli("list", env=broken_env).stdout
 
 
+def test_an_entry_point_named_like_a_loaded_plugin_is_refused(tmp_path: Path) -> None:
+    site = make_site(tmp_path, {"zoo_torchvision": ("zoo-test-shadow", "zoo_test_tiny")})
+    rows = json.loads(run_cli("plugins", "--json", env=plugin_env(tmp_path / "home", site)).stdout)
+    shadow = [p for p in rows if p["distribution"] == "zoo-test-shadow"]
+    assert len(shadow) == 1 and shadow[0]["status"] == "error: duplicate plugin name 'zoo_torchvision'"
+    builtin = next(p for p in rows if p["name"] == "zoo_torchvision")
+    assert builtin["status"] == "loaded" and builtin["sources"] == ["torchvision"]
+
+
 def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
     site = make_site(tmp_path, {**TINY, "raises": BROKEN["raises"]})
 
@@ -141,8 +150,6 @@ def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None
     assert steps["catalogue"]["status"] == "fail" and "apply the pattern" in steps["catalogue"]["detail"]
     assert steps["unknown"]["status"] == "fail" and "KeyError" in steps["unknown"]["detail"]
     assert all(steps[s]["status"] == "pass" for s in ("plugin", "resolve", "build", "export", "checker", "parity"))
-    human = run_cli("plugins", "check", "sloppy", env=env, check=False)
-    assert "FAIL light" in human.stdout and "FAILED" in human.stdout
 
 
 def test_check_of_a_source_of_ready_onnx_files(tmp_path: Path) -> None:
@@ -158,6 +165,8 @@ def test_check_of_a_broken_plugin_or_unknown_name(broken_env: dict[str, str]) ->
     proc = run_cli("plugins", "check", "raises", "--json", env=broken_env, check=False)
     report = json.loads(proc.stdout)["reports"][0]
     assert proc.returncode == 1 and "boom at import" in report["steps"][0]["detail"]
+    human = run_cli("plugins", "check", "raises", env=broken_env, check=False)
+    assert human.returncode == 1 and "FAIL plugin" in human.stdout and "FAILED" in human.stdout
     proc = run_cli("plugins", "check", "nosuch", env=broken_env, check=False)
     assert proc.returncode == 1 and "no source or plugin called 'nosuch'" in proc.stderr
 
