@@ -19,6 +19,7 @@ PLUGINS = Path(__file__).resolve().parent / "plugins"
 # entry point name -> (distribution, module)
 BROKEN = {
     "raises": ("zoo-test-raises", "zoo_test_raises"),
+    "exits": ("zoo-test-exits", "zoo_test_exits"),
     "duplicate": ("zoo-test-duplicate", "zoo_test_duplicate"),
     "unknown_hook": ("zoo-test-unknown-hook", "zoo_test_unknown_hook"),
     "wrong_args": ("zoo-test-wrong-args", "zoo_test_wrong_args"),
@@ -27,6 +28,7 @@ BROKEN = {
 TINY = {"tiny": ("zoo-test-tiny", "zoo_test_tiny")}
 EXPECTED_ERRORS = {
     "raises": "RuntimeError: boom at import",
+    "exits": "SystemExit: plugin exits",
     "duplicate": "source 'torchvision' is already registered by zoo_torchvision",
     "unknown_hook": "unknown hook(s) zoo_register_sauces",
     "wrong_args": "invalid hook zoo_register_sources(registrar)",

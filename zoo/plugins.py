@@ -128,7 +128,7 @@ class PluginHost:
         except pluggy.PluginValidationError as exc:  # its first line lacks the reason
             info.error = _validation_reason(exc)
             return
-        except Exception as exc:  # a broken plugin must not break zoo
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break zoo, even by exiting
             info.error = _one_line(exc)
             return
         unknown = [c.name for c in self.pm.get_hookcallers(module) or [] if not c.has_spec()]
