@@ -142,6 +142,11 @@ def test_errors_say_what_to_do(env: dict[str, str], repo: Path, tmp_path: Path) 
     assert proc.returncode == 1 and "no hubconf.py in" in proc.stderr
     proc = run_cli("pull", f"hubconf:{repo}", env=env, check=False)
     assert proc.returncode == 1 and "is not REPO_DIR:FUNCTION" in proc.stderr
+    (repo / "hubconf.py").write_text("def small_net(:\n")
+    listing = run_cli("list", "--available", "*", "--json", env={**env, "ZOO_HUBCONF_REPOS": str(repo)})
+    assert any(row["name"].endswith("sample_repo:tiny_cnn") for row in json.loads(listing.stdout))  # broken: skipped
+    proc = run_cli("pull", f"hubconf:{repo}:small_net", "--weights", "none", env=env, check=False)
+    assert proc.returncode == 1 and "hubconf.py failed to load: SyntaxError" in proc.stderr
     (repo / "hubconf.py").write_text('dependencies = ["no_such_package_zoo"]\n\ndef small_net():\n    pass\n')
     proc = run_cli("pull", f"hubconf:{repo}:small_net", "--weights", "none", env=env, check=False)
     assert proc.returncode == 4 and "needs no_such_package_zoo: pip install them" in proc.stderr

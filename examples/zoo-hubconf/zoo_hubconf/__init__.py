@@ -63,7 +63,12 @@ class HubconfSource(Source):
         return [SAMPLE_REPO, *(p for p in extra if (p / HUBCONF).is_file())]
 
     def models(self, pattern: str | None = None) -> list[str]:
-        names = [f"{repo.resolve()}:{fn}" for repo in self._repos() for fn in entrypoints(repo)]
+        names = []
+        for repo in self._repos():
+            try:
+                names += [f"{repo.resolve()}:{fn}" for fn in entrypoints(repo)]
+            except (SyntaxError, OSError, UnicodeDecodeError):  # one broken repo must not hide the others
+                continue
         return match(names, pattern)
 
     def resolve(self, name: str) -> ModelSpec | None:
@@ -152,6 +157,9 @@ def _import_hubconf(repo: Path) -> Any:
         spec.loader.exec_module(module)
     except ImportError as exc:
         raise EnvironmentProblem(f"{repo / HUBCONF} cannot be imported: {exc}") from None
+    except Exception as exc:  # the repo's own code: say where, in one line
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportError(f"{repo / HUBCONF} failed to load: {type(exc).__name__}: {reason}") from None
     finally:
         sys.path.remove(str(repo))
     missing = [dep for dep in getattr(module, "dependencies", []) if importlib.util.find_spec(dep) is None]
