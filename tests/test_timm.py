@@ -151,3 +151,33 @@ def test_weights_path_infers_the_head_and_loads_through_timm(home: Path, zoo, tm
     with torch.inference_mode():
         want = model(x).numpy()
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_pretrained_weights_come_from_the_hub_cache_offline(home: Path, zoo, tmp_path: Path) -> None:
+    """timm's default weights, read from a Hugging Face Hub cache laid out as huggingface_hub does."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(2)
+    model = timm.create_model("test_resnet").eval()
+    snapshot = tmp_path / "hf" / "hub" / "models--timm--test_resnet.r160_in1k"
+    commit = "0" * 40
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text(commit)
+    (snapshot / "snapshots" / commit).mkdir(parents=True)
+    weights = snapshot / "snapshots" / commit / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+
+    env = {"ZOO_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    pulled = json.loads(zoo("pull", "timm:test_resnet", "--json", **env).stdout)
+    meta = metadata(pulled)
+    assert meta["weights"]["hub_id"] == "timm/test_resnet.r160_in1k"
+    assert meta["weights"]["resolved"] == "test_resnet.r160_in1k"
+    assert Path(meta["weights"]["file"]).name == "model.safetensors"
+    assert len(meta["weights"]["sha256"]) == 64
+    x = torch.randn(1, 3, 160, 160, generator=torch.Generator().manual_seed(5))
+    session = ort.InferenceSession(pulled["path"], providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"input": x.numpy()})
+    with torch.inference_mode():
+        assert np.abs(got - model(x).numpy()).max() < 1e-4

@@ -68,9 +68,11 @@ class LocalSource(Source):
         from zoo.resolve import split_ref
 
         path = Path(spec.name)
-        digest = file_sha256(path) if path.is_file() else None
-        if "sha256:" + str(digest) != spec.weights:
-            raise UserError(f"{path} changed or vanished since it was resolved; run the command again")
+        if not path.is_file():
+            raise UserError(f"checkpoint file not found: {path}")
+        digest = file_sha256(path)
+        if "sha256:" + digest != spec.weights:  # the key promised that content
+            raise UserError(f"{path} changed since it was resolved; run the command again")
         arch_source, arch_name = split_ref(spec.option("arch"))
         options = {k: spec.option(k) for k in ("num_classes", "strict") if spec.option(k) is not None}
         arch_spec = ModelSpec(arch_source, arch_name, str(path), tuple(sorted(options.items())))

@@ -136,14 +136,17 @@ def _fetch(cfg: Any) -> Path | None:
     Files the way timm looks for them: a safetensors alternative first, then the named file.
     None when the weights are not on the Hub (timm then fetches its own URL).
     """
+    from zoo.env import offline
+
     if not cfg.hf_hub_id:
+        if offline():  # timm would fetch the URL itself, and zoo cannot tell whether it is cached
+            raise WeightsUnavailableError(f"offline mode: weights {cfg.url} come from a URL, not the "
+                                          f"Hugging Face Hub cache; {WEIGHTS_ADVICE}")
         return None
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     from huggingface_hub.utils import logging as hf_logging
     from timm.models._hub import _get_safe_alternatives, hf_split
-
-    from zoo.env import offline
 
     hf_logging.set_verbosity_error()  # its retry chatter would break "errors are one line"
     repo, revision = hf_split(cfg.hf_hub_id)
