@@ -21,7 +21,7 @@ from conftest import REPO, zoo_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
-from test_reliability_store import SMALL, entry_dirs, one_line_error, store_files
+from test_reliability_store import SMALL, entry_dirs, mounted, one_line_error, store_files
 
 from zoo.errors import IntegrityError, RegistryError, ZooError
 from zoo.integrity import check_external_data, check_weights_file, external_data_problems
@@ -448,6 +448,14 @@ HYGIENE = [
 def test_every_error_is_one_line_with_its_exit_code(home: Path, zoo, args: list[str], code: int, fragment: str) -> None:
     for json_flag in ([], ["--json"]) if code == 1 else ([],):
         one_line_error(zoo(*args, *json_flag, check=False), code, fragment)
+
+
+def test_export_to_a_read_only_dir_is_one_line_exit_4(home: Path, zoo, tmp_path: Path) -> None:
+    target = tmp_path / "ro"
+    target.mkdir()
+    with mounted("-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", target=target):
+        proc = zoo("export", "resnet18", "--weights", "none", "-o", str(target / "out"), check=False)
+        one_line_error(proc, 4, "Read-only file system", str(target / "out"))
 
 
 def test_zoo_debug_shows_the_traceback(home: Path, zoo) -> None:

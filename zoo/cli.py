@@ -5,6 +5,7 @@ Errors are one line on stderr and a non-zero exit (see ``zoo.errors`` for the co
 ``ZOO_DEBUG=1`` shows tracebacks.
 """
 
+import errno
 import functools
 import inspect
 import json
@@ -530,11 +531,18 @@ def main() -> None:
             _click_error(exc)
         if debug():
             raise
+        if isinstance(exc, OSError) and exc.errno in _REFUSED_WRITES:  # the machine, not zoo
+            where = f" ({exc.filename})" if exc.filename else ""
+            sys.stderr.write(f"zoo: error: {exc.strerror}{where}; free space or choose a writable place\n")
+            sys.exit(4)
         first = (str(exc).strip().splitlines() or [""])[0]
         sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
                          "(run with ZOO_DEBUG=1 for the traceback)\n")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+_REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def _is_click_error(exc: BaseException) -> bool:

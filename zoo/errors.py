@@ -59,6 +59,10 @@ class EnvironmentProblem(ZooError):
     exit_code = 4
 
 
+class StoreWriteError(EnvironmentProblem):
+    """The store's filesystem refused a write: read-only, full, or no permission."""
+
+
 class WeightsUnavailableError(EnvironmentProblem):
     """Pretrained weights cannot be fetched (no network, offline mode, missing file)."""
 

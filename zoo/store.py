@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .env import contained, home, no_lock
-from .errors import EnvironmentProblem, IntegrityError, UserError
+from .errors import EnvironmentProblem, IntegrityError, StoreWriteError, UserError
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
 
@@ -47,10 +47,6 @@ STALE_AFTER_S = 24 * 3600
 _UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 # Below this many free bytes after a failed write, the disk being full is the likely cause.
 _NEARLY_FULL = 1 << 20
-
-
-class StoreWriteError(EnvironmentProblem):
-    """The store's filesystem refused a write: read-only, full, or no permission."""
 
 
 @dataclass
