@@ -182,7 +182,7 @@ def test_cache_key_follows_file_content_and_options(home: Path, tmp_path: Path) 
         return api.resolve_name(f"local:{ckpt}", options={**arch, **options}).key
 
     first = key()
-    assert key() == first  # stable
+    assert key() == first == key(strict=True)  # stable; strict is the default
     assert len({first, key(num_classes=10), key(strict=False), key(arch="timm:resnet18")}) == 4
     ckpt.write_bytes(b"second version")
     assert key() != first  # a changed file is a new entry

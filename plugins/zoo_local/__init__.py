@@ -55,7 +55,11 @@ class LocalSource(Source):
         num_classes = options.get("num_classes")
         if num_classes is not None and int(num_classes) < 1:
             raise UserError(f"--num-classes must be at least 1, not {num_classes}")
-        settings = {"arch": arch, "num_classes": num_classes, "strict": options.get("strict")}
+        settings = {
+            "arch": arch,
+            "num_classes": None if num_classes is None else int(num_classes),
+            "strict": False if options.get("strict") is False else None,  # strict is the default: one key
+        }
         return ModelSpec(
             source=self.name,
             name=str(path.resolve()),
