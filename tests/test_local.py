@@ -222,3 +222,24 @@ def test_bad_checkpoint_requests_fail_in_one_line(zoo, tmp_path: Path, args: lis
     proc = zoo("export", *args, "-o", str(tmp_path / "out"), check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and fragment in proc.stderr, proc.stderr
+
+
+def test_checkpoint_with_another_code_bases_names_is_paired_by_position(zoo, tmp_path: Path) -> None:
+    """Like RepViT's own checkpoints (``features.0.0.c``...): same tensors, same order, other names."""
+    model = random_timm("test_resnet", num_classes=6)
+    renamed = {f"features.{i}.{key.rsplit('.', 1)[-1]}": v for i, (key, v) in enumerate(model.state_dict().items())}
+    ckpt = tmp_path / "original_repo.pth"
+    torch.save({"model": renamed}, ckpt)
+    out = tmp_path / "out"
+    zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(out))
+    x = fixed_input(160)
+    with torch.inference_mode():
+        want = model(x).numpy()
+    assert np.abs(onnx_logits(out / "model.onnx", x) - want).max() < TOLERANCE
+    meta = json.loads((out / "zoo.json").read_text())
+    assert meta["weights"]["remapped"].startswith("by position")
+    assert meta["outputs"][0]["shape"] == ["batch", 6]  # head size read by position too
+    shuffled = dict(reversed(list(renamed.items())))
+    torch.save({"model": shuffled}, ckpt)
+    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(out), check=False)
+    assert proc.returncode == 1 and "does not fit the model" in proc.stderr

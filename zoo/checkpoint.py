@@ -76,14 +76,44 @@ def infer_num_classes(module: Any, state: dict[str, Any]) -> int | None:
 
     Every mismatched tensor must differ in its first dimension alone, from the same model
     size to the same checkpoint size (a classifier's weight and bias, a distillation head).
+    Tensors are paired by name, or by position when the names are another code base's.
     """
-    own = module.state_dict()
-    diffs = [(tuple(own[k].shape), tuple(v.shape)) for k, v in state.items()
-             if k in own and own[k].shape != v.shape]
+    diffs = [(tuple(mine.shape), tuple(theirs.shape)) for mine, theirs in _pairs(module, state)
+             if mine.shape != theirs.shape]
     if not diffs or any(len(m) != len(c) or not m or m[1:] != c[1:] for m, c in diffs):
         return None
     sizes = {(m[0], c[0]) for m, c in diffs}
     return sizes.pop()[1] if len(sizes) == 1 else None
+
+
+def by_position(module: Any, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint renamed to ``module``'s keys when only the names differ, else None.
+
+    Checkpoints saved by a model's original repository often name the same tensors
+    differently from timm (RepViT's ``features.0.0.c`` is timm's ``stem.conv1.c``) while
+    registering them in the same order. When few names match but every tensor lines up
+    with the same shape, timm's ``remap_state_dict`` pairs them by position.
+    """
+    from timm.models import remap_state_dict
+
+    own = module.state_dict()
+    if not _named_elsewhere(own, state):
+        return None
+    if any(mine.shape != theirs.shape for mine, theirs in zip(own.values(), state.values(), strict=True)):
+        return None
+    return remap_state_dict(state, module, allow_reshape=False)
+
+
+def _named_elsewhere(own: dict[str, Any], state: dict[str, Any]) -> bool:
+    """As many tensors as the model, but most of them under names the model does not use."""
+    return len(own) == len(state) and len(own.keys() & state.keys()) <= len(own) // 2
+
+
+def _pairs(module: Any, state: dict[str, Any]) -> list[tuple[Any, Any]]:
+    own = module.state_dict()
+    if _named_elsewhere(own, state):
+        return list(zip(own.values(), state.values(), strict=True))
+    return [(own[k], v) for k, v in state.items() if k in own]
 
 
 def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool = True) -> None:

@@ -180,7 +180,7 @@ def _from_file(name: str, path: Path, kwargs: dict[str, Any], strict: bool) -> t
     import timm
     from timm.models import split_model_name_tag
 
-    from zoo.checkpoint import infer_num_classes, load_into, load_state_dict
+    from zoo.checkpoint import by_position, infer_num_classes, load_into, load_state_dict
 
     arch = split_model_name_tag(name)[0]
     state = load_state_dict(path)
@@ -191,8 +191,13 @@ def _from_file(name: str, path: Path, kwargs: dict[str, Any], strict: bool) -> t
         if classes is not None and classes != model.num_classes:
             model = timm.create_model(name, pretrained=False, **{**kwargs, "num_classes": classes})
             state = _filter(arch, state, model)
+    weights = {"file": str(path.resolve()), "sha256": file_sha256(path)}
+    renamed = by_position(model, state)
+    if renamed is not None:  # e.g. a checkpoint from the model's original repository
+        state = renamed
+        weights["remapped"] = "by position: the checkpoint's tensor names differ from timm's, shapes line up"
     load_into(model, state, path, strict=strict)
-    return model, {"file": str(path.resolve()), "sha256": file_sha256(path)}
+    return model, weights
 
 
 def _filter(arch: str, state: dict[str, Any], model: Any) -> dict[str, Any]:
