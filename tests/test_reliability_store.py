@@ -232,6 +232,23 @@ def test_gc_removes_dead_and_old_temp_dirs_only(home: Path, zoo, tmp_path: Path)
     assert json.loads(zoo("gc", "--json").stdout) == {"removed": []}
 
 
+def test_gc_keeps_a_live_writer_in_another_pid_namespace(home: Path, zoo) -> None:
+    """Containers sharing a store and a hostname: a writer's pid means nothing in our namespace."""
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+                           "import os; from zoo.store import _host; print(_host(), os.getpid())"],
+                          capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot create a pid namespace here: {proc.stderr.strip()}")
+    host = proc.stdout.split()[0]
+    assert host != _host()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # a pid that is dead here, and might be a live writer over there
+    writer = home / "tmp" / f"{'0' * 20}.{finished.pid}@{host}.x1"
+    writer.mkdir(parents=True)
+    assert json.loads(zoo("gc", "--json").stdout) == {"removed": []}
+    assert writer.is_dir()
+
+
 # -- 3. corruption ------------------------------------------------------------------------------
 def _flip_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())

@@ -18,6 +18,7 @@ cannot be created) the store stays correct. Temp dirs whose writer died are remo
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -348,8 +349,16 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
+@functools.cache
 def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63]
+    """Who can judge our pids: this host, and on Linux this pid namespace (containers sharing
+    a store volume and a hostname each see other pids as dead)."""
+    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63]
+    try:
+        namespace = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return name
+    return f"{name}-{namespace}"
 
 
 def _alive(pid: int) -> bool:
