@@ -123,7 +123,7 @@ def find(
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
+    resolved = resolve_name(name, weights, registry, **recipe_flags)
     entry = store.get(resolved.key)
     if entry is not None:
         return entry
