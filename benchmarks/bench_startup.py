@@ -76,14 +76,15 @@ def main() -> int:
             results[label] = {"median_s": round(statistics.median(runs), 3), "min_s": round(min(runs), 3),
                               "max_s": round(max(runs), 3)}
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}; {args.repeat} runs each")
+          f"python {platform.python_version()}, load average {load:.1f}; {args.repeat} runs each")
     print(f"{'case':<32} {'median':>8} {'min':>8} {'max':>8}")
     for label, r in results.items():
         print(f"{label:<32} {r['median_s']:>7.3f}s {r['min_s']:>7.3f}s {r['max_s']:>7.3f}s")
     over = [label for label in results if label.startswith("zoo") and "with hubconf" in label
             and results[label]["median_s"] > args.budget]
-    print(json.dumps({"budget_s": args.budget, "results": results, "over_budget": over}))
+    print(json.dumps({"budget_s": args.budget, "load_average": load, "results": results, "over_budget": over}))
     return 1 if over else 0
 
 
