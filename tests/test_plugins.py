@@ -96,6 +96,14 @@ def test_an_entry_point_named_like_a_loaded_plugin_is_refused(tmp_path: Path) ->
     assert builtin["status"] == "loaded" and builtin["sources"] == ["torchvision"]
 
 
+def test_a_failing_catalogue_leaves_the_others_listed(tmp_path: Path) -> None:
+    site = make_site(tmp_path, {"badcat": ("zoo-test-bad-catalogue", "zoo_test_bad_catalogue")})
+    proc = run_cli("list", "--available", "mobilenet_v3_s*", "--json", env=plugin_env(tmp_path / "home", site))
+    assert "torchvision:mobilenet_v3_small" in [row["name"] for row in json.loads(proc.stdout)]
+    assert ("the catalogue of source badcat (plugin badcat, from zoo-test-bad-catalogue) failed: "
+            "RuntimeError: catalogue service down") in proc.stderr
+
+
 def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
     site = make_site(tmp_path, {**TINY, "raises": BROKEN["raises"]})
 

@@ -171,8 +171,14 @@ def gc(store: Store | None = None, max_age_s: float | None = None) -> list[Path]
     return store.collect_garbage() if max_age_s is None else store.collect_garbage(max_age_s)
 
 
-def available(pattern: str | None = None, registry: str | Path | None = None) -> list[dict[str, Any]]:
-    """What can be pulled: registry aliases, then every source's catalogue."""
+def available(pattern: str | None = None, registry: str | Path | None = None,
+              on_error: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:
+    """What can be pulled: registry aliases, then every source's catalogue.
+
+    A source whose catalogue raises is reported to ``on_error(source, reason)`` and left out,
+    so one broken plugin does not hide the others; without ``on_error`` it is a ``PluginError``.
+    """
+    from .errors import PluginError
     from .source import match
 
     host = get_host()
@@ -183,7 +189,17 @@ def available(pattern: str | None = None, registry: str | Path | None = None) ->
             rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
                          "description": alias.description})
     for source_name, source in sorted(host.sources.items()):
-        for model in source.models(pattern):
+        try:
+            models = list(source.models(pattern))
+        except Exception as exc:
+            plugin = host.source_plugin(source_name)
+            reason = (f"the catalogue of source {source_name} (plugin {plugin.name}, from "
+                      f"{plugin.distribution}) failed: {type(exc).__name__}: {exc}".splitlines()[0])
+            if on_error is None:
+                raise PluginError(reason) from exc
+            on_error(source_name, reason)
+            continue
+        for model in models:
             rows.append({"name": f"{source_name}:{model}", "ref": f"{source_name}:{model}",
                          "kind": "model", "description": ""})
     return rows

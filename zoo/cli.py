@@ -186,7 +186,7 @@ def list_(
 
     if available:
         warn_broken_plugins()
-        rows = api.available(pattern, registry)
+        rows = api.available(pattern, registry, on_error=lambda _source, reason: warn(reason))
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
     entries = api.entries()
