@@ -25,7 +25,7 @@ def _corrupt(path: Path, how: str) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["flipped byte", "truncated"])
+@pytest.mark.parametrize("how", ["flipped byte", pytest.param("truncated", marks=pytest.mark.slow)])
 def test_run_refuses_a_corrupted_entry_and_force_pull_repairs_it(copy_store: Path, zoo, how: str) -> None:
     (key,) = entry_dirs(copy_store)
     _corrupt(copy_store / "models" / key / MODEL_FILE, how)
