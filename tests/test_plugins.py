@@ -123,6 +123,8 @@ def test_post_export_transform_runs_and_is_recorded(tmp_path: Path) -> None:
     pulled = json.loads(run_cli("pull", "tiny:mlp", "--json", env=env).stdout)
     info = json.loads(run_cli("info", "tiny:mlp", "--json", env=env).stdout)
     records = {r["plugin"]: r["status"] for r in info["post_export"]}
+    load_order = [p["name"] for p in json.loads(run_cli("plugins", "--json", env=env).stdout)]
+    assert list(records) == [name for name in load_order if name in records]  # run in load order
     assert records["tiny"] == "applied"
     assert records["bad_transform"].startswith("undone: ")  # its corrupt file was rolled back
     counts = info["zoo_test_tiny"]

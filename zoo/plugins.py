@@ -215,8 +215,8 @@ class PluginHost:
 
         records: list[dict[str, str]] = []
         backup = path.with_name(path.name + ".before-post-export")
-        # pluggy calls the newest registration first; run them in load order instead.
-        for impl in reversed(self.pm.hook.zoo_post_export.get_hookimpls()):
+        # One at a time rather than through pluggy's call (newest first): load order, each guarded.
+        for impl in self.pm.hook.zoo_post_export.get_hookimpls():
             arguments = {"path": path, "metadata": metadata, "spec": spec, "recipe": recipe}
             shutil.copyfile(path, backup)
             try:
