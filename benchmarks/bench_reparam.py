@@ -1,7 +1,7 @@
 """ONNX Runtime CPU latency of RepViT-M0.9 re-parameterised vs un-fused, batch 1.
 
 Exports both with zoo (`zoo pull repvit_m0_9 --weights none [--no-reparameterize]`, static
-batch 1) into a temporary store, then times them on ORT's CPU provider in interleaved rounds
+batch 1) into a temporary store, then times them on ORT's CPU provider in alternating runs
 so that background load hits both alike. Prints one JSON document.
 Run: python benchmarks/bench_reparam.py [--rounds 10] [--iterations 50] [--threads N]
 """
@@ -58,19 +58,21 @@ def main() -> None:
         for s in sessions.values():
             for _ in range(args.warmup):
                 s.run(None, {"input": x})
+        # Alternate the two models run by run: each pair sees the same background load, so
+        # the per-pair ratio stays meaningful on a busy machine where absolute times drift.
         times: dict[str, list[float]] = {label: [] for label in sessions}
-        for _ in range(args.rounds):
+        for _ in range(args.rounds * args.iterations):
             for label, s in sessions.items():
-                for _ in range(args.iterations):
-                    start = time.perf_counter()
-                    s.run(None, {"input": x})
-                    times[label].append((time.perf_counter() - start) * 1000)
+                start = time.perf_counter()
+                s.run(None, {"input": x})
+                times[label].append((time.perf_counter() - start) * 1000)
 
     def summary(label: str) -> dict:
         ms = sorted(times[label])
         return {
             "p50_ms": round(statistics.median(ms), 3),
             "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 3),
+            "min_ms": round(ms[0], 3),
             "mean_ms": round(statistics.fmean(ms), 3),
             "runs": len(ms),
             "onnx_nodes": entries[label]["stats"]["onnx_nodes"],
@@ -88,6 +90,9 @@ def main() -> None:
         "threads": args.threads or "ort default",
         "results": results,
         "p50_reduction_pct": round(100 * (plain - fused) / plain, 1),
+        "paired_median_reduction_pct": round(100 * (1 - statistics.median(
+            f / p for f, p in zip(times["reparameterized"], times["unfused"], strict=True))), 1),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or platform.platform()}",
         "onnxruntime": onnxruntime.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
