@@ -179,12 +179,13 @@ def _bound(session: Session, feeds: dict[str, Any]) -> Callable[[], Any]:
 
 
 def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device: dict[str, Any],
-                threads: int | None = None) -> dict[str, Any]:
+                threads: int | None = None, built: tuple[Any, Any] | None = None) -> dict[str, Any]:
     """The same model in PyTorch eager mode, built by its source with the recorded weights
-    and recipe, timed like ``naive``: the input is made once, each call waits for the result."""
+    and recipe (or ``built``: a ``build_module`` result to reuse), timed like ``naive``:
+    the input is made once, each call waits for the result."""
     import torch
 
-    module, dtype = build_module(target)
+    module, dtype = built or build_module(target)
     on_gpu = device["kind"] == "cuda"
     torch_device = torch.device(f"cuda:{device['device_id']}" if on_gpu else "cpu")
     if on_gpu and not torch.cuda.is_available():
