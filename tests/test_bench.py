@@ -45,19 +45,20 @@ def test_batches_and_modes_give_one_result_each(copy_store: Path, zoo) -> None:
 
 
 def test_bound_loop_computes_what_session_run_computes(resnet18_store: Path, monkeypatch) -> None:
-    from zoo.bench import _bound
-    from zoo.runtime import locate, open_session, random_feeds
+    from zoo.runtime import Binding, locate, open_session, random_feeds
 
     monkeypatch.setenv("ZOO_HOME", str(resnet18_store))
     target = locate("resnet18", {"weights": "none"})
     session = open_session(target.path, "cpu")
     feeds = random_feeds(session.inputs, 2, target.preprocessing)
     (want,) = session.ort.run(None, feeds)
-    step = _bound(session, feeds)
+    binding = Binding(session, feeds)
+    assert list(binding.outputs) == ["logits"]  # preallocated: the symbolic batch came from the input
     for _ in range(2):  # the preallocated output is rewritten in place, run after run
-        bound = step()[-1]  # the bound values: inputs, then outputs
-        assert bound.shape() == [2, 1000]
-        np.testing.assert_allclose(bound.numpy(), want, rtol=1e-5, atol=1e-5)
+        binding.run()
+        assert binding.outputs["logits"].shape() == [2, 1000]
+        np.testing.assert_allclose(binding.outputs["logits"].numpy(), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(binding.results()[0], want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("args", "fragments"), [

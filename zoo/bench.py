@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from .errors import UserError
-from .runtime import ProviderOptions, Session, Target, open_session, random_feeds, trt_cache_dir
+from .runtime import Binding, ProviderOptions, Session, Target, open_session, random_feeds, trt_cache_dir
 
 MODES = ("naive", "iobinding", "cudagraph")
 
@@ -152,30 +152,7 @@ def _naive(session: Session, feeds: dict[str, Any]) -> Callable[[], Any]:
 
 
 def _bound(session: Session, feeds: dict[str, Any]) -> Callable[[], Any]:
-    """Inputs copied to the device once and outputs preallocated there: each run touches
-    device memory only; a CUDA graph needs exactly these fixed addresses."""
-    import onnxruntime as ort
-
-    device, device_id = session.device, session.options.device_id
-    values = session.ort.run(None, feeds)  # the output shapes for this batch
-    binding = session.ort.io_binding()
-    keep = []  # the bound OrtValues must outlive the binding
-    for name, array in feeds.items():
-        value = ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
-        binding.bind_ortvalue_input(name, value)
-        keep.append(value)
-    for spec, array in zip(session.ort.get_outputs(), values, strict=True):
-        value = ort.OrtValue.ortvalue_from_shape_and_type(list(array.shape), array.dtype, device, device_id)
-        binding.bind_ortvalue_output(spec.name, value)
-        keep.append(value)
-    run, sync = session.ort.run_with_iobinding, binding.synchronize_outputs
-
-    def step() -> Any:
-        run(binding)
-        sync()  # a real loop waits for the device before using the outputs
-        return keep
-
-    return step
+    return Binding(session, feeds).run
 
 
 def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device: dict[str, Any],

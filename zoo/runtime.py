@@ -149,6 +149,49 @@ class Session:
         return self.ort.run(None, feeds)
 
 
+class Binding:
+    """IO binding: the inputs copied to the session's device once and the outputs
+    preallocated there, so each ``run`` reads and writes device memory only. A CUDA graph
+    replays exactly these addresses, so it needs this too.
+
+    Output buffers are preallocated from the model's output shapes (a symbolic batch taken
+    from the input); an output with other free dimensions is left for ONNX Runtime to
+    allocate on the device, each run.
+    """
+
+    def __init__(self, session: Session, feeds: dict[str, Any]) -> None:
+        import onnxruntime as ort
+
+        check_feeds(session.inputs, feeds)
+        device, device_id = session.device, session.options.device_id
+        self._binding = session.ort.io_binding()
+        self.values: list[Any] = []  # the bound OrtValues must outlive the binding
+        for name, array in feeds.items():
+            value = ort.OrtValue.ortvalue_from_numpy(array, device, device_id)
+            self._binding.bind_ortvalue_input(name, value)
+            self.values.append(value)
+        batch = next(iter(feeds.values())).shape[0]
+        self.outputs: dict[str, Any] = {}
+        for spec in session.outputs:
+            shape = [batch if i == 0 and not isinstance(d, int) else d for i, d in enumerate(spec["shape"])]
+            if all(isinstance(d, int) for d in shape):
+                value = ort.OrtValue.ortvalue_from_shape_and_type(shape, spec["dtype"], device, device_id)
+                self._binding.bind_ortvalue_output(spec["name"], value)
+                self.outputs[spec["name"]] = value
+            else:
+                self._binding.bind_output(spec["name"], device, device_id)
+        self._run = session.ort.run_with_iobinding
+
+    def run(self) -> None:
+        """One run; returns when the device has finished (a real loop waits before reading)."""
+        self._run(self._binding)
+        self._binding.synchronize_outputs()
+
+    def results(self) -> list[Any]:
+        """The outputs of the last run, copied to host numpy arrays."""
+        return self._binding.copy_outputs_to_cpu()
+
+
 def _describe(value: Any) -> dict[str, Any]:
     shape = [d if isinstance(d, int) else (d or "?") for d in value.shape]
     return {"name": value.name, "shape": shape, "dtype": _ORT_TYPES.get(value.type, value.type)}
@@ -203,6 +246,9 @@ def _create(path: Path, provider: str, options: ProviderOptions, requested: str)
     if session is None:
         if provider == "cpu" or "INVALID_PROTOBUF" in error or "NO_SUCHFILE" in error:
             raise UserError(f"cannot load {path} with ONNX Runtime: {error}")
+        if options.cuda_graph and "graph" in error.lower():
+            raise UserError(f"this model cannot run as a CUDA graph ({error}); it needs static shapes and every "
+                            "node on the GPU: pull it with --static-batch, or use --mode iobinding")
         raise EnvironmentProblem(f"{wanted} failed to create a session ({error}); {_advice(provider)}")
     active = session.get_providers()
     if active[0] != wanted:
