@@ -209,6 +209,13 @@ def test_cuda_agrees_with_cpu(copy_store: Path, zoo, tmp_path: Path) -> None:
     assert runs["cuda"]["predictions"][0][0]["index"] == runs["cpu"]["predictions"][0][0]["index"]
 
 
+def test_run_pulls_on_a_miss(home: Path, zoo) -> None:
+    out = json.loads(zoo("run", "mobilenet_v3_small", "--weights", "none", "--json").stdout)
+    assert out["provider"] == "cpu" and out["outputs"][0]["shape"] == [1, 1000]
+    stored = json.loads(zoo("list", "--json").stdout)
+    assert [e["path"] for e in stored] == [out["path"]]
+
+
 def test_bare_onnx_file_reads_its_own_metadata(copy_store: Path, zoo, tmp_path: Path) -> None:
     stored = json.loads(zoo("pull", "resnet18", "--weights", "none", "--json").stdout)["path"]
     loose = tmp_path / "elsewhere" / "resnet.onnx"
