@@ -112,6 +112,23 @@ def test_preprocessing_equals_torchvision_transforms(tmp_path: Path, size: tuple
         np.testing.assert_array_equal(mine, weights.transforms()(image).numpy())
 
 
+@pytest.mark.parametrize(("name", "crop_mode"), [("repvit_m0_9", None), ("resnet18", "squash")])
+def test_preprocessing_equals_timm_transforms(tmp_path: Path, name: str, crop_mode: str | None) -> None:
+    import timm
+    from timm.data import create_transform, resolve_data_config
+    from zoo_timm import preprocessing
+
+    model = timm.create_model(name, pretrained=False)
+    if crop_mode:
+        model.pretrained_cfg = {**model.pretrained_cfg, "crop_mode": crop_mode}
+    spec = preprocessing(model).to_dict()
+    assert spec["crop_mode"] == (crop_mode or "center")
+    reference = create_transform(**resolve_data_config({}, model=model))
+    for size in ((640, 480), (333, 517), (200, 90)):
+        image = Image.open(write_image(tmp_path / "x.png", *size)).convert("RGB")
+        np.testing.assert_array_equal(images.preprocess(image, spec), reference(image).numpy())
+
+
 def test_preprocessing_pads_small_images_like_torchvision(tmp_path: Path) -> None:
     from torchvision import transforms
 
