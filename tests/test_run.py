@@ -36,13 +36,15 @@ def tiny_model() -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    path = Path(tempfile.gettempdir()) / f"zoo-test-relu-{os.getpid()}.onnx"
+    path = Path(tempfile.gettempdir()) / "zoo-test-relu.onnx"  # same bytes every time: shared, never piles up
     if not path.exists():
         graph = helper.make_graph(
             [helper.make_node("Relu", ["x"], ["y"])], "g",
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), path)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), partial)
+        partial.replace(path)  # atomic: concurrent test runs never read half a file
     return path
 
 
