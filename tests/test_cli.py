@@ -192,7 +192,8 @@ def test_progress_on_a_terminal_only(home: Path) -> None:
         return proc.stdout
 
     shown = on_tty("pull", "mobilenet_v3_small", "--weights", "none", "--static-batch")
-    assert "exporting with dynamo" in shown and "comparing outputs with PyTorch" in shown
+    # Steps shorter than one spinner frame (~80 ms) may never be drawn; the export takes seconds.
+    assert "exporting with dynamo" in shown
     quiet = on_tty("pull", "mobilenet_v3_small", "--weights", "none", "--json", "--force")
     assert "exporting" not in quiet
     assert json.loads(quiet)["cached"] is False
