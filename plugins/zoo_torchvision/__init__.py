@@ -13,7 +13,7 @@ from typing import Any
 from zoo import hookimpl
 from zoo.errors import UnknownModelError, UserError, WeightsUnavailableError
 from zoo.integrity import check_weights_file, pinned_sha256
-from zoo.recipe import looks_like_path
+from zoo.recipe import file_sha256, looks_like_path
 from zoo.source import Source, match
 from zoo.spec import BuiltModel, ModelSpec, Preprocessing
 
@@ -52,7 +52,6 @@ class TorchvisionSource(Source):
             model = get_model(spec.name, weights=None)
             if tag.lower() != "none":
                 from zoo.checkpoint import load_into, load_state_dict
-                from zoo.recipe import file_sha256
 
                 load_into(model, load_state_dict(tag), tag)
                 weights_info = {"file": str(Path(tag).expanduser().resolve()),
@@ -63,7 +62,7 @@ class TorchvisionSource(Source):
             check_weights_file(file, pinned_sha256(spec))  # before torchvision loads it
             model = get_model(spec.name, weights=reference)
             weights_info = {"resolved": reference.name, "url": reference.url,
-                            "file": str(file), "sha256": _sha256(file)}
+                            "file": str(file), "sha256": file_sha256(file)}
         meta = reference.meta
         stats = {"num_params": meta.get("num_params"), "gflops": meta.get("_ops"),
                  "file_size_mb": meta.get("_file_size")}
@@ -113,12 +112,6 @@ def _fetch(weights: Any) -> Path:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsUnavailableError(f"cannot download weights {weights.url} ({reason}); {advice}") from None
     return cached
-
-
-def _sha256(path: Path) -> str:
-    from zoo.recipe import file_sha256
-
-    return file_sha256(path)
 
 
 def _preprocessing(weights: Any) -> Preprocessing:
