@@ -2,7 +2,7 @@
 Runtime against PyTorch eager.
 
 1. Overhead, resnet50 --weights none, batch 1: the latency `zoo bench` reports
-   (`zoo.bench.bench`, the function behind the command; the CLI adds nothing inside the
+   (`zoo.benchmark.bench`, the function behind the command; the CLI adds nothing inside the
    timed loop) against the loop a user writes by hand: `InferenceSession(path)` and
    `session.run(None, {"input": x})`, each call timed with perf_counter. Target: <= 3%.
 2. ONNX Runtime CPU (`zoo bench`'s naive loop) against PyTorch eager (`--compare torch`'s
@@ -63,7 +63,7 @@ def summary(first: list[float], second: list[float]) -> dict:
 
 
 def overhead(rounds: int, warmup: int, iterations: int) -> dict:
-    from zoo.bench import bench
+    from zoo.benchmark import bench
     from zoo.runtime import locate
 
     target = locate("resnet50", {"weights": "none"})
@@ -76,7 +76,7 @@ def overhead(rounds: int, warmup: int, iterations: int) -> dict:
 
 
 def versus_torch(name: str, rounds: int, warmup: int, iterations: int) -> dict:
-    from zoo.bench import _measure, build_module, torch_eager
+    from zoo.benchmark import _measure, build_module, torch_eager
     from zoo.runtime import locate, open_session
 
     target = locate(name, {"weights": "none"})
@@ -93,7 +93,7 @@ def versus_torch(name: str, rounds: int, warmup: int, iterations: int) -> dict:
 
 
 def machine() -> str:
-    from zoo.bench import cpu_name
+    from zoo.benchmark import cpu_name
 
     return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
 

@@ -44,7 +44,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(key)
     monkeypatch.setenv("ZOO_HOME", str(root))
     monkeypatch.setenv("ZOO_CONFIG_DIR", str(root / "config"))
-    from zoo.plugins import reset_host
+    from zoo.host import reset_host
 
     reset_host()
     return root

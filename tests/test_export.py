@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO
 
 from zoo.errors import ExportError
-from zoo.export import export
+from zoo.exporting import export
 from zoo.recipe import Recipe
 from zoo.spec import BuiltModel, Preprocessing
 
@@ -75,7 +75,7 @@ def test_runs_from_a_plain_source_tree(tmp_path: Path) -> None:
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "registry.toml", tree / "registry.toml")
     env = {**os.environ, "PYTHONPATH": str(tree), "ZOO_HOME": str(tmp_path / "home")}
-    code = ("import zoo, zoo.plugins as p; p.get_host(); import zoo_torchvision as t; "
+    code = ("import zoo, zoo.host as p; p.get_host(); import zoo_torchvision as t; "
             "print(zoo.__file__, t.__file__)")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, capture_output=True, text=True, check=True)
     assert all(path.startswith(str(tree)) for path in out.stdout.split())

@@ -192,7 +192,7 @@ def test_torchvision_passes_the_kit(home: Path) -> None:
 
 @pytest.mark.slow
 def test_timm_passes_the_kit(home: Path) -> None:
-    from zoo.plugins import get_host
+    from zoo.host import get_host
     from zoo.testing import check_source
 
     report = check_source("timm").assert_ok()

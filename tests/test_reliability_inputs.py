@@ -304,7 +304,7 @@ _host = None
 
 def _resolve_any(text: str) -> None:
     global _host
-    from zoo.plugins import PluginHost
+    from zoo.host import PluginHost
     from zoo.registry import Registry
     from zoo.resolve import resolve
 
@@ -384,7 +384,7 @@ def test_matching_pin_loads_and_a_user_choice_drops_the_pin(home: Path, zoo, tmp
     assert info["weights"]["sha256"] == file_sha256(cached)
     assert info["options"] == {"weights_sha256": file_sha256(cached)}
 
-    from zoo.plugins import PluginHost
+    from zoo.host import PluginHost
     from zoo.registry import Registry
     from zoo.resolve import resolve
 

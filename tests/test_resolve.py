@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from zoo.errors import AmbiguousNameError, UnknownModelError
-from zoo.plugins import PluginHost
+from zoo.host import PluginHost
 from zoo.registry import Registry
 from zoo.resolve import resolve, split_ref
 from zoo.source import Source

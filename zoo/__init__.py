@@ -16,8 +16,9 @@ from .spec import BuiltModel, ModelSpec, Preprocessing
 
 __version__ = "0.1.0"
 
-_API = {"pull", "export", "find", "entries", "remove", "verify", "available", "plugins",
-        "resolve_name", "PullResult", "run"}
+# No submodule may share one of these names: importing a submodule sets it on the package.
+_API = {"pull", "export", "find", "entries", "remove", "verify", "gc", "available", "plugins",
+        "resolve_name", "PullResult", "run", "bench"}
 
 
 def __getattr__(name: str):

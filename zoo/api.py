@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NotInStoreError
-from .export import MODEL_FILE, Progress
-from .plugins import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
+from .exporting import MODEL_FILE, Progress
+from .host import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
@@ -226,9 +226,9 @@ def run(name: str, provider: str = "cpu", images: list[str | Path] | tuple[()] =
 def bench(name: str, provider: str = "cpu", batches: tuple[int, ...] = (1,), modes: tuple[str, ...] = ("naive",),
           warmup: int = 10, iterations: int = 50, options: Any = None, compare: str | None = None,
           **selection: Any) -> list[dict[str, Any]]:
-    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.bench``."""
+    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``."""
     from . import runtime
-    from .bench import bench as measure  # the module zoo.bench, not this function
+    from .benchmark import bench as measure
 
     target = runtime.locate(name, selection)
     return measure(target, provider, batches, modes, warmup, iterations, options, compare)
@@ -238,7 +238,7 @@ def _producer(
     resolved: Resolved, host: PluginHost, progress: Progress | None
 ) -> Callable[[Path], dict[str, Any]]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
-    from .export import export as run_export
+    from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
     from .metadata import SCHEMA, now, toolchain, write_props
 
@@ -337,7 +337,7 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
         return
     import torch
 
-    from .export import check, describe, example_input, parity
+    from .exporting import check, describe, example_input, parity
 
     recipe = resolved.recipe
     example = example_input(built, recipe, max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch)

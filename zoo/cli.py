@@ -420,7 +420,7 @@ def bench(
     json_: JsonFlag = False,
 ) -> None:
     """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
-    from . import bench as timing
+    from . import benchmark as timing
     from . import runtime as rt
     from .errors import UserError
 

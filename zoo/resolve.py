@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import AmbiguousNameError, InvalidNameError, RegistryError, UnknownModelError, UserError
+from .host import PluginHost
 from .integrity import PIN_OPTION
-from .plugins import PluginHost
 from .recipe import Recipe, cache_key
 from .registry import Alias, Registry
 from .spec import ModelSpec

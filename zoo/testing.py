@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UnknownModelError, ZooError
-from .plugins import PluginHost, get_host
+from .host import PluginHost, get_host
 
 HEAVY_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "transformers")
 UNKNOWN_NAME = "zoo-conformance-no-such-model"
@@ -237,7 +237,7 @@ def check_source(
                f"{labels} labels"
 
     def export() -> str:
-        from .export import export as run_export
+        from .exporting import export as run_export
 
         result = run_export(state["built"], state["resolved"].recipe, Path(state["dir"]))
         state["path"] = result.path
@@ -246,7 +246,7 @@ def check_source(
         return f"{result.exporter} exporter, {result.node_count} nodes, {result.seconds:.1f}s{fallback}"
 
     def checker() -> str:
-        from .export import check
+        from .exporting import check
 
         check(state["path"])
         return "onnx.checker full_check"
@@ -254,7 +254,7 @@ def check_source(
     def parity() -> str:
         import torch
 
-        from .export import parity as compare
+        from .exporting import parity as compare
 
         built, recipe = state["built"], state["resolved"].recipe
         batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
@@ -265,7 +265,7 @@ def check_source(
         return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
 
     def fetch() -> str:
-        from .export import MODEL_FILE
+        from .exporting import MODEL_FILE
 
         resolved = state["resolved"]
         described = state["source"].fetch(resolved.spec, resolved.recipe, Path(state["dir"]), None)
@@ -344,8 +344,8 @@ def _heavy_imports(info: Any) -> list[str]:
     module, _, attribute = info.module.partition(":")
     code = f"""
 import importlib, json, sys
-import zoo.plugins
-zoo.plugins._builtin_path()
+import zoo.host
+zoo.host._builtin_path()
 before = set(sys.modules)
 target = importlib.import_module({module!r})
 for part in {attribute!r}.split("."):

@@ -115,7 +115,7 @@ class HfSource(Source):
                 sources[location] = hub_path
             found = {name: remote.read_json(file) for name, file in remote.config_files(path)}
         say("checking the ONNX file")
-        from zoo.export import check, describe
+        from zoo.exporting import check, describe
 
         check(directory / MODEL_FILE)
         inputs, outputs, nodes = describe(directory / MODEL_FILE)

@@ -68,7 +68,7 @@ class LocalSource(Source):
         )
 
     def build(self, spec: ModelSpec, recipe: Any) -> BuiltModel:
-        from zoo.plugins import get_host
+        from zoo.host import get_host
         from zoo.resolve import split_ref
 
         path = Path(spec.name)

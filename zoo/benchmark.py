@@ -200,7 +200,7 @@ def build_module(target: Target) -> tuple[Any, Any]:
     """The PyTorch module ``target`` was exported from, rebuilt by its source plugin."""
     import torch
 
-    from .plugins import get_host
+    from .host import get_host
     from .recipe import Recipe
     from .spec import ModelSpec
 
