@@ -1,8 +1,10 @@
-"""zoo as a library: pull, export, list, info, remove, verify.
+"""zoo as a library: pull, export, find, list, remove, verify, gc, run, bench, push.
 
-The CLI is a thin layer over these functions. Recipe flags are keyword arguments named
-as in ``Recipe`` (``opset``, ``batch``, ``dynamic_batch``, ``size``, ``dtype``,
-``exporter``, ``reparameterize``); ``None`` means "not given".
+The CLI is a thin layer over these functions, and every one of them is importable from
+``zoo``. A function that names a model takes the selection (weights, recipe flags, source
+options) as keyword arguments, the fields of ``Selection``; ``None`` means "not given".
+This module finds or pulls an entry, checks it, then hands the located model to
+``zoo.runtime`` and ``zoo.benchmark``, which never reach back into the store or plugins.
 """
 
 from __future__ import annotations
@@ -10,17 +12,59 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NotInStoreError
+from .errors import IntegrityError, NotInStoreError, UserError
 from .exporting import MODEL_FILE, Progress
-from .host import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
+from .host import PluginHost, PluginInfo, get_host
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
+from .runtime import ProviderOptions, Target
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which model and entry a name means: weights, recipe flags and source options.
+
+    Every library function that names a model takes these as keyword arguments; ``None``
+    means "not given" (the registry's or the source's default applies). A misspelled
+    keyword is a ``TypeError``.
+    """
+
+    weights: str | None = None
+    registry: str | Path | None = None
+    # recipe flags (zoo.recipe.Recipe)
+    opset: int | None = None
+    batch: int | None = None
+    dynamic_batch: bool | None = None
+    size: int | None = None
+    dtype: str | None = None
+    exporter: str | None = None
+    reparameterize: bool | None = None
+    # source options: local checkpoints (`local:PATH`) and sources that take them
+    arch: str | None = None
+    num_classes: int | None = None
+    strict: bool | None = None
+    options: Mapping[str, Any] | None = None  # any other source's options, by name
+
+    def recipe_flags(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in RECIPE_FLAGS}
+
+    def source_options(self) -> dict[str, Any] | None:
+        named = {k: v for k in ("arch", "num_classes", "strict") if (v := getattr(self, k)) is not None}
+        merged = {**(self.options or {}), **named}
+        return merged or None
+
+    def narrows(self) -> bool:
+        """Whether anything beyond the name was given (to pick one of several entries)."""
+        return self.weights is not None or any(v is not None for v in self.recipe_flags().values())
+
+
+RECIPE_FLAGS = ("opset", "batch", "dynamic_batch", "size", "dtype", "exporter", "reparameterize")
 
 
 @dataclass
@@ -32,7 +76,7 @@ class PullResult:
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.resolved.name,
-            "ref": self.resolved.spec.ref,
+            "ref": self.entry.ref,
             "path": str(self.entry.model_path),
             "sha256": self.entry.sha256,
             "cached": self.cached,
@@ -41,38 +85,26 @@ class PullResult:
         }
 
 
-def resolve_name(
-    name: str,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    host: PluginHost | None = None,
-    options: dict[str, Any] | None = None,
-    **recipe_flags: Any,
-) -> Resolved:
-    """Resolve ``name`` and recipe flags to a spec, recipe and cache key.
-
-    ``options``: source settings for a ``source:name`` ref (``{"arch": "timm:repvit_m0_9"}``
-    for ``local:PATH``), passed to the source's ``spec`` method.
-    """
+def resolve_name(name: str, *, host: PluginHost | None = None, **selection: Any) -> Resolved:
+    """Resolve ``name`` and the selection (see ``Selection``) to a spec, recipe and cache key."""
+    chosen = Selection(**selection)
     precheck(name)  # a name that could act as a path is refused before any file is read
     host = host or get_host()
     precheck(name, host)
-    return resolve(name, host, Registry.load(registry), weights, recipe_flags, options)
+    return resolve(name, host, Registry.load(chosen.registry), chosen.weights, chosen.recipe_flags(),
+                   chosen.source_options())
 
 
-def pull(
-    name: str,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    force: bool = False,
-    progress: Progress | None = None,
-    store: Store | None = None,
-    options: dict[str, Any] | None = None,
-    **recipe_flags: Any,
-) -> PullResult:
-    """The stored entry for ``name``, building and exporting it on a miss."""
+def pull(name: str, *, force: bool = False, progress: Progress | None = None, store: Store | None = None,
+         **selection: Any) -> PullResult:
+    """The stored entry for ``name``, building and exporting it on a miss (``selection``: see ``Selection``).
+
+    ``name`` may also be a stored entry's key (or a unique prefix of one): ``force`` then
+    exports that entry again from its record, the way a repair hint says.
+    """
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
+    stored = by_key(name, store)
+    resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     if not force and (entry := store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
     produce = _producer(resolved, get_host(), progress)
@@ -80,22 +112,14 @@ def pull(
     return PullResult(entry, not created, resolved)
 
 
-def export(
-    name: str,
-    out_dir: str | Path,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    progress: Progress | None = None,
-    options: dict[str, Any] | None = None,
-    **recipe_flags: Any,
-) -> Entry:
+def export(name: str, out_dir: str | Path, *, progress: Progress | None = None, **selection: Any) -> Entry:
     """Export ``name`` into a directory of the user's choosing (``model.onnx`` + ``zoo.json``).
 
-    Files are written next to the target first and moved in when complete. ``options`` as
-    in ``resolve_name`` (``zoo export local:ckpt.pth --arch timm:repvit_m0_9``).
+    Files are written next to the target first and moved in when complete. ``selection`` as in
+    ``Selection`` (``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9", num_classes=10)``).
     """
     out = Path(out_dir).expanduser()
-    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
+    resolved = resolve_name(name, **selection)
     produce = _producer(resolved, get_host(), progress)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
@@ -110,24 +134,25 @@ def export(
     return Entry(key=resolved.key, dir=out, metadata=metadata)
 
 
-def find(
-    name: str,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    store: Store | None = None,
-    **recipe_flags: Any,
-) -> Entry:
-    """The stored entry for ``name`` and recipe, or ``NotInStoreError``.
+def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
+    """The stored entry for ``name`` and selection, or ``NotInStoreError``.
 
     With no weights or recipe flags given, a single stored entry pulled under this name
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, **recipe_flags)
-    entry = store.get(resolved.key)
-    if entry is not None:
+    if (entry := by_key(name, store)) is not None:
         return entry
-    if weights is None and all(v is None for v in recipe_flags.values()):
+    try:
+        resolved = resolve_name(name, **selection)
+    except UserError:
+        # The weights file an entry was pulled with may be gone: it is still found by its name.
+        if Selection(**selection).narrows():
+            raise
+        resolved = None
+    if resolved is not None and (entry := store.get(resolved.key)) is not None:
+        return entry
+    if not Selection(**selection).narrows():
         named = [e for e in store.entries() if name in (e.name, e.ref, e.metadata.get("alias"))]
         if len(named) == 1:
             return named[0]
@@ -135,27 +160,68 @@ def find(
             choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe "
                                 f"{e.metadata.get('recipe')})" for e in named)
             raise NotInStoreError(f"several stored entries match {name}: {choices}; "
-                                  "select one with --weights and recipe flags")
+                                  "name one by its key, or select it with --weights and recipe flags")
+    if resolved is None:
+        resolve_name(name, **selection)  # raises the reason the name does not resolve
     raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
                           f"is not in the store: run `zoo pull {name}` first")
 
 
-def entries(store: Store | None = None) -> list[Entry]:
+KEY_PREFIX_MIN = 6
+
+
+def by_key(name: str, store: Store) -> Entry | None:
+    """The stored entry whose key is ``name``, or starts with it (at least 6 hex digits, unique)."""
+    if not (KEY_PREFIX_MIN <= len(name) <= 20 and all(c in "0123456789abcdef" for c in name)):
+        return None
+    if len(name) == 20:
+        return store.get(name)
+    matches = [e for e in store.entries() if e.key.startswith(name)]
+    if len(matches) > 1:
+        raise UserError(f"key prefix {name} matches {len(matches)} entries "
+                        f"({', '.join(e.key for e in matches)}): give more digits")
+    return matches[0] if matches else None
+
+
+def resolved_from_record(entry: Entry) -> Resolved:
+    """What ``entry`` was made from (source, name, weights, options, recipe), as recorded.
+
+    Refused when it no longer names the same export (a weights file changed since).
+    """
+    from .recipe import Recipe, cache_key
+    from .spec import ModelSpec
+
+    record = entry.metadata
+    source, _, name = entry.ref.partition(":")
+    try:
+        spec = ModelSpec(source, name, record["weights"]["tag"], tuple(sorted((record.get("options") or {}).items())))
+        recipe = Recipe(**record["recipe"])
+    except (KeyError, TypeError) as exc:
+        raise IntegrityError(f"entry {entry.key} does not record how it was made ({exc}); "
+                             f"remove it with `zoo rm {entry.key}`") from None
+    if cache_key(spec, recipe) != entry.key:
+        raise UserError(f"entry {entry.key} ({entry.ref}) can no longer be made again: its weights "
+                        f"{spec.weights} changed since it was exported; pull the name again instead")
+    return Resolved(name=entry.name or entry.ref, spec=spec, recipe=recipe, key=entry.key, alias=None)
+
+
+def entries(*, store: Store | None = None) -> list[Entry]:
+    """Every complete entry in the store."""
     return list((store or Store()).entries())
 
 
-def remove(name: str, store: Store | None = None, **kwargs: Any) -> Entry:
-    """Remove the entry for ``name`` (with the recipe flags that selected it)."""
+def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
+    """Remove the entry for ``name`` (with the selection that picked it)."""
     store = store or Store()
-    entry = find(name, store=store, **kwargs)
+    entry = find(name, store=store, **selection)
     store.remove(entry.key)
     return entry
 
 
-def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+def verify(name: str | None = None, *, store: Store | None = None, **selection: Any) -> list[dict[str, Any]]:
     """Re-hash stored files; one report per entry (and per broken entry directory)."""
     store = store or Store()
-    targets = [find(name, store=store, **kwargs)] if name else list(store.entries())
+    targets = [find(name, store=store, **selection)] if name else list(store.entries())
     reports = [
         {"name": e.name, "ref": e.ref, "key": e.key, "problems": store.verify(e)} for e in targets
     ]
@@ -165,13 +231,13 @@ def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -
     return reports
 
 
-def gc(store: Store | None = None, max_age_s: float | None = None) -> list[Path]:
+def gc(*, store: Store | None = None, max_age_s: float | None = None) -> list[Path]:
     """Remove temp dirs left by writers that died (or older than ``max_age_s``)."""
     store = store or Store()
     return store.collect_garbage() if max_age_s is None else store.collect_garbage(max_age_s)
 
 
-def available(pattern: str | None = None, registry: str | Path | None = None,
+def available(pattern: str | None = None, *, registry: str | Path | None = None,
               on_error: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:
     """What can be pulled: registry aliases, then every source's catalogue.
 
@@ -206,32 +272,120 @@ def available(pattern: str | None = None, registry: str | Path | None = None,
 
 
 def plugins() -> list[PluginInfo]:
+    """Every plugin the host knows: loaded, failed or skipped."""
     return list(get_host().plugins.values())
 
 
-def run(name: str, provider: str = "cpu", images: list[str | Path] | tuple[()] = (),
-        input_file: str | Path | None = None, output_file: str | Path | None = None, topk: int = 5,
-        options: Any = None, **selection: Any) -> dict[str, Any]:
+def broken_plugins() -> list[PluginInfo]:
+    """Plugins that failed to load (the CLI warns about them)."""
+    return get_host().failed()
+
+
+def plugin_commands(taken: set[str]) -> dict[str, Any]:
+    """Plugins' extra CLI commands (``zoo_register_commands``), minus names already ``taken``."""
+    return get_host().register_commands(taken)
+
+
+def locate(name: str, *, progress: Progress | None = None, **selection: Any) -> Target:
+    """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss).
+
+    A stored entry whose files no longer match their recorded sizes and hashes is refused.
+    """
+    if name.endswith(".onnx"):
+        return _file_target(name)
+    store = Store()
+    try:
+        entry = find(name, store=store, **selection)
+    except NotInStoreError:
+        entry = pull(name, store=store, progress=progress, **selection).entry
+    problems = store.verify(entry, store.trusted_hashes(entry.key))
+    if problems:
+        raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
+                             f"repair it with `zoo pull --force {entry.key}`")
+    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
+
+
+def info(name: str, *, store: Store | None = None, **selection: Any) -> dict[str, Any]:
+    """The record of ``name`` with its ``path``: a stored entry's ``zoo.json``, or a ``.onnx`` file's metadata."""
+    if name.endswith(".onnx"):
+        target = _file_target(name)
+        return {**target.metadata, "path": str(target.path)}
+    entry = find(name, store=store, **selection)
+    return {**entry.metadata, "path": str(entry.model_path)}
+
+
+def _file_target(name: str) -> Target:
+    """A bare ``.onnx`` file and the zoo metadata inside it (empty when it has none)."""
+    from .metadata import read_props
+
+    file = Path(name).expanduser()
+    if not file.is_file():
+        raise UserError(f"no such file: {name}")
+    try:
+        metadata = read_props(file)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"cannot read {name} as an ONNX model: {first}") from None
+    return Target(path=file.resolve(), metadata=metadata)
+
+
+def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), input_file: str | Path | None = None,
+        output_file: str | Path | None = None, topk: int = 5, runtime: ProviderOptions | None = None,
+        progress: Progress | None = None, **selection: Any) -> dict[str, Any]:
     """Run ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) once with ONNX Runtime.
 
     Returns what ``zoo run --json`` prints: ``provider`` (the one that really ran),
     ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
     """
-    from . import runtime
+    from . import runtime as rt
 
-    target = runtime.locate(name, selection)
-    return runtime.run(target, provider, images, input_file, output_file, topk, selection.get("batch"), options)
+    target = locate(name, progress=progress, **selection)
+    return rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
 
 
-def bench(name: str, provider: str = "cpu", batches: tuple[int, ...] = (1,), modes: tuple[str, ...] = ("naive",),
-          warmup: int = 10, iterations: int = 50, options: Any = None, compare: str | None = None,
-          **selection: Any) -> list[dict[str, Any]]:
-    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``."""
-    from . import runtime
+def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), modes: Sequence[str] = ("naive",),
+          warmup: int = 10, iterations: int = 50, runtime: ProviderOptions | None = None,
+          compare: str | None = None, progress: Progress | None = None, **selection: Any) -> list[dict[str, Any]]:
+    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``.
+
+    A static-batch entry runs one batch size, which also selects it.
+    """
     from .benchmark import bench as measure
 
-    target = runtime.locate(name, selection)
-    return measure(target, provider, batches, modes, warmup, iterations, options, compare)
+    if Selection(**selection).dynamic_batch is False:
+        if len(batches) != 1:
+            raise UserError("a --static-batch model runs one batch size: give a single --batch")
+        selection["batch"] = batches[0]
+    if compare not in (None, "torch"):
+        raise UserError(f"--compare takes 'torch', not {compare!r}")
+    target = locate(name, progress=progress, **selection)
+    if progress:
+        progress("timing")
+    reference = (lambda: torch_module(target)) if compare == "torch" else None
+    return measure(target, provider, batches, modes, warmup, iterations, runtime, reference)
+
+
+def torch_module(target: Target) -> tuple[Any, Any]:
+    """The PyTorch module ``target`` was exported from, rebuilt by its source plugin, and its dtype."""
+    import torch
+
+    record = target.metadata
+    if not (record.get("source") and record.get("ref")):
+        raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
+                        "for --compare torch")
+    made = resolved_from_record(target.entry or Entry(str(record.get("key")), target.path.parent, record))
+    module = get_host().source(made.spec.source).build(made.spec, made.recipe).module.eval()
+    return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
+
+
+def push(name: str, repo_id: str, *, private: bool = False, revision: str | None = None, message: str | None = None,
+         bars: bool = False, store: Store | None = None, **selection: Any) -> dict[str, Any]:
+    """Upload a stored entry to the Hugging Face Hub repo ``repo_id`` in one commit. See ``zoo.hub``."""
+    from . import hub
+
+    store = store or Store()
+    entry = find(name, store=store, **selection)
+    return hub.push(entry, repo_id, store=store, private=private, revision=revision, message=message, bars=bars)
 
 
 def _producer(

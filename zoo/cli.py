@@ -31,6 +31,22 @@ app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        echo(f"zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print zoo's version and exit.")] = False,
+) -> None:
+    """A model zoo for ONNX: pull, export, check, store and run models."""
+
+
 # -- recipe flags, shared by every command that names a model ----------------------------
 def _option(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
@@ -54,6 +70,13 @@ RECIPE_PARAMETERS = [
     _option("reparameterize", Annotated[bool | None, typer.Option(
         "--reparameterize/--no-reparameterize",
         help="Fuse re-parameterisable blocks before export (default on).", show_default=False)]),
+    _option("arch", Annotated[str | None, typer.Option(
+        help="A checkpoint's architecture as SOURCE:NAME, e.g. timm:repvit_m0_9 (for local:PATH).")]),
+    _option("num_classes", Annotated[int | None, typer.Option(
+        help="Classes of a checkpoint's head (default: read from the checkpoint).")]),
+    _option("strict", Annotated[bool | None, typer.Option(
+        "--strict/--no-strict", help="Refuse checkpoints with missing or unexpected keys (default strict).",
+        show_default=False)]),
 ]
 RECIPE_NAMES = [p.name for p in RECIPE_PARAMETERS]
 
@@ -105,7 +128,7 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
 
 
 def warn_broken_plugins() -> None:
-    for info in api.get_host().failed():
+    for info in api.broken_plugins():
         origin = f"from {info.distribution}" if info.distribution else "no distribution"
         warn(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
 
@@ -145,13 +168,6 @@ def export_(
     name: Annotated[str | None, typer.Argument(help="Alias, SOURCE:NAME, bare name or local:PATH.")] = None,
     checkpoint: Annotated[str | None, typer.Option(
         help="A checkpoint file to export: shorthand for the ref local:PATH (needs --arch).")] = None,
-    arch: Annotated[str | None, typer.Option(
-        help="The checkpoint's architecture as SOURCE:NAME, e.g. timm:repvit_m0_9.")] = None,
-    num_classes: Annotated[int | None, typer.Option(
-        help="Classes of the checkpoint's head (default: read from the checkpoint).")] = None,
-    strict: Annotated[bool | None, typer.Option(
-        "--strict/--no-strict", help="Refuse checkpoints with missing or unexpected keys (default strict).",
-        show_default=False)] = None,
     json_: JsonFlag = False,
 ) -> None:
     """Export to a directory of your choosing (model.onnx + zoo.json)."""
@@ -163,10 +179,9 @@ def export_(
         raise UserError("name what to export: `zoo export REF -o DIR` or `zoo export --checkpoint PATH --arch "
                         "SOURCE:NAME -o DIR`")
     name = f"local:{checkpoint}" if checkpoint else name
-    options = {"arch": arch, "num_classes": num_classes, "strict": strict}
     warn_broken_plugins()
     with progress(not json_) as report:
-        entry = api.export(name, output, progress=report, options=options, **selection)
+        entry = api.export(name, output, progress=report, **selection)
     data = {"name": name, "ref": entry.ref, "path": str(entry.model_path), "sha256": entry.sha256,
             "dir": str(entry.dir)}
     emit(data, json_, lambda: echo(data["path"]))
@@ -186,7 +201,7 @@ def list_(
 
     if available:
         warn_broken_plugins()
-        rows = api.available(pattern, registry, on_error=lambda _source, reason: warn(reason))
+        rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
     entries = api.entries()
@@ -211,11 +226,7 @@ def info(
     json_: JsonFlag = False,
 ) -> None:
     """Show a stored model's metadata (zoo.json)."""
-    if name.endswith(".onnx"):
-        metadata = _file_metadata(name)
-    else:
-        entry = api.find(name, **selection)
-        metadata = {**entry.metadata, "path": str(entry.model_path)}
+    metadata = api.info(name, **selection)
 
     def show() -> None:
         for key in ("name", "ref", "key", "path", "exporter", "created"):
@@ -238,21 +249,6 @@ def info(
         echo(f"{'stats':<14} {json.dumps(metadata.get('stats', {}))}")
 
     emit(metadata, json_, show)
-
-
-def _file_metadata(path: str) -> dict[str, Any]:
-    from pathlib import Path
-
-    from .errors import UserError
-    from .metadata import read_props
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"no such file: {path}")
-    try:
-        return {**read_props(file), "path": str(file.resolve())}
-    except Exception as exc:
-        raise UserError(f"cannot read ONNX metadata from {path}: {exc}") from None
 
 
 @app.command()
@@ -279,9 +275,7 @@ def push(
     json_: JsonFlag = False,
 ) -> None:
     """Upload a stored model (model.onnx, zoo.json and a model card) to the Hub in one commit."""
-    from . import hub
-
-    data = hub.push(name, repo_id, private=private, revision=revision, message=message,
+    data = api.push(name, repo_id, private=private, revision=revision, message=message,
                     bars=not json_ and sys.stderr.isatty(), **selection)
     emit(data, json_, lambda: echo(f"pushed {data['name']} to {data['url']}\npull it with: zoo pull {data['pull']}"))
 
@@ -371,15 +365,12 @@ def run(
     json_: JsonFlag = False,
 ) -> None:
     """Run a model once on images, a tensor file, or a random input of its shape."""
-    from . import runtime as rt
-
     warn_broken_plugins()
     with progress(not json_) as report:
         if report:
             report(f"loading {name}")
-        target = rt.locate(name, selection)
-    result = rt.run(target, provider, images=image or (), input_file=input_, output_file=output, topk=topk,
-                    batch=selection.get("batch"), options=runtime)
+        result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
+                         topk=topk, runtime=runtime, progress=report, **selection)
 
     def show() -> None:
         echo(f"provider: {_provider_line(result)}")
@@ -420,24 +411,16 @@ def bench(
     json_: JsonFlag = False,
 ) -> None:
     """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
-    from . import benchmark as timing
-    from . import runtime as rt
-    from .errors import UserError
+    from .benchmark import parse_list
 
     warn_broken_plugins()
-    batches = timing.parse_list(batch, "--batch", int)
-    modes = timing.parse_list(mode, "--mode")
-    if selection.get("dynamic_batch") is False:  # a static-batch entry is selected by its batch
-        if len(batches) != 1:
-            raise UserError("a --static-batch model runs one batch size: give a single --batch")
-        selection["batch"] = batches[0]
+    batches = parse_list(batch, "--batch", int)
+    modes = parse_list(mode, "--mode")
     with progress(not json_) as report:
         if report:
             report(f"loading {name}")
-        target = rt.locate(name, selection)
-        if report:
-            report("timing")
-        results = timing.bench(target, provider, batches, modes, warmup, iterations, runtime, compare)
+        results = api.bench(name, provider=provider, batches=batches, modes=modes, warmup=warmup,
+                            iterations=iterations, runtime=runtime, compare=compare, progress=report, **selection)
 
     def show() -> None:
         first = results[0]
@@ -509,15 +492,40 @@ def add_plugin_commands() -> None:
     """Add the plugins' extra commands (``zoo_register_commands``) to the app."""
     taken = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
     taken |= {g.name for g in app.registered_groups if g.name}
-    for command, (function, _plugin) in api.get_host().register_commands(taken).items():
+    for command, (function, _plugin) in api.plugin_commands(taken).items():
         app.command(name=command)(function)
+
+
+def command() -> Any:
+    """The click command behind ``app``, its help free of type placeholders (``<bool>``, ``<str>``).
+
+    Flags show no value; options show their name as the value (``--opset OPSET``).
+    """
+    root = typer.main.get_command(app)
+
+    def plain(param: Any) -> Any:
+        flag = getattr(param, "is_flag", False) or getattr(param, "count", False) or param.param_type_name == "argument"
+        label = None if flag else (param.metavar or param.name.upper())
+        param.display_type_rich = lambda ctx: label  # per instance: typer draws the type column from it
+        return param
+
+    def tidy(cmd: Any) -> None:
+        for param in cmd.params:
+            plain(param)
+        make_help = cmd.get_help_option
+        cmd.get_help_option = lambda ctx: make_help(ctx) and plain(make_help(ctx))
+        for sub in getattr(cmd, "commands", {}).values():
+            tidy(sub)
+
+    tidy(root)
+    return root
 
 
 def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
     try:
         add_plugin_commands()
-        code = app(standalone_mode=False)
+        code = command().main(standalone_mode=False)
     except ZooError as exc:
         if debug():
             raise

@@ -15,13 +15,15 @@ from typing import Any
 
 SCHEMA = 1
 METADATA_KEY = "zoo.metadata"
-TOOLCHAIN = ("zoo", "torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
+TOOLCHAIN = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
              "onnxruntime-gpu", "numpy")
 
 
 def toolchain() -> dict[str, str | None]:
     """Versions of the libraries that made the file (read from metadata, not imported)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    from . import __version__
+
+    versions: dict[str, str | None] = {"python": platform.python_version(), "zoo": __version__}
     for dist in TOOLCHAIN:
         try:
             versions[dist] = importlib.metadata.version(dist)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, UserError
+from .errors import EnvironmentProblem, UserError
 from .integrity import check_external_data
 
 PROVIDERS = {
@@ -492,37 +492,6 @@ class Target:
         return {"name": self.metadata.get("name") or self.path.name, "ref": self.metadata.get("ref"),
                 "path": str(self.path), "key": self.entry.key if self.entry else None,
                 "dtype": (self.metadata.get("recipe") or {}).get("dtype")}
-
-
-def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
-    """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss).
-
-    A stored entry whose files no longer match their recorded sizes and hashes is refused.
-    """
-    from . import api
-    from .metadata import read_props
-    from .store import Store
-
-    selection = {k: v for k, v in (selection or {}).items() if v is not None}
-    if name.endswith(".onnx"):
-        file = Path(name).expanduser()
-        if not file.is_file():
-            raise UserError(f"no such file: {name}")
-        try:
-            metadata = read_props(file)
-        except Exception as exc:
-            raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
-        return Target(path=file.resolve(), metadata=metadata)
-    store = Store()
-    try:
-        entry = api.find(name, store=store, **selection)
-    except NotInStoreError:
-        entry = api.pull(name, store=store, **selection).entry
-    problems = store.verify(entry)
-    if problems:
-        raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
-                             f"repair it with `zoo pull --force {name}`")
-    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
 
 
 def trt_cache_dir(target: Target) -> Path:

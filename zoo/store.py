@@ -36,6 +36,7 @@ from .env import contained, home, no_lock
 from .errors import EnvironmentProblem, IntegrityError, StoreWriteError, UserError
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
+from .trust import TrustedHashes
 
 METADATA_FILE = "zoo.json"
 MODEL_FILE = "model.onnx"
@@ -309,8 +310,13 @@ class Store:
                 removed.append(path)
         return removed
 
-    def verify(self, entry: Entry) -> list[str]:
-        """Problems with an entry's files: missing, resized, re-hashed or unsafe."""
+    def verify(self, entry: Entry, hashes: TrustedHashes | None = None) -> list[str]:
+        """Problems with an entry's files: missing, resized, re-hashed or unsafe.
+
+        With ``hashes``, a file whose stat identity is unchanged since it was last hashed is
+        not read again (``zoo.trust``).
+        """
+        sha256 = hashes.sha256 if hashes else file_sha256
         problems = []
         for record in entry.files:
             try:
@@ -322,13 +328,19 @@ class Store:
                 problems.append(f"{record['path']}: missing")
             elif path.stat().st_size != record["size"]:
                 problems.append(f"{record['path']}: size {path.stat().st_size} != {record['size']}")
-            elif file_sha256(path) != record["sha256"]:
+            elif sha256(path) != record["sha256"]:
                 problems.append(f"{record['path']}: sha256 mismatch")
         if not entry.files:
             problems.append(f"{METADATA_FILE}: lists no files")
         elif not problems and entry.model_path.is_file():
             problems += external_data_problems(entry.model_path)
+        if hashes and not problems:
+            hashes.save()
         return problems
+
+    def trusted_hashes(self, key: str) -> TrustedHashes:
+        """The remembered hashes of entry ``key``'s files (see ``zoo.trust``)."""
+        return TrustedHashes(self.root / "hashes" / f"{key}.json")
 
     def broken(self) -> list[tuple[str, str]]:
         """Entry directories whose ``zoo.json`` is missing or unreadable."""
