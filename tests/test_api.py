@@ -75,8 +75,8 @@ def test_no_submodule_shadows_an_exported_name() -> None:
 
 
 def test_an_entry_is_named_by_its_key_or_a_unique_prefix(home: Path, tmp_path: Path) -> None:
-    import torch
     import timm
+    import torch
 
     checkpoint = tmp_path / "ft.pth"
     torch.save(timm.create_model("test_resnet", num_classes=3).state_dict(), checkpoint)

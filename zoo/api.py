@@ -22,7 +22,7 @@ from .exporting import MODEL_FILE, Progress
 from .host import PluginHost, PluginInfo, get_host
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
-from .runtime import ProviderOptions, Target
+from .runtime import ProviderOptions, Target, check_provider
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
 
 
@@ -45,6 +45,8 @@ class Selection:
     dtype: str | None = None
     exporter: str | None = None
     reparameterize: bool | None = None
+    input_names: str | Sequence[str] | None = None  # "input" by default; "a,b" or ["a", "b"]
+    output_names: str | Sequence[str] | None = None  # the source's by default ("logits")
     # source options: local checkpoints (`local:PATH`) and sources that take them
     arch: str | None = None
     num_classes: int | None = None
@@ -64,7 +66,8 @@ class Selection:
         return self.weights is not None or any(v is not None for v in self.recipe_flags().values())
 
 
-RECIPE_FLAGS = ("opset", "batch", "dynamic_batch", "size", "dtype", "exporter", "reparameterize")
+RECIPE_FLAGS = ("opset", "batch", "dynamic_batch", "size", "dtype", "exporter", "reparameterize", "input_names",
+                "output_names")
 
 
 @dataclass
@@ -112,26 +115,45 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     return PullResult(entry, not created, resolved)
 
 
-def export(name: str, out_dir: str | Path, *, progress: Progress | None = None, **selection: Any) -> Entry:
-    """Export ``name`` into a directory of the user's choosing (``model.onnx`` + ``zoo.json``).
+def export(name: str, output: str | Path, *, force: bool = False, progress: Progress | None = None,
+           **selection: Any) -> Entry:
+    """Export ``name`` to a place of the user's choosing; ``selection`` as in ``Selection``.
 
-    Files are written next to the target first and moved in when complete. ``selection`` as in
-    ``Selection`` (``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9", num_classes=10)``).
+    ``output`` ending in ``.onnx`` is the file to write, its record beside it as ``FILE.json``;
+    any other ``output`` is a directory that gets ``model.onnx`` and ``zoo.json``. An existing
+    file is never replaced unless ``force``. Files are written next to the target first and
+    moved in when complete. ``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9")``.
     """
-    out = Path(out_dir).expanduser()
+    out = Path(output).expanduser()
+    if out.suffix == ".onnx":
+        directory, model_name, record_name = out.parent, out.name, out.with_suffix(".json").name
+        if out.is_dir():
+            raise UserError(f"{out} is a directory: give a file name ending in .onnx, or the directory alone")
+    else:
+        directory, model_name, record_name = out, MODEL_FILE, METADATA_FILE
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file, not a directory: give a directory, or a file name ending in .onnx")
+    if not force:
+        for existing in (directory / model_name, directory / record_name):
+            if existing.exists():
+                raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
     resolved = resolve_name(name, **selection)
     produce = _producer(resolved, get_host(), progress)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
     try:
         metadata = produce(tmp)
+        if model_name != MODEL_FILE:
+            (tmp / MODEL_FILE).rename(tmp / model_name)
         metadata["files"] = describe_files(tmp)
         write_json(tmp / METADATA_FILE, metadata)
+        if record_name != METADATA_FILE:
+            (tmp / METADATA_FILE).rename(tmp / record_name)
         for path in sorted(tmp.iterdir()):
-            path.replace(out / path.name)
+            path.replace(directory / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Entry(key=resolved.key, dir=out, metadata=metadata)
+    return Entry(key=resolved.key, dir=directory, metadata=metadata, model_file=model_name)
 
 
 def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
@@ -331,16 +353,76 @@ def _file_target(name: str) -> Target:
 
 def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), input_file: str | Path | None = None,
         output_file: str | Path | None = None, topk: int = 5, runtime: ProviderOptions | None = None,
-        progress: Progress | None = None, **selection: Any) -> dict[str, Any]:
+        preprocessing: Mapping[str, Any] | None = None, labels: Sequence[str] | None = None,
+        preprocess_like: str | None = None, progress: Progress | None = None, **selection: Any) -> dict[str, Any]:
     """Run ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) once with ONNX Runtime.
 
-    Returns what ``zoo run --json`` prints: ``provider`` (the one that really ran),
-    ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
+    For a ``.onnx`` file without zoo metadata, ``preprocessing`` (fields of
+    ``zoo.spec.Preprocessing``, ``size`` for a square input), ``labels`` and
+    ``preprocess_like`` (a stored or buildable model whose preprocessing to copy) say how
+    images become its input. Returns what ``zoo run --json`` prints: ``provider`` (the one
+    that really ran), ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
     """
     from . import runtime as rt
 
-    target = locate(name, progress=progress, **selection)
+    check_provider(provider, runtime)  # before anything is pulled or exported for it
+    if name.endswith(".onnx"):
+        target = _file_target(name)
+        given = {**(preprocessing or {}), **({"size": selection["size"]} if selection.get("size") else {})}
+        if given or labels is not None or preprocess_like:
+            target = _with_preprocessing(target, given, labels, preprocess_like)
+    else:
+        if preprocessing or labels is not None or preprocess_like:
+            raise UserError("preprocessing and label flags are for .onnx files; a stored model has its own")
+        target = locate(name, progress=progress, **selection)
     return rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
+
+
+def _with_preprocessing(target: Target, given: Mapping[str, Any], labels: Sequence[str] | None,
+                        like: str | None) -> Target:
+    """``target`` with the preprocessing and labels a user gave for a file that carries none."""
+    from dataclasses import fields, replace
+
+    from .spec import Preprocessing
+
+    base = target.metadata.get("preprocessing") or {}
+    if like:
+        base = _preprocessing_of(like)
+    known = {f.name for f in fields(Preprocessing)}
+    unknown = set(given) - known - {"size"}
+    if unknown:
+        raise UserError(f"unknown preprocessing field(s) {', '.join(sorted(unknown))}: use {', '.join(sorted(known))}")
+    tuples = {k: tuple(v) for k, v in base.items() if isinstance(v, list)}
+    pre = Preprocessing(**{**{k: v for k, v in base.items() if k in known}, **tuples})
+    if given.get("size"):
+        pre = pre.resized_to(int(given["size"]))
+    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in given.items() if k != "size"}
+    if "resize" in overrides and "crop" not in overrides and "size" not in given:
+        overrides["crop"] = pre.crop
+    pre = replace(pre, **overrides)
+    metadata = {**target.metadata, "preprocessing": pre.to_dict()}
+    if labels is not None:
+        metadata["labels"] = list(labels)
+    elif like and "labels" not in target.metadata:
+        metadata["labels"] = _labels_of(like)
+    return Target(path=target.path, metadata=metadata, entry=target.entry)
+
+
+def _preprocessing_of(name: str) -> dict[str, Any]:
+    """A model's preprocessing: from its stored record, else as its source builds it (no export)."""
+    try:
+        return dict(find(name).metadata.get("preprocessing") or {})
+    except NotInStoreError:
+        resolved = resolve_name(name, weights="none")
+        built = get_host().source(resolved.spec.source).build(resolved.spec, resolved.recipe)
+        return built.preprocessing.to_dict()
+
+
+def _labels_of(name: str) -> list[str] | None:
+    try:
+        return find(name).metadata.get("labels")
+    except NotInStoreError:
+        return None
 
 
 def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), modes: Sequence[str] = ("naive",),
@@ -358,6 +440,7 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
         selection["batch"] = batches[0]
     if compare not in (None, "torch"):
         raise UserError(f"--compare takes 'torch', not {compare!r}")
+    check_provider(provider, runtime)  # before anything is pulled or exported for it
     target = locate(name, progress=progress, **selection)
     if progress:
         progress("timing")

@@ -70,6 +70,10 @@ RECIPE_PARAMETERS = [
     _option("reparameterize", Annotated[bool | None, typer.Option(
         "--reparameterize/--no-reparameterize",
         help="Fuse re-parameterisable blocks before export (default on).", show_default=False)]),
+    _option("input_names", Annotated[str | None, typer.Option(
+        help="The graph's input name (default: input).")]),
+    _option("output_names", Annotated[str | None, typer.Option(
+        help="The graph's output names, comma-separated (default: the source's, logits).")]),
     _option("arch", Annotated[str | None, typer.Option(
         help="A checkpoint's architecture as SOURCE:NAME, e.g. timm:repvit_m0_9 (for local:PATH).")]),
     _option("num_classes", Annotated[int | None, typer.Option(
@@ -115,6 +119,21 @@ def warn(text: str) -> None:
     sys.stderr.write(f"zoo: warning: {text}\n")
 
 
+def note(text: str) -> None:
+    """One line for a person on stderr; stdout stays what scripts read."""
+    sys.stderr.write(f"zoo: {text}\n")
+
+
+def done_line(entry: Any, cached: bool) -> str:
+    """How a pull or export ended: in the store already, or exported (exporter, parity, size)."""
+    if cached:
+        return f"{entry.ref} was in the store ({entry.key}, {human_size(entry.size)})"
+    diff = (entry.metadata.get("validation") or {}).get("max_abs_diff")
+    parity = f"parity max abs diff {diff:.2g}" if isinstance(diff, (int, float)) else "no PyTorch parity run"
+    return (f"exported {entry.ref} with {entry.metadata.get('exporter') or 'its source'}, {parity}, "
+            f"{human_size(entry.size)} ({entry.key})")
+
+
 @contextmanager
 def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
     """A spinner on stderr while long steps run, only on a terminal."""
@@ -155,7 +174,10 @@ def pull(
     results = []
     for name in names:
         with progress(not json_) as report:
-            results.append(api.pull(name, force=force, progress=report, **selection).summary())
+            pulled = api.pull(name, force=force, progress=report, **selection)
+        results.append(pulled.summary())
+        if not json_:
+            note(done_line(pulled.entry, cached=pulled.cached))
     emit(results[0] if len(results) == 1 else results, json_,
          lambda: [echo(r["path"]) for r in results])
 
@@ -164,13 +186,16 @@ def pull(
 @recipe_options
 def export_(
     selection: dict[str, Any],
-    output: Annotated[str, typer.Option("--output", "-o", help="Directory to write model.onnx and zoo.json into.")],
+    output: Annotated[str, typer.Option("--output", "-o", help=(
+        "FILE.onnx to write (its record beside it as FILE.json), or a directory to write model.onnx "
+        "and zoo.json into."))],
     name: Annotated[str | None, typer.Argument(help="Alias, SOURCE:NAME, bare name or local:PATH.")] = None,
     checkpoint: Annotated[str | None, typer.Option(
         help="A checkpoint file to export: shorthand for the ref local:PATH (needs --arch).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace files that exist at the output.")] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Export to a directory of your choosing (model.onnx + zoo.json)."""
+    """Export to a file or directory of your choosing (model.onnx + zoo.json); never replaces without --force."""
     from .errors import UserError
 
     if checkpoint and name:
@@ -181,9 +206,11 @@ def export_(
     name = f"local:{checkpoint}" if checkpoint else name
     warn_broken_plugins()
     with progress(not json_) as report:
-        entry = api.export(name, output, progress=report, **selection)
+        entry = api.export(name, output, force=force, progress=report, **selection)
     data = {"name": name, "ref": entry.ref, "path": str(entry.model_path), "sha256": entry.sha256,
             "dir": str(entry.dir)}
+    if not json_:
+        note(done_line(entry, cached=False))
     emit(data, json_, lambda: echo(data["path"]))
 
 
@@ -362,15 +389,34 @@ def run(
     input_: Annotated[str | None, typer.Option("--input", help="Input tensor(s): FILE.npy or FILE.npz.")] = None,
     output: Annotated[str | None, typer.Option("--output", help="Write every output to FILE.npz.")] = None,
     topk: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    resize: Annotated[int | None, typer.Option(
+        help="FILE.onnx without zoo metadata: resize the shorter side to this (then centre-crop).")] = None,
+    mean: Annotated[str | None, typer.Option(help="FILE.onnx: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(help="FILE.onnx: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
+    interpolation: Annotated[str | None, typer.Option(help="FILE.onnx: bilinear, bicubic or nearest.")] = None,
+    labels: Annotated[str | None, typer.Option(help="FILE.onnx: a text file with one label per line.")] = None,
+    preprocess_like: Annotated[str | None, typer.Option(
+        help="FILE.onnx: copy this model's preprocessing (and labels), e.g. timm:resnet50.")] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """Run a model once on images, a tensor file, or a random input of its shape."""
+    """Run a model once on images, a tensor file, or a random input of its shape.
+
+    For a FILE.onnx without zoo metadata, --size/--resize/--mean/--std/--interpolation/--labels
+    or --preprocess-like say how images become its input.
+    """
+    from .benchmark import parse_list
+
+    given: dict[str, Any] = {"resize": resize, "interpolation": interpolation}
+    for flag, text in (("mean", mean), ("std", std)):
+        given[flag] = parse_list(text, f"--{flag}", float) if text is not None else None
     warn_broken_plugins()
     with progress(not json_) as report:
         if report:
             report(f"loading {name}")
         result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
-                         topk=topk, runtime=runtime, progress=report, **selection)
+                         topk=topk, runtime=runtime, progress=report, labels=_read_labels(labels),
+                         preprocessing={k: v for k, v in given.items() if v is not None},
+                         preprocess_like=preprocess_like, **selection)
 
     def show() -> None:
         echo(f"provider: {_provider_line(result)}")
@@ -385,6 +431,19 @@ def run(
             echo(f"outputs written to {result['output_file']}")
 
     emit(result, json_, show)
+
+
+def _read_labels(path: str | None) -> list[str] | None:
+    from pathlib import Path
+
+    from .errors import UserError
+
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    if not file.is_file() or file.stat().st_size > 16 << 20:
+        raise UserError(f"--labels {path}: not a readable text file (one label per line, at most 16 MB)")
+    return [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def _provider_line(result: dict[str, Any]) -> str:

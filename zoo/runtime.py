@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,40 @@ def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptio
         return session
     raise EnvironmentProblem("no provider could run this model: "
                              + "; ".join(f"{p['provider']}: {p['reason']}" for p in passed_over))
+
+
+def check_provider(provider: str, options: ProviderOptions | None = None) -> None:
+    """Fail fast when ``provider`` cannot run here: a session on a one-node probe model, made
+    before any model is pulled or exported (seconds, and nothing written to the store)."""
+    if provider not in CHOICES:
+        raise UserError(f"unknown provider {provider!r}: use one of {', '.join(CHOICES)}")
+    if provider in ("cpu", "auto"):  # auto always has the CPU to fall back on, openly
+        return
+    probe_options = replace(options or ProviderOptions(), cuda_graph=False, trt_cache_dir=None)
+    with tempfile.TemporaryDirectory(prefix="zoo-probe.") as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        probe.write_bytes(_probe_model())
+        try:
+            open_session(probe, provider, probe_options)
+        except EnvironmentProblem as exc:
+            if provider != "tensorrt":
+                raise
+            try:
+                open_session(probe, "cuda", probe_options)
+            except EnvironmentProblem:  # TensorRT runs on CUDA: advising CUDA would not help
+                raise EnvironmentProblem(str(exc).replace("or use --provider cuda", "or use --provider cpu "
+                                                          "(CUDA cannot load here either)")) from None
+            raise
+
+
+def _probe_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model.SerializeToString()
 
 
 def _create(path: Path, provider: str, options: ProviderOptions, requested: str) -> Session:
@@ -530,7 +564,9 @@ def run(
         if len(inputs) != 1:
             raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")
         if not target.preprocessing:
-            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: give a tensor with --input")
+            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: say how to read images "
+                            "with --size/--resize/--mean/--std (or --preprocess-like SOURCE:NAME), or give a "
+                            "tensor with --input")
         feeds = {inputs[0]["name"]: image_io.batch(images, target.preprocessing).astype(inputs[0]["dtype"])}
         source = {"kind": "images", "files": [str(p) for p in images]}
     elif input_file:

@@ -58,10 +58,11 @@ class Entry:
     key: str
     dir: Path
     metadata: dict[str, Any]
+    model_file: str = MODEL_FILE  # another name only for `zoo export -o FILE.onnx`
 
     @property
     def model_path(self) -> Path:
-        return self.dir / MODEL_FILE
+        return self.dir / self.model_file
 
     @property
     def name(self) -> str:
@@ -73,7 +74,7 @@ class Entry:
 
     @property
     def sha256(self) -> str:
-        return next((f["sha256"] for f in self.files if f["path"] == MODEL_FILE), "")
+        return next((f["sha256"] for f in self.files if f["path"] == self.model_file), "")
 
     @property
     def size(self) -> int:
