@@ -133,3 +133,11 @@ def test_a_bare_onnx_file_runs_on_images_with_the_preprocessing_given(home: Path
     # red (1, 0, 0) after mean 0 / std 1: logits 0.0, 0.3, 0.6, 0.9; softmax of the last
     best = 1 / sum(2.718281828 ** (x - 0.9) for x in (0.0, 0.3, 0.6, 0.9))
     assert result["predictions"][0] == [{"index": 3, "label": "fish", "score": pytest.approx(best, rel=1e-5)}]
+
+
+def test_error_lines_are_plain_single_lines(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import _one_line
+
+    assert _one_line("\x1b[1;31mRuntimeError\x1b[0m: bad\n  input\x00") == "RuntimeError: bad input\\x00"
+    code, _out, err = cli(capsys, "pull", "no\x1b[31msuch\x00model")
+    assert code != 0 and "\x1b" not in err and "\x00" not in err and len(err.splitlines()) == 1, err

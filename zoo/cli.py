@@ -9,6 +9,7 @@ import errno
 import functools
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -588,7 +589,7 @@ def main() -> None:
     except ZooError as exc:
         if debug():
             raise
-        sys.stderr.write(f"zoo: error: {exc}\n")
+        sys.stderr.write(f"zoo: error: {_one_line(str(exc))}\n")
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("zoo: interrupted\n")
@@ -602,7 +603,7 @@ def main() -> None:
             where = f" ({exc.filename})" if exc.filename else ""
             sys.stderr.write(f"zoo: error: {exc.strerror}{where}; free space or choose a writable place\n")
             sys.exit(4)
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = _one_line((str(exc).strip().splitlines() or [""])[0])
         sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
                          "(run with ZOO_DEBUG=1 for the traceback)\n")
         sys.exit(1)
@@ -630,5 +631,12 @@ def _click_error(exc: Any) -> None:
     sys.exit(exc.exit_code)
 
 
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
+
+
 def _one_line(text: str) -> str:
+    """A message as one plain line: no terminal escape codes (torch colours its errors), no
+    control characters (a NUL in a name is shown as \\x00), whitespace runs as one space."""
+    text = _ESCAPES.sub("", text)
+    text = "".join(c if c.isprintable() or c.isspace() else ascii(c)[1:-1] for c in text)
     return " ".join(text.split())
