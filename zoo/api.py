@@ -7,6 +7,7 @@ as in ``Recipe`` (``opset``, ``batch``, ``dynamic_batch``, ``size``, ``dtype``,
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -15,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NotInStoreError
+from .errors import NotInStoreError, PluginError
 from .exporting import MODEL_FILE, Progress
 from .host import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
+from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+
+_KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
 
 
 @dataclass
@@ -37,7 +41,7 @@ class PullResult:
             "sha256": self.entry.sha256,
             "cached": self.cached,
             "key": self.entry.key,
-            "exporter": self.entry.metadata.get("exporter"),
+            "exporter": self.entry.record.exporter,
         }
 
 
@@ -100,14 +104,14 @@ def export(
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
     try:
-        metadata = produce(tmp)
-        metadata["files"] = describe_files(tmp)
-        write_json(tmp / METADATA_FILE, metadata)
+        record = produce(tmp)
+        record.files = describe_files(tmp)
+        write_json(tmp / METADATA_FILE, record.to_json())
         for path in sorted(tmp.iterdir()):
             path.replace(out / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Entry(key=resolved.key, dir=out, metadata=metadata)
+    return Entry(key=resolved.key, dir=out, record=record)
 
 
 def find(
@@ -123,17 +127,22 @@ def find(
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
+    by_key = _by_key(name, store)
+    if by_key is not None:
+        entry = store.get(by_key)
+        if entry is not None:
+            return entry
     resolved = resolve_name(name, weights, registry, **recipe_flags)
     entry = store.get(resolved.key)
     if entry is not None:
         return entry
     if weights is None and all(v is None for v in recipe_flags.values()):
-        named = [e for e in store.entries() if name in (e.name, e.ref, e.metadata.get("alias"))]
+        named = [e for e in store.entries() if name in (e.name, e.ref, e.record.alias)]
         if len(named) == 1:
             return named[0]
         if named:
             choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe "
-                                f"{e.metadata.get('recipe')})" for e in named)
+                                f"{e.record.recipe})" for e in named)
             raise NotInStoreError(f"several stored entries match {name}: {choices}; "
                                   "select one with --weights and recipe flags")
     raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
@@ -144,12 +153,46 @@ def entries(store: Store | None = None) -> list[Entry]:
     return list((store or Store()).entries())
 
 
-def remove(name: str, store: Store | None = None, **kwargs: Any) -> Entry:
-    """Remove the entry for ``name`` (with the recipe flags that selected it)."""
+def scan(store: Store | None = None) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The readable entries, and ``(key, problem)`` for each entry whose record is broken."""
+    found: list[Entry] = []
+    broken: list[tuple[str, str]] = []
+    for key, item in (store or Store()).scan():
+        if isinstance(item, Entry):
+            found.append(item)
+        else:
+            broken.append((key, str(item)))
+    return found, broken
+
+
+def remove(name: str, store: Store | None = None, **kwargs: Any) -> Entry | str:
+    """Remove the entry for ``name`` (with the recipe flags that selected it).
+
+    ``name`` may be a store key (or a unique prefix of 6 characters or more): that entry
+    goes even when its record is broken, and its key is returned instead of the entry.
+    """
     store = store or Store()
+    key = _by_key(name, store)
+    if key is not None:
+        try:
+            entry: Entry | str | None = store.get(key)
+        except RecordError:
+            entry = None
+        store.remove(key)
+        return entry or key
     entry = find(name, store=store, **kwargs)
     store.remove(entry.key)
     return entry
+
+
+def _by_key(name: str, store: Store) -> str | None:
+    """The stored key ``name`` names (the key, or a unique prefix of at least 6 characters)."""
+    if not _KEY_PREFIX.fullmatch(name):
+        return None
+    keys = store.keys(name)
+    if len(keys) > 1:
+        raise NotInStoreError(f"{name} is the start of several stored keys ({', '.join(keys)}): give more of it")
+    return keys[0] if keys else None
 
 
 def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -> list[dict[str, Any]]:
@@ -178,7 +221,6 @@ def available(pattern: str | None = None, registry: str | Path | None = None,
     A source whose catalogue raises is reported to ``on_error(source, reason)`` and left out,
     so one broken plugin does not hide the others; without ``on_error`` it is a ``PluginError``.
     """
-    from .errors import PluginError
     from .source import match
 
     host = get_host()
@@ -234,17 +276,15 @@ def bench(name: str, provider: str = "cpu", batches: tuple[int, ...] = (1,), mod
     return measure(target, provider, batches, modes, warmup, iterations, options, compare)
 
 
-def _producer(
-    resolved: Resolved, host: PluginHost, progress: Progress | None
-) -> Callable[[Path], dict[str, Any]]:
+def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -> Callable[[Path], Record]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
     from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
-    from .metadata import SCHEMA, now, toolchain, write_props
+    from .metadata import write_props
 
     say = progress or (lambda _msg: None)
 
-    def produce(directory: Path) -> dict[str, Any]:
+    def produce(directory: Path) -> Record:
         start = time.perf_counter()
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
@@ -260,22 +300,8 @@ def _producer(
         classes = result.outputs[0]["shape"][-1] if result.outputs else None
         if built.labels and isinstance(classes, int) and classes != len(built.labels):
             built.labels = None  # e.g. a fine-tuned head: the source's labels do not apply
-        plugin = host.source_plugin(spec.source)
-        metadata: dict[str, Any] = {
-            "schema": SCHEMA,
-            "name": resolved.name,
-            "alias": resolved.alias.alias if resolved.alias else None,
-            "ref": spec.ref,
-            "key": resolved.key,
-            "source": {
-                "name": spec.source,
-                "plugin": plugin.name,
-                "distribution": plugin.distribution,
-                "version": built.source_version or plugin.version,
-            },
+        record = _new_record(resolved, host, built.source_version, {
             "weights": {"tag": spec.weights, **built.weights},
-            "options": dict(spec.options),
-            "recipe": recipe.to_dict(),
             "exporter": result.exporter,
             "export_attempts": result.attempts,
             "inputs": result.inputs,
@@ -283,58 +309,77 @@ def _producer(
             "preprocessing": built.preprocessing.to_dict(),
             "labels": built.labels,
             "validation": result.validation,
-            "stats": {"params": _count_params(built.module), "onnx_nodes": result.node_count,
-                      **built.stats},
+            # zoo counts the parameters itself: one `params` field whatever the source reports
+            "stats": {**built.stats, "params": _count_params(built.module), "onnx_nodes": result.node_count},
             "license": built.license,
-            "toolchain": toolchain(),
-            "created": now(),
-            "export_seconds": round(time.perf_counter() - start, 3),
             **({"extra": built.extra} if built.extra else {}),
-        }
-        _post_export(host, directory / MODEL_FILE, metadata, built, resolved, say)
+        })
+        record.export_seconds = round(time.perf_counter() - start, 3)
+        record = _post_export(host, directory / MODEL_FILE, record, built, resolved, say)
         say("writing metadata")
-        write_props(directory / MODEL_FILE, metadata)
-        return metadata
+        write_props(directory / MODEL_FILE, record)
+        return record
 
     return produce
 
 
 def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
-             progress: Progress | None, start: float) -> dict[str, Any]:
-    """Metadata for a source's ready ONNX files (``Source.fetch``).
+             progress: Progress | None, start: float) -> Record:
+    """The record of a source's ready ONNX files (``Source.fetch``).
 
     The files are stored byte for byte as fetched (no ``metadata_props`` written, no
     post-export hooks), so their hashes still match where they came from.
     """
-    from .metadata import SCHEMA, now, toolchain
-
     spec = resolved.spec
     if progress:
         progress(f"fetching {spec.ref}")
-    parts = source.fetch(spec, resolved.recipe, directory, progress)
+    parts = dict(source.fetch(spec, resolved.recipe, directory, progress))
+    version = parts.pop("source_version", None)
+    record = _new_record(resolved, host, version, parts)
+    record.fetch_seconds = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _new_record(resolved: Resolved, host: PluginHost, source_version: str | None, described: dict[str, Any]) -> Record:
+    """The record of a new entry: what zoo knows of ``resolved``, plus what the source ``described``.
+
+    It goes through the same check as a record read from disk, so a source that describes
+    its model out of bounds (a resize of a million pixels, a label list of the wrong kind)
+    is refused here, naming the field, before anything is stored.
+    """
+    from .metadata import SCHEMA, now, toolchain
+
+    spec = resolved.spec
     plugin = host.source_plugin(spec.source)
-    return {
+    data = {
         "schema": SCHEMA,
         "name": resolved.name,
         "alias": resolved.alias.alias if resolved.alias else None,
         "ref": spec.ref,
         "key": resolved.key,
         "source": {"name": spec.source, "plugin": plugin.name, "distribution": plugin.distribution,
-                   "version": parts.pop("source_version", None) or plugin.version},
+                   "version": source_version or plugin.version},
         "options": dict(spec.options),
         "recipe": resolved.recipe.to_dict(),
-        **parts,
+        **described,
         "toolchain": toolchain(),
         "created": now(),
-        "fetch_seconds": round(time.perf_counter() - start, 3),
     }
+    try:
+        return Record.from_json(data, f"the record of {spec.ref}")
+    except RecordError as exc:
+        raise PluginError(f"source {spec.source} (plugin {plugin.name}) described the model wrongly: {exc}") from None
 
 
-def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: Any,
-                 resolved: Resolved, say: Progress) -> None:
-    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export."""
+def _post_export(host: PluginHost, path: Path, record: Record, built: Any,
+                 resolved: Resolved, say: Progress) -> Record:
+    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export.
+
+    The hooks see the record as ``zoo.json`` data (they add findings under their own keys);
+    it is checked again afterwards like any record.
+    """
     if not host.pm.hook.zoo_post_export.get_hookimpls():
-        return
+        return record
     import torch
 
     from .exporting import check, describe, example_input, parity
@@ -343,6 +388,7 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
     example = example_input(built, recipe, max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch)
     with torch.inference_mode():
         expected = built.module(example)
+    metadata = record.to_json()
 
     def validate(candidate: Path) -> None:
         check(candidate)
@@ -351,7 +397,12 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
 
     say("running post-export transforms")
     metadata["post_export"] = host.post_export(path, metadata, resolved.spec, recipe, validate)
-    metadata["inputs"], metadata["outputs"], metadata["stats"]["onnx_nodes"] = describe(path)
+    metadata["inputs"], metadata["outputs"], nodes = describe(path)
+    metadata["stats"] = {**metadata["stats"], "onnx_nodes": nodes}
+    try:
+        return Record.from_json(metadata, f"the record of {resolved.spec.ref} after post-export transforms")
+    except RecordError as exc:
+        raise PluginError(f"a zoo_post_export hook left an invalid record: {exc}") from None
 
 
 def _count_params(module: Any) -> int:

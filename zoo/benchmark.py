@@ -171,7 +171,7 @@ def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device
         torch.set_num_threads(threads)
     dtype = dtype if on_gpu else torch.float32  # float16 convolutions on CPU are not a fair baseline
     module = module.to(torch_device, dtype)
-    shape = random_feeds([{"name": "x", "shape": list(target.metadata["inputs"][0]["shape"]),
+    shape = random_feeds([{"name": "x", "shape": list(target.record.inputs[0].shape),
                            "dtype": "float32"}], batch, target.preprocessing)["x"].shape
     x = torch.randn(*shape, device=torch_device, dtype=dtype, generator=None)
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -204,14 +204,13 @@ def build_module(target: Target) -> tuple[Any, Any]:
     from .recipe import Recipe
     from .spec import ModelSpec
 
-    metadata = target.metadata
-    if not metadata.get("source") or not metadata.get("ref"):
+    record = target.record
+    if record is None or record.source is None or record.weights is None or not record.inputs:
         raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
                         "for --compare torch")
-    recipe = Recipe(**metadata["recipe"])
-    name = metadata["ref"].split(":", 1)[1]
-    spec = ModelSpec(metadata["source"]["name"], name, metadata["weights"]["tag"],
-                     tuple(sorted((metadata.get("options") or {}).items())))
+    recipe = Recipe.from_layers(record.recipe)
+    name = record.ref.split(":", 1)[1]
+    spec = ModelSpec(record.source.name, name, record.weights.tag, tuple(sorted(record.options.items())))
     module = get_host().source(spec.source).build(spec, recipe).module.eval()
     return module, torch.float16 if recipe.dtype == "float16" else torch.float32
 

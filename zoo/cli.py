@@ -189,16 +189,20 @@ def list_(
         rows = api.available(pattern, registry, on_error=lambda _source, reason: warn(reason))
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
-    entries = api.entries()
+    entries, broken = api.scan()
     if pattern:
         entries = [e for e in entries if match([e.name], pattern) or match([e.ref], pattern)]
     rows = [e.summary() for e in entries]
+    for key, problem in broken:  # marked, not fatal: the other entries are listed
+        warn(f"entry {key} is broken ({problem})")
 
     def table() -> None:
         echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
         for r in rows:
             echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} "
                  f"{human_size(r['size']):>9}  {r['key']}")
+        for key, _problem in broken:
+            echo(f"{'(broken)':<28} {'?':<36} {'?':<16} {'?':>9}  {key}")
 
     emit(rows, json_, table)
 
@@ -212,47 +216,41 @@ def info(
 ) -> None:
     """Show a stored model's metadata (zoo.json)."""
     if name.endswith(".onnx"):
-        metadata = _file_metadata(name)
+        from .runtime import read_file
+
+        target = read_file(name)
+        record, path = target.record, target.path
     else:
         entry = api.find(name, **selection)
-        metadata = {**entry.metadata, "path": str(entry.model_path)}
-
-    def show() -> None:
-        for key in ("name", "ref", "key", "path", "exporter", "created"):
-            if metadata.get(key) is not None:
-                echo(f"{key:<14} {metadata[key]}")
-        echo(f"{'weights':<14} {json.dumps(metadata.get('weights', {}))}")
-        echo(f"{'recipe':<14} {json.dumps(metadata.get('recipe', {}))}")
-        for io in ("inputs", "outputs"):
-            for value in metadata.get(io, []):
-                echo(f"{io[:-1]:<14} {value['name']} {value['shape']} {value['dtype']}")
-        echo(f"{'preprocessing':<14} {json.dumps(metadata.get('preprocessing', {}))}")
-        labels = metadata.get("labels") or []
-        echo(f"{'labels':<14} {len(labels)}" + (f" ({', '.join(labels[:3])}, ...)" if labels else ""))
-        validation = metadata.get("validation", {})
-        if validation:
-            diff = validation.get("max_abs_diff")  # absent for ready files (no PyTorch reference)
-            echo(f"{'validation':<14} passed={validation.get('passed')} "
-                 + (f"max_abs_diff={diff:.3g}" if isinstance(diff, (int, float)) else
-                    f"parity={validation.get('parity', 'not run')}"))
-        echo(f"{'stats':<14} {json.dumps(metadata.get('stats', {}))}")
-
-    emit(metadata, json_, show)
+        record, path = entry.record, entry.model_path
+    metadata = {**(record.to_json() if record else {}), "path": str(path)}
+    emit(metadata, json_, lambda: _show_record(record, path))
 
 
-def _file_metadata(path: str) -> dict[str, Any]:
-    from pathlib import Path
+def _show_record(record: Any, path: Any) -> None:
+    from .record import as_json, label_preview
 
-    from .errors import UserError
-    from .metadata import read_props
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"no such file: {path}")
-    try:
-        return {**read_props(file), "path": str(file.resolve())}
-    except Exception as exc:
-        raise UserError(f"cannot read ONNX metadata from {path}: {exc}") from None
+    if record is None:
+        echo(f"{'path':<14} {path}\n(no zoo metadata in this file)")
+        return
+    for key, value in (("name", record.name), ("ref", record.ref), ("key", record.key), ("path", path),
+                       ("exporter", record.exporter), ("created", record.created)):
+        if value is not None:
+            echo(f"{key:<14} {value}")
+    echo(f"{'weights':<14} {json.dumps(as_json(record.weights) or {})}")
+    echo(f"{'recipe':<14} {json.dumps(record.recipe)}")
+    for io, values in (("input", record.inputs), ("output", record.outputs)):
+        for value in values:
+            echo(f"{io:<14} {value.name} {value.shape} {value.dtype}")
+    echo(f"{'preprocessing':<14} {json.dumps(as_json(record.preprocessing) or {})}")
+    labels = record.labels or []
+    echo(f"{'labels':<14} {len(labels)}" + (f" ({label_preview(labels, 3)})" if labels else ""))
+    validation = record.validation
+    if validation:
+        diff = validation.max_abs_diff  # absent for ready files (no PyTorch reference)
+        echo(f"{'validation':<14} passed={validation.passed} "
+             + (f"max_abs_diff={diff:.3g}" if diff is not None else f"parity={validation.parity or 'not run'}"))
+    echo(f"{'stats':<14} {json.dumps(as_json(record.stats))}")
 
 
 @app.command()
@@ -263,8 +261,13 @@ def rm(
     json_: JsonFlag = False,
 ) -> None:
     """Remove stored models."""
-    removed = [api.remove(name, **selection).summary() for name in names]
+    removed = [_removed(api.remove(name, **selection)) for name in names]
     emit({"removed": removed}, json_, lambda: [echo(f"removed {r['name']} ({r['key']})") for r in removed])
+
+
+def _removed(entry: Any) -> dict[str, Any]:
+    # A key whose record was broken: there is only the key to report.
+    return {"name": entry, "key": entry} if isinstance(entry, str) else entry.summary()
 
 
 @app.command()

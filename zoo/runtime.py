@@ -27,6 +27,8 @@ from typing import Any
 
 from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, UserError
 from .integrity import check_external_data
+from .record import Record, RecordError
+from .spec import Preprocessing
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -368,10 +370,10 @@ def check_feeds(inputs: Sequence[dict[str, Any]], feeds: dict[str, Any]) -> None
                             f"{expected(inputs)}")
 
 
-def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[str, Any] | None) -> list[int]:
+def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: Preprocessing | None) -> list[int]:
     """``spec``'s shape with the batch and any other symbolic dimension filled in."""
     shape = list(spec["shape"])
-    fallback = list(preprocessing.get("input_size", [])) if preprocessing else []
+    fallback = list(preprocessing.input_size) if preprocessing else []
     for i, dim in enumerate(shape):
         if isinstance(dim, int) and dim > 0:
             if i == 0 and batch is not None and dim != batch:
@@ -389,7 +391,7 @@ def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[
 
 
 def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
-                 preprocessing: dict[str, Any] | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
+                 preprocessing: Preprocessing | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
     """Seeded random inputs of the model's shapes (normal for floats, zeros otherwise)."""
     import numpy as np
 
@@ -474,24 +476,48 @@ def summarize(spec: dict[str, Any], value: Any) -> dict[str, Any]:
 # -- what to run ------------------------------------------------------------------------------
 @dataclass
 class Target:
-    """A model file and its metadata: a store entry or a bare ``.onnx`` file."""
+    """A model file and its record: a store entry, or a bare ``.onnx`` file (``record`` is
+    ``None`` for a file zoo did not make)."""
 
     path: Path
-    metadata: dict[str, Any]
+    record: Record | None
     entry: Any = None
 
     @property
-    def preprocessing(self) -> dict[str, Any]:
-        return self.metadata.get("preprocessing") or {}
+    def metadata(self) -> dict[str, Any]:
+        """The record as JSON data (``{}`` without one)."""
+        return self.record.to_json() if self.record else {}
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        return self.record.preprocessing if self.record else None
 
     @property
     def labels(self) -> list[str] | None:
-        return self.metadata.get("labels")
+        return self.record.labels if self.record else None
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.metadata.get("name") or self.path.name, "ref": self.metadata.get("ref"),
+        record = self.record
+        return {"name": (record.name if record else None) or self.path.name, "ref": record.ref if record else None,
                 "path": str(self.path), "key": self.entry.key if self.entry else None,
-                "dtype": (self.metadata.get("recipe") or {}).get("dtype")}
+                "dtype": record.dtype if record else None}
+
+
+def read_file(name: str) -> Target:
+    """A bare ``.onnx`` file as a target, with the record it carries (if any)."""
+    from .files import FileRefused
+    from .metadata import read_props
+
+    file = Path(name).expanduser()
+    if not file.is_file():
+        raise UserError(f"no such file: {name}")
+    try:
+        record = read_props(file)
+    except (RecordError, FileRefused):
+        raise
+    except Exception as exc:
+        raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
+    return Target(path=file.resolve(), record=record)
 
 
 def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
@@ -500,19 +526,11 @@ def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
     A stored entry whose files no longer match their recorded sizes and hashes is refused.
     """
     from . import api
-    from .metadata import read_props
     from .store import Store
 
     selection = {k: v for k, v in (selection or {}).items() if v is not None}
     if name.endswith(".onnx"):
-        file = Path(name).expanduser()
-        if not file.is_file():
-            raise UserError(f"no such file: {name}")
-        try:
-            metadata = read_props(file)
-        except Exception as exc:
-            raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
-        return Target(path=file.resolve(), metadata=metadata)
+        return read_file(name)
     store = Store()
     try:
         entry = api.find(name, store=store, **selection)
@@ -522,7 +540,7 @@ def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
     if problems:
         raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
                              f"repair it with `zoo pull --force {name}`")
-    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
+    return Target(path=entry.model_path, record=entry.record, entry=entry)
 
 
 def trt_cache_dir(target: Target) -> Path:
@@ -560,7 +578,7 @@ def run(
     if images:
         if len(inputs) != 1:
             raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")
-        if not target.preprocessing:
+        if target.preprocessing is None:
             raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: give a tensor with --input")
         feeds = {inputs[0]["name"]: image_io.batch(images, target.preprocessing).astype(inputs[0]["dtype"])}
         source = {"kind": "images", "files": [str(p) for p in images]}
