@@ -11,7 +11,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,7 +293,8 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
-        built = source.build(spec, recipe)
+        with _seeded():  # random init (--weights none) is the same on every run: same key, same bytes
+            built = source.build(spec, recipe)
         check_built_weights(spec, built.weights)  # a pin is never silently ignored
         if recipe.size is not None:
             built.preprocessing = built.preprocessing.resized_to(recipe.size)
@@ -403,6 +405,16 @@ def _post_export(host: PluginHost, path: Path, record: Record, built: Any,
         return Record.from_json(metadata, f"the record of {resolved.spec.ref} after post-export transforms")
     except RecordError as exc:
         raise PluginError(f"a zoo_post_export hook left an invalid record: {exc}") from None
+
+
+@contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    """torch's CPU generator seeded for a build, and restored after it (the caller's state is kept)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _count_params(module: Any) -> int:
