@@ -330,13 +330,14 @@ def test_push_refusals(hf, server: HubServer, home: Path) -> None:
 
 def test_pushed_metadata_names_local_files_without_their_location() -> None:
     from zoo.hub import model_card, shared_metadata
+    from zoo.record import Record
 
-    metadata = {"name": "mine", "ref": "local:/home/alice/secret/ckpt.pth",
-                "weights": {"tag": "sha256:ab", "file": "/home/alice/secret/ckpt.pth", "sha256": "ab"}}
-    shared = shared_metadata(metadata)
+    record = Record.from_json({"name": "mine", "ref": "local:/home/alice/secret/ckpt.pth",
+                               "weights": {"tag": "sha256:ab", "file": "/home/alice/secret/ckpt.pth", "sha256": "ab"}})
+    shared = shared_metadata(record)
     assert shared["weights"] == {"tag": "sha256:ab", "file": "ckpt.pth", "sha256": "ab"}
-    assert metadata["weights"]["file"] == "/home/alice/secret/ckpt.pth"  # the store's copy is untouched
-    assert "| weights file | ckpt.pth |" in model_card(shared, "team/mine")
+    assert record.weights.file == "/home/alice/secret/ckpt.pth"  # the store's copy is untouched
+    assert "| weights file | ckpt.pth |" in model_card(record, "team/mine")
 
 
 def test_configs_to_preprocessing() -> None:

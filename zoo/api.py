@@ -368,7 +368,7 @@ def _new_record(resolved: Resolved, host: PluginHost, source_version: str | None
         "created": now(),
     }
     try:
-        return Record.from_json(data, f"the record of {spec.ref}")
+        return Record.from_json(data, "record")
     except RecordError as exc:
         raise PluginError(f"source {spec.source} (plugin {plugin.name}) described the model wrongly: {exc}") from None
 
@@ -402,7 +402,7 @@ def _post_export(host: PluginHost, path: Path, record: Record, built: Any,
     metadata["inputs"], metadata["outputs"], nodes = describe(path)
     metadata["stats"] = {**metadata["stats"], "onnx_nodes": nodes}
     try:
-        return Record.from_json(metadata, f"the record of {resolved.spec.ref} after post-export transforms")
+        return Record.from_json(metadata, "record")
     except RecordError as exc:
         raise PluginError(f"a zoo_post_export hook left an invalid record: {exc}") from None
 

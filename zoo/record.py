@@ -216,14 +216,14 @@ class Record:
         if isinstance(data, dict) and "schema" in data:
             schema = data["schema"]
             if isinstance(schema, int) and not isinstance(schema, bool) and schema > max(READABLE_SCHEMAS):
-                raise RecordError(f"{where}: schema {schema} is from a newer zoo (this one reads "
+                raise RecordError(f"invalid {where}: schema {schema} is from a newer zoo (this one reads "
                                   f"{', '.join(map(str, READABLE_SCHEMAS))}): upgrade zoo")
         try:
             record = _parse_record(cls, data, "", 0)
         except RecordError as exc:
-            raise RecordError(f"{where}: {exc}") from None
+            raise RecordError(f"invalid {where}: {exc}") from None
         if record.schema not in READABLE_SCHEMAS:
-            raise RecordError(f"{where}: schema: unknown version {record.schema}")
+            raise RecordError(f"invalid {where}: schema: unknown version {record.schema}")
         return record
 
     @classmethod
@@ -240,7 +240,7 @@ class Record:
         try:
             text = read_capped(path, MAX_RECORD_BYTES)
         except FileRefused as exc:
-            raise RecordError(str(exc)) from None
+            raise RecordError(f"unreadable {Path(path).name}: {exc}") from None
         return cls.loads(text, Path(path).name)
 
     def to_json(self) -> dict[str, Any]:
@@ -285,9 +285,9 @@ def parse_json(text: str | bytes, where: str = "zoo.json") -> Any:
     try:
         return json.loads(text)
     except RecursionError:
-        raise RecordError(f"{where}: nested too deeply to be a zoo record") from None
+        raise RecordError(f"unreadable {where}: nested too deeply to be a zoo record") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RecordError(f"{where}: invalid JSON ({_one_line(exc)})") from None
+        raise RecordError(f"unreadable {where}: invalid JSON ({_one_line(exc)})") from None
 
 
 # -- the checker --------------------------------------------------------------------------------
@@ -461,7 +461,7 @@ def _check_record(record: Record, where: str) -> None:
         raise RecordError(f"{_at(where, 'ref')}: expected SOURCE:NAME, got {record.ref[:60]!r}")
     for group in ("options", "recipe"):
         for name, value in getattr(record, group).items():  # flat settings: a value, or a list of values
-            _free(value, _at(_at(where, group), name), MAX_DEPTH - 2)
+            _free(value, _at(_at(where, group), name), MAX_DEPTH - 1)
 
 
 _CHECKS: dict[type, Any] = {FileRecord: _check_file, Preprocessing: _check_preprocessing, Record: _check_record}

@@ -505,15 +505,19 @@ class Target:
 
 def read_file(name: str) -> Target:
     """A bare ``.onnx`` file as a target, with the record it carries (if any)."""
-    from .files import FileRefused
+    from .files import FileRefused, check_regular
     from .metadata import read_props
 
     file = Path(name).expanduser()
-    if not file.is_file():
-        raise UserError(f"no such file: {name}")
+    try:
+        check_regular(file)
+    except FileRefused as exc:
+        raise UserError(str(exc)) from None
+    except OSError:
+        raise UserError(f"no such file: {name}") from None
     try:
         record = read_props(file)
-    except (RecordError, FileRefused):
+    except RecordError:
         raise
     except Exception as exc:
         raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None

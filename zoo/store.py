@@ -134,12 +134,10 @@ class Store:
         except FileNotFoundError:
             return None
         except (OSError, RecordError) as exc:
-            message = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({_one_line(exc)})"
-            raise RecordError(f"entry {key}: {message}; remove it with `zoo rm {key}` or pull it again "
-                              "with `zoo pull --force`") from None
+            problem = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({_one_line(exc)})"
+            raise RecordError(f"entry {key} has an {problem}; {_repair(key)}") from None
         if not record.files:
-            raise RecordError(f"entry {key}: {METADATA_FILE} lists no files (not a store entry); remove it "
-                              f"with `zoo rm {key}` or pull it again with `zoo pull --force`")
+            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {_repair(key)}")
         return Entry(key=key, dir=directory, record=record)
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -159,8 +157,7 @@ class Store:
             except RecordError as exc:
                 yield key, exc
                 continue
-            yield key, entry if entry is not None else RecordError(
-                f"entry {key}: {METADATA_FILE} missing; remove it with `zoo rm {key}`")
+            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {_repair(key)}")
 
     def entries(self) -> Iterator[Entry]:
         """Every readable entry; broken ones are skipped (``broken``, ``zoo verify`` report them)."""
@@ -347,6 +344,10 @@ class Store:
     def broken(self) -> list[tuple[str, str]]:
         """Entry directories whose ``zoo.json`` is missing, unreadable or invalid, with the reason."""
         return [(key, str(found)) for key, found in self.scan() if isinstance(found, RecordError)]
+
+
+def _repair(key: str) -> str:
+    return f"remove it with `zoo rm {key}` or pull it again with `zoo pull --force`"
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -366,7 +366,7 @@ def _pushed_record(data: dict[str, Any] | None, say: Callable[[str], None]) -> A
     if not data:
         return None
     try:
-        return Record.from_json(data, f"the repo's {METADATA_FILE}")
+        return Record.from_json(data, f"{METADATA_FILE} in the repo")
     except RecordError as exc:
         say(f"ignoring {exc}")
         return None
