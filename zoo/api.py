@@ -131,8 +131,9 @@ def find(
     by_key = _by_key(name, store)
     if by_key is not None:
         entry = store.get(by_key)
-        if entry is not None:
-            return entry
+        if entry is None:
+            raise RecordError(f"entry {by_key} has no {METADATA_FILE}; remove it with `zoo rm {by_key}`")
+        return entry
     resolved = resolve_name(name, weights, registry, **recipe_flags)
     entry = store.get(resolved.key)
     if entry is not None:
