@@ -48,7 +48,7 @@ def deadline() -> Iterator[None]:
 
 
 # -- a hand-written store ---------------------------------------------------------------------
-def tiny_onnx(path: Path, props: dict[str, str] | None = None) -> Path:
+def tiny_onnx(path: Path, props: dict[str, str] | None = None, side: int | str = 8) -> Path:
     """A 3-class "classifier" on 8x8 images: global average pool, flatten."""
     import onnx
     from onnx import TensorProto, helper
@@ -57,7 +57,7 @@ def tiny_onnx(path: Path, props: dict[str, str] | None = None) -> Path:
         [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
          helper.make_node("Flatten", ["pooled"], ["logits"])],
         "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, side, side])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -348,6 +348,12 @@ def test_hostile_metadata_in_a_bare_onnx_file_is_refused(tmp_path: Path) -> None
     foreign = tiny_onnx(tmp_path / "foreign.onnx")
     code, out, _err = cli("info", str(foreign))
     assert code == 0 and "no zoo metadata" in out
+
+
+def test_a_huge_declared_input_is_refused_before_it_is_allocated(tmp_path: Path) -> None:
+    model = tiny_onnx(tmp_path / "huge.onnx", side=200_000)  # 1 x 3 x 200000 x 200000 floats: 447 GiB
+    code, _out, err = cli("run", str(model))
+    assert code == 1 and "more than zoo allocates for a random input" in err
 
 
 def test_images_are_decoded_under_a_pixel_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

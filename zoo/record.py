@@ -70,7 +70,7 @@ LIMITS: dict[str, Limit] = {
     "Record.fetch_seconds": Limit(low=0, high=1e9),
     "FileRecord.size": _COUNT,
     "FileRecord.path": Limit(length=1024),
-    "TensorInfo.shape": Limit(low=0, high=2**31 - 1, items=32, length=128),
+    "TensorInfo.shape": Limit(low=-1, high=2**31 - 1, items=32, length=128),  # -1: "unknown" in some files
     "TensorInfo.name": Limit(length=1024),
     "Weights.tensors_loaded": _COUNT,
     "Weights.missing_keys": _KEYS,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 import sys
@@ -40,6 +41,7 @@ AUTO_ORDER = ("cuda", "cpu")
 CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 ARENA_STRATEGIES = ("kNextPowerOfTwo", "kSameAsRequested")
 RANDOM_SEED = 0
+MAX_RANDOM_INPUT_BYTES = 4 << 30
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
@@ -399,6 +401,10 @@ def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
     feeds = {}
     for spec in inputs:
         shape = concrete_shape(spec, batch, preprocessing)
+        size = math.prod(shape) * 8  # standard_normal draws float64 before the cast
+        if size > MAX_RANDOM_INPUT_BYTES:  # a declared input of 224 GiB is refused, not allocated
+            raise UserError(f"input {spec['name']!r} of shape {shape} needs {size / 2**30:.1f} GiB, more than zoo "
+                            f"allocates for a random input ({MAX_RANDOM_INPUT_BYTES >> 30} GiB); give --input FILE.npy")
         if spec["dtype"].startswith("float"):
             feeds[spec["name"]] = rng.standard_normal(shape).astype(spec["dtype"])
         else:
