@@ -277,7 +277,7 @@ def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_
     card = files["README.md"].decode()
     assert card.startswith("---\nlibrary_name: onnx\nlicense: bsd-3-clause\n")
     assert "zoo pull hf:team/resnet18" in card and "| crop | [224, 224] |" in card
-    assert "1000 labels: tench, goldfish" in card
+    assert '1000 labels: "tench", "goldfish"' in card  # quoted: a label may contain a comma
     assert f"| max_abs_diff | {original['validation']['max_abs_diff']} |" in card
     assert f"| exporter | {original['exporter']} |" in card and "| torch | " in card
 

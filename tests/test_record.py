@@ -426,3 +426,26 @@ def test_copies_are_independent() -> None:
     record = Record.from_json(copy.deepcopy(data))
     record.labels.append("extra")
     assert record.to_json() != data and Record.from_json(data).to_json() == data
+
+
+# -- provenance ------------------------------------------------------------------------------------------
+def test_provenance_local_version_is_the_plugin_s_and_torchvision_has_one_params(home: Path, tmp_path: Path) -> None:
+    """Built without exporting: what the sources hand to the record."""
+    import timm
+    import torch
+
+    from zoo.host import get_host
+    from zoo.recipe import Recipe
+    from zoo.spec import ModelSpec
+
+    host = get_host()
+    checkpoint = tmp_path / "ckpt.pth"
+    torch.save(timm.create_model("test_resnet.r160_in1k").state_dict(), checkpoint)
+    local = host.source("local")
+    spec = local.spec(str(checkpoint), "checkpoint", {"arch": "timm:test_resnet.r160_in1k"})
+    built = local.build(spec, Recipe())
+    assert built.source_version is None  # so the record's source.version is the local plugin's, not timm's
+
+    vision = host.source("torchvision")
+    built = vision.build(ModelSpec("torchvision", "resnet18", "none"), Recipe())
+    assert "num_params" not in built.stats  # zoo counts `params` itself: one field
