@@ -171,7 +171,7 @@ BAD_FIELDS = [
     ("weights", "none", "weights: expected an object or null, got the string 'none'"),
     ("name", None, "name: expected a string, got null"),
     ("ref", "no-source", "ref: expected SOURCE:NAME"),
-    ("preprocessing.resize", 1_000_000, "preprocessing.resize: 1000000 is outside [1, 4096]"),
+    ("preprocessing.resize", 1_000_000, "preprocessing.resize: 1000000 is outside [1, 8192]"),
     ("preprocessing.resize", "256", "preprocessing.resize: expected an integer"),
     ("preprocessing.crop", [0, 160], "preprocessing.crop[0]: 0 is outside [1, 4096]"),
     ("preprocessing.crop", [160], "preprocessing.crop: expected 2 values, got 1"),
@@ -381,7 +381,7 @@ def test_no_resize_makes_an_image_larger_than_the_cap(tmp_path: Path) -> None:
     from zoo import images
 
     thin = Image.new("RGB", (1, 30_000))
-    pre = Record.from_json(tiny_record(preprocessing={"input_size": [3, 8, 8], "resize": MAX_SIDE,
+    pre = Record.from_json(tiny_record(preprocessing={"input_size": [3, 8, 8], "resize": 2 * MAX_SIDE,
                                                       "crop": [8, 8]})).preprocessing
     with pytest.raises(UserError, match="refusing to resize an image of 1x30000"):
         images.preprocess(thin, pre)

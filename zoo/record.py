@@ -81,7 +81,7 @@ LIMITS: dict[str, Limit] = {
     "Validation.max_abs_diff": Limit(low=0),
     "Validation.max_rel_diff": Limit(low=0),
     "Preprocessing.input_size": Limit(low=1, high=MAX_SIDE),
-    "Preprocessing.resize": _SIDE,
+    "Preprocessing.resize": Limit(low=1, high=2 * MAX_SIDE),  # --size 4096 resizes to 4681 before its crop
     "Preprocessing.crop": _SIDE,
     "Preprocessing.crop_mode": Limit(choices=("center", "squash")),
     "Preprocessing.interpolation": Limit(choices=INTERPOLATIONS),
