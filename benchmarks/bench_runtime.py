@@ -89,7 +89,7 @@ def versus_torch(name: str, rounds: int, warmup: int, iterations: int) -> dict:
         torch_ms.append(torch_eager(target, built, 1, warmup, iterations, {"kind": "cpu"})["p50_ms"])
     import torch
 
-    return {"model": f"{name} --weights none", "ref": target.metadata["ref"], "batch": 1,
+    return {"model": f"{name} --weights none", "ref": target.record.ref, "batch": 1,
             "torch_threads": torch.get_num_threads(), "p50_ms": summary(ort_ms, torch_ms)}
 
 

@@ -20,8 +20,8 @@ def test_every_documented_function_works_twice_in_one_process(home: Path, tmp_pa
         assert exported.key == pulled.entry.key and exported.model_path.is_file()
         assert zoo.find(TINY, weights="none").key == pulled.entry.key
         assert [e.key for e in zoo.entries()] == [pulled.entry.key]
-        assert zoo.info(TINY)["key"] == pulled.entry.key
-        assert zoo.info(str(exported.model_path))["ref"] == TINY
+        assert zoo.info(TINY).record.key == pulled.entry.key
+        assert zoo.info(str(exported.model_path)).record.ref == TINY
         assert zoo.resolve_name(TINY, weights="none").key == pulled.entry.key
         assert zoo.locate(TINY, weights="none").path == pulled.entry.model_path
         assert [r["problems"] for r in zoo.verify()] == [[]]
@@ -84,7 +84,7 @@ def test_an_entry_is_named_by_its_key_or_a_unique_prefix(home: Path, tmp_path: P
     key = pulled.entry.key
     for name in (key, key[:6]):
         assert zoo.find(name).key == key
-        assert zoo.info(name)["key"] == key
+        assert zoo.info(name).record.key == key
         assert zoo.pull(name).cached is True
     with pytest.raises(zoo_errors().UserError, match="unknown model"):
         zoo.find("0123")  # too short to be a key: a name, and no such model

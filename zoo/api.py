@@ -9,21 +9,26 @@ This module finds or pulls an entry, checks it, then hands the located model to
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, NotInStoreError, UserError
+from .errors import IntegrityError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
 from .host import PluginHost, PluginInfo, get_host
+from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
-from .runtime import ProviderOptions, Target, check_provider
+from .runtime import ProviderOptions, Target, check_provider, read_file
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+
+_KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class PullResult:
             "sha256": self.entry.sha256,
             "cached": self.cached,
             "key": self.entry.key,
-            "exporter": self.entry.metadata.get("exporter"),
+            "exporter": self.entry.record.exporter,
         }
 
 
@@ -106,7 +111,8 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     exports that entry again from its record, the way a repair hint says.
     """
     store = store or Store()
-    stored = by_key(name, store)
+    key = _by_key(name, store)
+    stored = store.get(key) if key else None
     resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     if not force and (entry := store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
@@ -142,18 +148,18 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
     directory.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
     try:
-        metadata = produce(tmp)
+        record = produce(tmp)
         if model_name != MODEL_FILE:
             (tmp / MODEL_FILE).rename(tmp / model_name)
-        metadata["files"] = describe_files(tmp)
-        write_json(tmp / METADATA_FILE, metadata)
+        record.files = describe_files(tmp)
+        write_json(tmp / METADATA_FILE, record.to_json())
         if record_name != METADATA_FILE:
             (tmp / METADATA_FILE).rename(tmp / record_name)
         for path in sorted(tmp.iterdir()):
             path.replace(directory / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Entry(key=resolved.key, dir=directory, metadata=metadata, model_file=model_name)
+    return Entry(key=resolved.key, dir=directory, record=record, model_file=model_name)
 
 
 def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
@@ -163,7 +169,10 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
-    if (entry := by_key(name, store)) is not None:
+    if (key := _by_key(name, store)) is not None:
+        entry = store.get(key)
+        if entry is None:
+            raise RecordError(f"entry {key} has no {METADATA_FILE}; remove it with `zoo rm {key}`")
         return entry
     try:
         resolved = resolve_name(name, **selection)
@@ -175,34 +184,18 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
     if resolved is not None and (entry := store.get(resolved.key)) is not None:
         return entry
     if not Selection(**selection).narrows():
-        named = [e for e in store.entries() if name in (e.name, e.ref, e.metadata.get("alias"))]
+        named = [e for e in store.entries() if name in (e.name, e.ref, e.record.alias)]
         if len(named) == 1:
             return named[0]
         if named:
             choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe "
-                                f"{e.metadata.get('recipe')})" for e in named)
+                                f"{e.record.recipe})" for e in named)
             raise NotInStoreError(f"several stored entries match {name}: {choices}; "
                                   "name one by its key, or select it with --weights and recipe flags")
     if resolved is None:
         resolve_name(name, **selection)  # raises the reason the name does not resolve
     raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
                           f"is not in the store: run `zoo pull {name}` first")
-
-
-KEY_PREFIX_MIN = 6
-
-
-def by_key(name: str, store: Store) -> Entry | None:
-    """The stored entry whose key is ``name``, or starts with it (at least 6 hex digits, unique)."""
-    if not (KEY_PREFIX_MIN <= len(name) <= 20 and all(c in "0123456789abcdef" for c in name)):
-        return None
-    if len(name) == 20:
-        return store.get(name)
-    matches = [e for e in store.entries() if e.key.startswith(name)]
-    if len(matches) > 1:
-        raise UserError(f"key prefix {name} matches {len(matches)} entries "
-                        f"({', '.join(e.key for e in matches)}): give more digits")
-    return matches[0] if matches else None
 
 
 def resolved_from_record(entry: Entry) -> Resolved:
@@ -213,12 +206,14 @@ def resolved_from_record(entry: Entry) -> Resolved:
     from .recipe import Recipe, cache_key
     from .spec import ModelSpec
 
-    record = entry.metadata
-    source, _, name = entry.ref.partition(":")
+    record = entry.record
+    source, _, name = record.ref.partition(":")
     try:
-        spec = ModelSpec(source, name, record["weights"]["tag"], tuple(sorted((record.get("options") or {}).items())))
-        recipe = Recipe(**record["recipe"])
-    except (KeyError, TypeError) as exc:
+        if record.weights is None:
+            raise TypeError("no weights recorded")
+        spec = ModelSpec(source, name, record.weights.tag, tuple(sorted(record.options.items())))
+        recipe = Recipe(**record.recipe)
+    except (TypeError, UserError) as exc:
         raise IntegrityError(f"entry {entry.key} does not record how it was made ({exc}); "
                              f"remove it with `zoo rm {entry.key}`") from None
     if cache_key(spec, recipe) != entry.key:
@@ -232,12 +227,46 @@ def entries(*, store: Store | None = None) -> list[Entry]:
     return list((store or Store()).entries())
 
 
-def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
-    """Remove the entry for ``name`` (with the selection that picked it)."""
+def scan(*, store: Store | None = None) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The readable entries, and ``(key, problem)`` for each entry whose record is broken."""
+    found: list[Entry] = []
+    broken: list[tuple[str, str]] = []
+    for key, item in (store or Store()).scan():
+        if isinstance(item, Entry):
+            found.append(item)
+        else:
+            broken.append((key, str(item)))
+    return found, broken
+
+
+def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry | str:
+    """Remove the entry for ``name`` (with the selection that picked it).
+
+    ``name`` may be a store key (or a unique prefix of 6 characters or more): that entry
+    goes even when its record is broken, and its key is returned instead of the entry.
+    """
     store = store or Store()
+    key = _by_key(name, store)
+    if key is not None:
+        try:
+            entry: Entry | str | None = store.get(key)
+        except RecordError:
+            entry = None
+        store.remove(key)
+        return entry or key
     entry = find(name, store=store, **selection)
     store.remove(entry.key)
     return entry
+
+
+def _by_key(name: str, store: Store) -> str | None:
+    """The stored key ``name`` names (the key, or a unique prefix of at least 6 characters)."""
+    if not _KEY_PREFIX.fullmatch(name):
+        return None
+    keys = store.keys(name)
+    if len(keys) > 1:
+        raise NotInStoreError(f"{name} is the start of several stored keys ({', '.join(keys)}): give more of it")
+    return keys[0] if keys else None
 
 
 def verify(name: str | None = None, *, store: Store | None = None, **selection: Any) -> list[dict[str, Any]]:
@@ -266,7 +295,6 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
     A source whose catalogue raises is reported to ``on_error(source, reason)`` and left out,
     so one broken plugin does not hide the others; without ``on_error`` it is a ``PluginError``.
     """
-    from .errors import PluginError
     from .source import match
 
     host = get_host()
@@ -314,7 +342,7 @@ def locate(name: str, *, progress: Progress | None = None, **selection: Any) -> 
     A stored entry whose files no longer match their recorded sizes and hashes is refused.
     """
     if name.endswith(".onnx"):
-        return _file_target(name)
+        return read_file(name)
     store = Store()
     try:
         entry = find(name, store=store, **selection)
@@ -324,31 +352,18 @@ def locate(name: str, *, progress: Progress | None = None, **selection: Any) -> 
     if problems:
         raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
                              f"repair it with `zoo pull --force {entry.key}`")
-    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
+    return Target(path=entry.model_path, record=entry.record, entry=entry)
 
 
-def info(name: str, *, store: Store | None = None, **selection: Any) -> dict[str, Any]:
-    """The record of ``name`` with its ``path``: a stored entry's ``zoo.json``, or a ``.onnx`` file's metadata."""
+def info(name: str, *, store: Store | None = None, **selection: Any) -> Target:
+    """The record of ``name`` and its path: a stored entry (never pulled), or a ``.onnx`` file.
+
+    ``Target.record`` is ``None`` for a file zoo did not make.
+    """
     if name.endswith(".onnx"):
-        target = _file_target(name)
-        return {**target.metadata, "path": str(target.path)}
+        return read_file(name)
     entry = find(name, store=store, **selection)
-    return {**entry.metadata, "path": str(entry.model_path)}
-
-
-def _file_target(name: str) -> Target:
-    """A bare ``.onnx`` file and the zoo metadata inside it (empty when it has none)."""
-    from .metadata import read_props
-
-    file = Path(name).expanduser()
-    if not file.is_file():
-        raise UserError(f"no such file: {name}")
-    try:
-        metadata = read_props(file)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise UserError(f"cannot read {name} as an ONNX model: {first}") from None
-    return Target(path=file.resolve(), metadata=metadata)
+    return Target(path=entry.model_path, record=entry.record, entry=entry)
 
 
 def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), input_file: str | Path | None = None,
@@ -367,7 +382,7 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
 
     check_provider(provider, runtime)  # before anything is pulled or exported for it
     if name.endswith(".onnx"):
-        target = _file_target(name)
+        target = read_file(name)
         given = {**(preprocessing or {}), **({"size": selection["size"]} if selection.get("size") else {})}
         if given or labels is not None or preprocess_like:
             target = _with_preprocessing(target, given, labels, preprocess_like)
@@ -385,42 +400,37 @@ def _with_preprocessing(target: Target, given: Mapping[str, Any], labels: Sequen
 
     from .spec import Preprocessing
 
-    base = target.metadata.get("preprocessing") or {}
-    if like:
-        base = _preprocessing_of(like)
+    pre = _preprocessing_of(like) if like else target.preprocessing or Preprocessing()
     known = {f.name for f in fields(Preprocessing)}
     unknown = set(given) - known - {"size"}
     if unknown:
         raise UserError(f"unknown preprocessing field(s) {', '.join(sorted(unknown))}: use {', '.join(sorted(known))}")
-    tuples = {k: tuple(v) for k, v in base.items() if isinstance(v, list)}
-    pre = Preprocessing(**{**{k: v for k, v in base.items() if k in known}, **tuples})
     if given.get("size"):
         pre = pre.resized_to(int(given["size"]))
     overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in given.items() if k != "size"}
-    if "resize" in overrides and "crop" not in overrides and "size" not in given:
-        overrides["crop"] = pre.crop
     pre = replace(pre, **overrides)
-    metadata = {**target.metadata, "preprocessing": pre.to_dict()}
-    if labels is not None:
-        metadata["labels"] = list(labels)
-    elif like and "labels" not in target.metadata:
-        metadata["labels"] = _labels_of(like)
-    return Target(path=target.path, metadata=metadata, entry=target.entry)
+    record = target.record or Record(name=target.path.name, ref="")
+    if labels is None and like and record.labels is None:
+        labels = _labels_of(like)
+    record = replace(record, preprocessing=pre, labels=list(labels) if labels is not None else record.labels)
+    return Target(path=target.path, record=record, entry=target.entry)
 
 
-def _preprocessing_of(name: str) -> dict[str, Any]:
+def _preprocessing_of(name: str) -> Any:
     """A model's preprocessing: from its stored record, else as its source builds it (no export)."""
     try:
-        return dict(find(name).metadata.get("preprocessing") or {})
+        stored = find(name).record.preprocessing
+        if stored is not None:
+            return stored
     except NotInStoreError:
-        resolved = resolve_name(name, weights="none")
-        built = get_host().source(resolved.spec.source).build(resolved.spec, resolved.recipe)
-        return built.preprocessing.to_dict()
+        pass
+    resolved = resolve_name(name, weights="none")
+    return get_host().source(resolved.spec.source).build(resolved.spec, resolved.recipe).preprocessing
 
 
 def _labels_of(name: str) -> list[str] | None:
     try:
-        return find(name).metadata.get("labels")
+        return find(name).record.labels
     except NotInStoreError:
         return None
 
@@ -452,11 +462,11 @@ def torch_module(target: Target) -> tuple[Any, Any]:
     """The PyTorch module ``target`` was exported from, rebuilt by its source plugin, and its dtype."""
     import torch
 
-    record = target.metadata
-    if not (record.get("source") and record.get("ref")):
+    record = target.record
+    if record is None or record.source is None or record.weights is None:
         raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
                         "for --compare torch")
-    made = resolved_from_record(target.entry or Entry(str(record.get("key")), target.path.parent, record))
+    made = resolved_from_record(target.entry or Entry(record.key or "", target.path.parent, record))
     module = get_host().source(made.spec.source).build(made.spec, made.recipe).module.eval()
     return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
 
@@ -471,17 +481,15 @@ def push(name: str, repo_id: str, *, private: bool = False, revision: str | None
     return hub.push(entry, repo_id, store=store, private=private, revision=revision, message=message, bars=bars)
 
 
-def _producer(
-    resolved: Resolved, host: PluginHost, progress: Progress | None
-) -> Callable[[Path], dict[str, Any]]:
+def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -> Callable[[Path], Record]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
     from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
-    from .metadata import SCHEMA, now, toolchain, write_props
+    from .metadata import write_props
 
     say = progress or (lambda _msg: None)
 
-    def produce(directory: Path) -> dict[str, Any]:
+    def produce(directory: Path) -> Record:
         start = time.perf_counter()
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
@@ -489,7 +497,8 @@ def _producer(
         if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
-        built = source.build(spec, recipe)
+        with _seeded():  # random init (--weights none) is the same on every run: same key, same bytes
+            built = source.build(spec, recipe)
         check_built_weights(spec, built.weights)  # a pin is never silently ignored
         if recipe.size is not None:
             built.preprocessing = built.preprocessing.resized_to(recipe.size)
@@ -497,22 +506,8 @@ def _producer(
         classes = result.outputs[0]["shape"][-1] if result.outputs else None
         if built.labels and isinstance(classes, int) and classes != len(built.labels):
             built.labels = None  # e.g. a fine-tuned head: the source's labels do not apply
-        plugin = host.source_plugin(spec.source)
-        metadata: dict[str, Any] = {
-            "schema": SCHEMA,
-            "name": resolved.name,
-            "alias": resolved.alias.alias if resolved.alias else None,
-            "ref": spec.ref,
-            "key": resolved.key,
-            "source": {
-                "name": spec.source,
-                "plugin": plugin.name,
-                "distribution": plugin.distribution,
-                "version": built.source_version or plugin.version,
-            },
+        record = _new_record(resolved, host, built.source_version, {
             "weights": {"tag": spec.weights, **built.weights},
-            "options": dict(spec.options),
-            "recipe": recipe.to_dict(),
             "exporter": result.exporter,
             "export_attempts": result.attempts,
             "inputs": result.inputs,
@@ -520,58 +515,77 @@ def _producer(
             "preprocessing": built.preprocessing.to_dict(),
             "labels": built.labels,
             "validation": result.validation,
-            "stats": {"params": _count_params(built.module), "onnx_nodes": result.node_count,
-                      **built.stats},
+            # zoo counts the parameters itself: one `params` field whatever the source reports
+            "stats": {**built.stats, "params": _count_params(built.module), "onnx_nodes": result.node_count},
             "license": built.license,
-            "toolchain": toolchain(),
-            "created": now(),
-            "export_seconds": round(time.perf_counter() - start, 3),
             **({"extra": built.extra} if built.extra else {}),
-        }
-        _post_export(host, directory / MODEL_FILE, metadata, built, resolved, say)
+        })
+        record.export_seconds = round(time.perf_counter() - start, 3)
+        record = _post_export(host, directory / MODEL_FILE, record, built, resolved, say)
         say("writing metadata")
-        write_props(directory / MODEL_FILE, metadata)
-        return metadata
+        write_props(directory / MODEL_FILE, record)
+        return record
 
     return produce
 
 
 def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
-             progress: Progress | None, start: float) -> dict[str, Any]:
-    """Metadata for a source's ready ONNX files (``Source.fetch``).
+             progress: Progress | None, start: float) -> Record:
+    """The record of a source's ready ONNX files (``Source.fetch``).
 
     The files are stored byte for byte as fetched (no ``metadata_props`` written, no
     post-export hooks), so their hashes still match where they came from.
     """
-    from .metadata import SCHEMA, now, toolchain
-
     spec = resolved.spec
     if progress:
         progress(f"fetching {spec.ref}")
-    parts = source.fetch(spec, resolved.recipe, directory, progress)
+    parts = dict(source.fetch(spec, resolved.recipe, directory, progress))
+    version = parts.pop("source_version", None)
+    record = _new_record(resolved, host, version, parts)
+    record.fetch_seconds = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _new_record(resolved: Resolved, host: PluginHost, source_version: str | None, described: dict[str, Any]) -> Record:
+    """The record of a new entry: what zoo knows of ``resolved``, plus what the source ``described``.
+
+    It goes through the same check as a record read from disk, so a source that describes
+    its model out of bounds (a resize of a million pixels, a label list of the wrong kind)
+    is refused here, naming the field, before anything is stored.
+    """
+    from .metadata import SCHEMA, now, toolchain
+
+    spec = resolved.spec
     plugin = host.source_plugin(spec.source)
-    return {
+    data = {
         "schema": SCHEMA,
         "name": resolved.name,
         "alias": resolved.alias.alias if resolved.alias else None,
         "ref": spec.ref,
         "key": resolved.key,
         "source": {"name": spec.source, "plugin": plugin.name, "distribution": plugin.distribution,
-                   "version": parts.pop("source_version", None) or plugin.version},
+                   "version": source_version or plugin.version},
         "options": dict(spec.options),
         "recipe": resolved.recipe.to_dict(),
-        **parts,
+        **described,
         "toolchain": toolchain(),
         "created": now(),
-        "fetch_seconds": round(time.perf_counter() - start, 3),
     }
+    try:
+        return Record.from_json(data, "record")
+    except RecordError as exc:
+        raise PluginError(f"source {spec.source} (plugin {plugin.name}) described the model wrongly: {exc}") from None
 
 
-def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: Any,
-                 resolved: Resolved, say: Progress) -> None:
-    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export."""
+def _post_export(host: PluginHost, path: Path, record: Record, built: Any,
+                 resolved: Resolved, say: Progress) -> Record:
+    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export.
+
+    The hooks see the record as ``zoo.json`` data (they add findings under their own keys);
+    it is checked again afterwards like any record.
+    """
     if not host.pm.hook.zoo_post_export.get_hookimpls():
-        return
+        return record
     import torch
 
     from .exporting import check, describe, example_input, parity
@@ -580,6 +594,7 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
     example = example_input(built, recipe, max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch)
     with torch.inference_mode():
         expected = built.module(example)
+    metadata = record.to_json()
 
     def validate(candidate: Path) -> None:
         check(candidate)
@@ -588,7 +603,22 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
 
     say("running post-export transforms")
     metadata["post_export"] = host.post_export(path, metadata, resolved.spec, recipe, validate)
-    metadata["inputs"], metadata["outputs"], metadata["stats"]["onnx_nodes"] = describe(path)
+    metadata["inputs"], metadata["outputs"], nodes = describe(path)
+    metadata["stats"] = {**metadata["stats"], "onnx_nodes": nodes}
+    try:
+        return Record.from_json(metadata, "record")
+    except RecordError as exc:
+        raise PluginError(f"a zoo_post_export hook left an invalid record: {exc}") from None
+
+
+@contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    """torch's CPU generator seeded for a build, and restored after it (the caller's state is kept)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _count_params(module: Any) -> int:

@@ -173,7 +173,7 @@ def torch_eager(target: Target, built: tuple[Any, Any], batch: int, warmup: int,
         torch.set_num_threads(threads)
     dtype = dtype if on_gpu else torch.float32  # float16 convolutions on CPU are not a fair baseline
     module = module.to(torch_device, dtype)
-    shape = random_feeds([{"name": "x", "shape": list(target.metadata["inputs"][0]["shape"]),
+    shape = random_feeds([{"name": "x", "shape": list(target.record.inputs[0].shape),
                            "dtype": "float32"}], batch, target.preprocessing)["x"].shape
     x = torch.randn(*shape, device=torch_device, dtype=dtype, generator=None)
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)

@@ -129,9 +129,10 @@ def done_line(entry: Any, cached: bool) -> str:
     """How a pull or export ended: in the store already, or exported (exporter, parity, size)."""
     if cached:
         return f"{entry.ref} was in the store ({entry.key}, {human_size(entry.size)})"
-    diff = (entry.metadata.get("validation") or {}).get("max_abs_diff")
-    parity = f"parity max abs diff {diff:.2g}" if isinstance(diff, (int, float)) else "no PyTorch parity run"
-    return (f"exported {entry.ref} with {entry.metadata.get('exporter') or 'its source'}, {parity}, "
+    validation = entry.record.validation
+    diff = validation.max_abs_diff if validation else None
+    parity = f"parity max abs diff {diff:.2g}" if diff is not None else "no PyTorch parity run"
+    return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}, "
             f"{human_size(entry.size)} ({entry.key})")
 
 
@@ -232,16 +233,20 @@ def list_(
         rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
-    entries = api.entries()
+    entries, broken = api.scan()
     if pattern:
         entries = [e for e in entries if match([e.name], pattern) or match([e.ref], pattern)]
     rows = [e.summary() for e in entries]
+    for key, problem in broken:  # marked, not fatal: the other entries are listed
+        warn(f"entry {key} is broken ({problem})")
 
     def table() -> None:
         echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
         for r in rows:
             echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} "
                  f"{human_size(r['size']):>9}  {r['key']}")
+        for key, _problem in broken:
+            echo(f"{'(broken)':<28} {'?':<36} {'?':<16} {'?':>9}  {key}")
 
     emit(rows, json_, table)
 
@@ -254,29 +259,36 @@ def info(
     json_: JsonFlag = False,
 ) -> None:
     """Show a stored model's metadata (zoo.json)."""
-    metadata = api.info(name, **selection)
+    target = api.info(name, **selection)
+    record, path = target.record, target.path
+    metadata = {**(record.to_json() if record else {}), "path": str(path)}
+    emit(metadata, json_, lambda: _show_record(record, path))
 
-    def show() -> None:
-        for key in ("name", "ref", "key", "path", "exporter", "created"):
-            if metadata.get(key) is not None:
-                echo(f"{key:<14} {metadata[key]}")
-        echo(f"{'weights':<14} {json.dumps(metadata.get('weights', {}))}")
-        echo(f"{'recipe':<14} {json.dumps(metadata.get('recipe', {}))}")
-        for io in ("inputs", "outputs"):
-            for value in metadata.get(io, []):
-                echo(f"{io[:-1]:<14} {value['name']} {value['shape']} {value['dtype']}")
-        echo(f"{'preprocessing':<14} {json.dumps(metadata.get('preprocessing', {}))}")
-        labels = metadata.get("labels") or []
-        echo(f"{'labels':<14} {len(labels)}" + (f" ({', '.join(labels[:3])}, ...)" if labels else ""))
-        validation = metadata.get("validation", {})
-        if validation:
-            diff = validation.get("max_abs_diff")  # absent for ready files (no PyTorch reference)
-            echo(f"{'validation':<14} passed={validation.get('passed')} "
-                 + (f"max_abs_diff={diff:.3g}" if isinstance(diff, (int, float)) else
-                    f"parity={validation.get('parity', 'not run')}"))
-        echo(f"{'stats':<14} {json.dumps(metadata.get('stats', {}))}")
 
-    emit(metadata, json_, show)
+def _show_record(record: Any, path: Any) -> None:
+    from .record import as_json, label_preview
+
+    if record is None:
+        echo(f"{'path':<14} {path}\n(no zoo metadata in this file)")
+        return
+    for key, value in (("name", record.name), ("ref", record.ref), ("key", record.key), ("path", path),
+                       ("exporter", record.exporter), ("created", record.created)):
+        if value is not None:
+            echo(f"{key:<14} {value}")
+    echo(f"{'weights':<14} {json.dumps(as_json(record.weights) or {})}")
+    echo(f"{'recipe':<14} {json.dumps(record.recipe)}")
+    for io, values in (("input", record.inputs), ("output", record.outputs)):
+        for value in values:
+            echo(f"{io:<14} {value.name} {value.shape} {value.dtype}")
+    echo(f"{'preprocessing':<14} {json.dumps(as_json(record.preprocessing) or {})}")
+    labels = record.labels or []
+    echo(f"{'labels':<14} {len(labels)}" + (f" ({label_preview(labels, 3)})" if labels else ""))
+    validation = record.validation
+    if validation:
+        diff = validation.max_abs_diff  # absent for ready files (no PyTorch reference)
+        echo(f"{'validation':<14} passed={validation.passed} "
+             + (f"max_abs_diff={diff:.3g}" if diff is not None else f"parity={validation.parity or 'not run'}"))
+    echo(f"{'stats':<14} {json.dumps(as_json(record.stats))}")
 
 
 @app.command()
@@ -287,8 +299,13 @@ def rm(
     json_: JsonFlag = False,
 ) -> None:
     """Remove stored models."""
-    removed = [api.remove(name, **selection).summary() for name in names]
+    removed = [_removed(api.remove(name, **selection)) for name in names]
     emit({"removed": removed}, json_, lambda: [echo(f"removed {r['name']} ({r['key']})") for r in removed])
+
+
+def _removed(entry: Any) -> dict[str, Any]:
+    # A key whose record was broken: there is only the key to report.
+    return {"name": entry, "key": entry} if isinstance(entry, str) else entry.summary()
 
 
 @app.command()

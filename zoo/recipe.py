@@ -58,12 +58,13 @@ class Recipe:
         return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON data (names as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     def key_dict(self) -> dict[str, Any]:
         """The fields that name the export; ones added later count only when set, so keys of
         existing entries stay what they were."""
-        return {k: v for k, v in asdict(self).items() if k not in LATER_FIELDS or v is not None}
+        return {k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v is not None}
 
 
 LATER_FIELDS = ("input_names", "output_names")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 import sys
@@ -27,6 +28,8 @@ from typing import Any
 
 from .errors import EnvironmentProblem, UserError
 from .integrity import check_external_data
+from .record import Record, RecordError
+from .spec import Preprocessing
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -38,6 +41,7 @@ AUTO_ORDER = ("cuda", "cpu")
 CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 ARENA_STRATEGIES = ("kNextPowerOfTwo", "kSameAsRequested")
 RANDOM_SEED = 0
+MAX_RANDOM_INPUT_BYTES = 4 << 30
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
@@ -402,10 +406,10 @@ def check_feeds(inputs: Sequence[dict[str, Any]], feeds: dict[str, Any]) -> None
                             f"{expected(inputs)}")
 
 
-def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[str, Any] | None) -> list[int]:
+def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: Preprocessing | None) -> list[int]:
     """``spec``'s shape with the batch and any other symbolic dimension filled in."""
     shape = list(spec["shape"])
-    fallback = list(preprocessing.get("input_size", [])) if preprocessing else []
+    fallback = list(preprocessing.input_size) if preprocessing else []
     for i, dim in enumerate(shape):
         if isinstance(dim, int) and dim > 0:
             if i == 0 and batch is not None and dim != batch:
@@ -423,7 +427,7 @@ def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[
 
 
 def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
-                 preprocessing: dict[str, Any] | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
+                 preprocessing: Preprocessing | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
     """Seeded random inputs of the model's shapes (normal for floats, zeros otherwise)."""
     import numpy as np
 
@@ -431,6 +435,10 @@ def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
     feeds = {}
     for spec in inputs:
         shape = concrete_shape(spec, batch, preprocessing)
+        size = math.prod(shape) * 8  # standard_normal draws float64 before the cast
+        if size > MAX_RANDOM_INPUT_BYTES:  # a declared input of 224 GiB is refused, not allocated
+            raise UserError(f"input {spec['name']!r} of shape {shape} needs {size / 2**30:.1f} GiB, more than zoo "
+                            f"allocates for a random input ({MAX_RANDOM_INPUT_BYTES >> 30} GiB); give --input FILE.npy")
         if spec["dtype"].startswith("float"):
             feeds[spec["name"]] = rng.standard_normal(shape).astype(spec["dtype"])
         else:
@@ -508,24 +516,52 @@ def summarize(spec: dict[str, Any], value: Any) -> dict[str, Any]:
 # -- what to run ------------------------------------------------------------------------------
 @dataclass
 class Target:
-    """A model file and its metadata: a store entry or a bare ``.onnx`` file."""
+    """A model file and its record: a store entry, or a bare ``.onnx`` file (``record`` is
+    ``None`` for a file zoo did not make)."""
 
     path: Path
-    metadata: dict[str, Any]
+    record: Record | None
     entry: Any = None
 
     @property
-    def preprocessing(self) -> dict[str, Any]:
-        return self.metadata.get("preprocessing") or {}
+    def metadata(self) -> dict[str, Any]:
+        """The record as JSON data (``{}`` without one)."""
+        return self.record.to_json() if self.record else {}
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        return self.record.preprocessing if self.record else None
 
     @property
     def labels(self) -> list[str] | None:
-        return self.metadata.get("labels")
+        return self.record.labels if self.record else None
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.metadata.get("name") or self.path.name, "ref": self.metadata.get("ref"),
+        record = self.record
+        return {"name": (record.name if record else None) or self.path.name, "ref": record.ref if record else None,
                 "path": str(self.path), "key": self.entry.key if self.entry else None,
-                "dtype": (self.metadata.get("recipe") or {}).get("dtype")}
+                "dtype": record.dtype if record else None}
+
+
+def read_file(name: str) -> Target:
+    """A bare ``.onnx`` file as a target, with the record it carries (if any)."""
+    from .files import FileRefused, check_regular
+    from .metadata import read_props
+
+    file = Path(name).expanduser()
+    try:
+        check_regular(file)
+    except FileRefused as exc:
+        raise UserError(str(exc)) from None
+    except OSError:
+        raise UserError(f"no such file: {name}") from None
+    try:
+        record = read_props(file)
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
+    return Target(path=file.resolve(), record=record)
 
 
 def trt_cache_dir(target: Target) -> Path:
@@ -563,7 +599,7 @@ def run(
     if images:
         if len(inputs) != 1:
             raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")
-        if not target.preprocessing:
+        if target.preprocessing is None:
             raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: say how to read images "
                             "with --size/--resize/--mean/--std (or --preprocess-like SOURCE:NAME), or give a "
                             "tensor with --input")

@@ -36,6 +36,7 @@ from .env import contained, home, no_lock
 from .errors import EnvironmentProblem, IntegrityError, StoreWriteError, UserError
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
+from .record import FileRecord, Record, RecordError
 from .trust import TrustedHashes
 
 METADATA_FILE = "zoo.json"
@@ -53,12 +54,17 @@ _NEARLY_FULL = 1 << 20
 
 @dataclass
 class Entry:
-    """One stored model."""
+    """One stored model: its directory and its checked record."""
 
     key: str
     dir: Path
-    metadata: dict[str, Any]
+    record: Record
     model_file: str = MODEL_FILE  # another name only for `zoo export -o FILE.onnx`
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The record as ``zoo.json`` holds it (a copy; for library users reading it as data)."""
+        return self.record.to_json()
 
     @property
     def model_path(self) -> Path:
@@ -66,23 +72,24 @@ class Entry:
 
     @property
     def name(self) -> str:
-        return self.metadata.get("name", "")
+        return self.record.name
 
     @property
     def ref(self) -> str:
-        return self.metadata.get("ref", "")
+        return self.record.ref
 
     @property
     def sha256(self) -> str:
-        return next((f["sha256"] for f in self.files if f["path"] == self.model_file), "")
+        model = self.record.file(self.model_file)
+        return model.sha256 if model else ""
 
     @property
     def size(self) -> int:
-        return sum(f["size"] for f in self.files)
+        return sum(f.size for f in self.files)
 
     @property
-    def files(self) -> list[dict[str, Any]]:
-        return self.metadata.get("files", [])
+    def files(self) -> list[FileRecord]:
+        return self.record.files
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -92,21 +99,18 @@ class Entry:
             "path": str(self.model_path),
             "size": self.size,
             "sha256": self.sha256,
-            "weights": self.metadata.get("weights", {}).get("tag"),
-            "created": self.metadata.get("created"),
+            "weights": self.record.weights_tag,
+            "created": self.record.created,
         }
 
 
-def describe_files(directory: Path) -> list[dict[str, Any]]:
+def describe_files(directory: Path) -> list[FileRecord]:
     """Size and sha256 of every file in an entry directory but ``zoo.json``."""
     files = []
     for path in sorted(directory.rglob("*")):
         if path.is_file() and path.name != METADATA_FILE:
-            files.append({
-                "path": path.relative_to(directory).as_posix(),
-                "size": path.stat().st_size,
-                "sha256": file_sha256(path),
-            })
+            files.append(FileRecord(path=path.relative_to(directory).as_posix(), size=path.stat().st_size,
+                                    sha256=file_sha256(path)))
     return files
 
 
@@ -125,36 +129,43 @@ class Store:
         return contained(self.root, self.models_dir / key)
 
     def get(self, key: str) -> Entry | None:
+        """The entry ``key``, ``None`` when there is none, ``RecordError`` when its record is bad."""
         directory = self.entry_dir(key)
         try:
-            metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+            record = Record.load(directory / METADATA_FILE)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(
-                f"entry {key} has an unreadable {METADATA_FILE} ({_one_line(exc)}); "
-                "repair it with `zoo pull --force NAME` or remove it with `zoo rm`"
-            ) from None
-        if not isinstance(metadata, dict) or not isinstance(metadata.get("files"), list):
-            raise IntegrityError(
-                f"entry {key} has an invalid {METADATA_FILE} (not zoo metadata); "
-                "repair it with `zoo pull --force NAME` or remove it with `zoo rm`"
-            )
-        return Entry(key=key, dir=directory, metadata=metadata)
+        except (OSError, RecordError) as exc:
+            problem = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({_one_line(exc)})"
+            raise RecordError(f"entry {key} has an {problem}; {_repair(key)}") from None
+        if not record.files:
+            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {_repair(key)}")
+        return Entry(key=key, dir=directory, record=record)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Keys of the entry directories (readable or not), optionally those starting with ``prefix``."""
+        try:
+            names = sorted(path.name for path in self.models_dir.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [name for name in names if _KEY.fullmatch(name) and name.startswith(prefix)]
+
+    def scan(self) -> Iterator[tuple[str, Entry | RecordError]]:
+        """Every entry directory as ``(key, entry)``, or ``(key, error)`` for a bad or missing record:
+        one bad record never hides the others."""
+        for key in self.keys():
+            try:
+                entry = self.get(key)
+            except RecordError as exc:
+                yield key, exc
+                continue
+            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {_repair(key)}")
 
     def entries(self) -> Iterator[Entry]:
-        """Every readable entry; broken ones are skipped (``zoo verify`` reports them)."""
-        if not self.models_dir.is_dir():
-            return
-        for directory in sorted(self.models_dir.iterdir()):
-            if not _KEY.fullmatch(directory.name):
-                continue
-            try:
-                entry = self.get(directory.name)
-            except IntegrityError:
-                continue
-            if entry is not None:
-                yield entry
+        """Every readable entry; broken ones are skipped (``broken``, ``zoo verify`` report them)."""
+        for _key, found in self.scan():
+            if isinstance(found, Entry):
+                yield found
 
     @contextmanager
     def lock(self, key: str) -> Iterator[bool]:
@@ -193,10 +204,10 @@ class Store:
     def create(
         self,
         key: str,
-        produce: Callable[[Path], dict[str, Any]],
+        produce: Callable[[Path], Record],
         force: bool = False,
     ) -> tuple[Entry, bool]:
-        """The entry for ``key``, made by ``produce(tmp_dir) -> metadata`` on a miss.
+        """The entry for ``key``, made by ``produce(tmp_dir) -> Record`` on a miss.
 
         Returns ``(entry, created)``. ``produce`` writes the model files into the temp
         dir; the store adds file hashes and ``zoo.json``, flushes everything to disk and
@@ -212,11 +223,11 @@ class Store:
             tmp: Path | None = None
             try:
                 tmp = self._new_tmp(key)
-                metadata = produce(tmp)
+                record = produce(tmp)
                 if (tmp / MODEL_FILE).is_file():  # nothing that reads outside its folder gets in
                     check_external_data(tmp / MODEL_FILE)
-                metadata["files"] = describe_files(tmp)
-                write_json(tmp / METADATA_FILE, metadata)
+                record.files = describe_files(tmp)
+                write_json(tmp / METADATA_FILE, record.to_json())
                 _sync_tree(tmp)
                 self._mkdir(self.models_dir)
                 if force and final.exists():
@@ -231,7 +242,7 @@ class Store:
                 raise
             if winner is not None:
                 return winner, False
-        return Entry(key=key, dir=final, metadata=metadata), True
+        return Entry(key=key, dir=final, record=record), True
 
     def _rename_into_place(self, tmp: Path, final: Path) -> Entry | None:
         """Rename ``tmp`` to ``final``; the entry already there when another writer won."""
@@ -321,16 +332,16 @@ class Store:
         problems = []
         for record in entry.files:
             try:
-                path = contained(entry.dir, entry.dir / record["path"])
+                path = contained(entry.dir, entry.dir / record.path)
             except UserError:
-                problems.append(f"{record['path']}: points outside the entry")
+                problems.append(f"{record.path}: points outside the entry")
                 continue
             if not path.is_file():
-                problems.append(f"{record['path']}: missing")
-            elif path.stat().st_size != record["size"]:
-                problems.append(f"{record['path']}: size {path.stat().st_size} != {record['size']}")
-            elif sha256(path) != record["sha256"]:
-                problems.append(f"{record['path']}: sha256 mismatch")
+                problems.append(f"{record.path}: missing")
+            elif path.stat().st_size != record.size:
+                problems.append(f"{record.path}: size {path.stat().st_size} != {record.size}")
+            elif sha256(path) != record.sha256:
+                problems.append(f"{record.path}: sha256 mismatch")
         if not entry.files:
             problems.append(f"{METADATA_FILE}: lists no files")
         elif not problems and entry.model_path.is_file():
@@ -344,18 +355,12 @@ class Store:
         return TrustedHashes(self.root / "hashes" / f"{key}.json")
 
     def broken(self) -> list[tuple[str, str]]:
-        """Entry directories whose ``zoo.json`` is missing or unreadable."""
-        found = []
-        if self.models_dir.is_dir():
-            for directory in sorted(self.models_dir.iterdir()):
-                if not _KEY.fullmatch(directory.name):
-                    continue
-                try:
-                    if self.get(directory.name) is None:
-                        found.append((directory.name, f"{METADATA_FILE} missing"))
-                except IntegrityError as exc:
-                    found.append((directory.name, str(exc)))
-        return found
+        """Entry directories whose ``zoo.json`` is missing, unreadable or invalid, with the reason."""
+        return [(key, str(found)) for key, found in self.scan() if isinstance(found, RecordError)]
+
+
+def _repair(key: str) -> str:
+    return f"remove it with `zoo rm {key}` or pull it again with `zoo pull --force`"
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -252,9 +252,13 @@ class Remote:
                     break
 
     def read_json(self, path: str) -> dict[str, Any]:
+        """A small JSON file of the repo (a config, a pushed ``zoo.json``): regular, capped, or ``{}``."""
+        from zoo.files import FileRefused, read_capped
+        from zoo.record import MAX_RECORD_BYTES
+
         try:
-            data = json.loads(self.download(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_capped(self.download(path), MAX_RECORD_BYTES))
+        except (OSError, ValueError, RecursionError, FileRefused):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -320,14 +324,15 @@ def external_data(model_path: Path) -> list[str]:
 def _describe(found: dict[str, dict[str, Any]], model_sha: str, inputs: list[dict[str, Any]],
               outputs: list[dict[str, Any]], say: Callable[[str], None]) -> dict[str, Any]:
     """Preprocessing, labels, validation... from the repo's config files, best source first."""
-    pushed = found.get(METADATA_FILE) or {}
-    pushed_sha = next((f.get("sha256") for f in pushed.get("files", []) if f.get("path") == MODEL_FILE), None)
-    if pushed and pushed_sha == model_sha:
+    pushed = _pushed_record(found.get(METADATA_FILE), say)
+    pushed_file = pushed.file(MODEL_FILE) if pushed else None
+    if pushed and pushed_file and pushed_file.sha256 == model_sha:
         # The repo's zoo.json describes exactly this file: keep what zoo learnt when exporting it.
-        described = {key: pushed[key] for key in CARRIED if key in pushed}
-        described["stats"] = dict(pushed.get("stats") or {})
+        shared = pushed.to_json()
+        described = {key: shared[key] for key in CARRIED if key in shared}
+        described["stats"] = dict(shared.get("stats") or {})
         described["preprocessing_from"] = METADATA_FILE
-        described["origin"] = {k: pushed.get(k) for k in ("name", "ref", "key", "weights", "recipe", "source",
+        described["origin"] = {k: shared.get(k) for k in ("name", "ref", "key", "weights", "recipe", "source",
                                                            "toolchain", "created")}
         return described
     if pushed:
@@ -352,6 +357,19 @@ def _describe(found: dict[str, dict[str, Any]], model_sha: str, inputs: list[dic
     if isinstance(config.get("license"), str):
         described["license"] = config["license"]
     return described
+
+
+def _pushed_record(data: dict[str, Any] | None, say: Callable[[str], None]) -> Any:
+    """The repo's ``zoo.json`` as a checked record; ``None`` (and a note) when it fails the check."""
+    from zoo.record import Record, RecordError
+
+    if not data:
+        return None
+    try:
+        return Record.from_json(data, f"{METADATA_FILE} in the repo")
+    except RecordError as exc:
+        say(f"ignoring {exc}")
+        return None
 
 
 @hookimpl

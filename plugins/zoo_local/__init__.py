@@ -83,6 +83,7 @@ class LocalSource(Source):
         built = get_host().source(arch_source).build(arch_spec, recipe)
         built.weights = {**built.weights, "file": str(path), "sha256": digest, "arch": spec.option("arch")}
         built.stats = {**built.stats, "checkpoint_bytes": path.stat().st_size}
+        built.source_version = None  # the entry's source is this plugin (its version), not the arch's library
         return built
 
 
