@@ -353,13 +353,12 @@ class Store:
 
     def _discard(self, directory: Path) -> None:
         """Move out of sight first (atomic), then delete at leisure; a temp dir is deleted as it is."""
-        if directory.parent == self.tmp_dir.resolve():
-            shutil.rmtree(directory, ignore_errors=True)
-            return
-        trash = self._new_tmp("trash")
-        os.rename(directory, trash / directory.name)
+        if directory.parent != self.tmp_dir.resolve():
+            trash = self._new_tmp("trash")
+            os.rename(directory, trash / directory.name)
+            directory = trash
         _pause("trashed")
-        shutil.rmtree(trash, ignore_errors=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
     def collect_garbage(self, max_age_s: float = STALE_AFTER_S) -> list[Path]:
         """Remove what dead writers left: temp dirs, generations no key leads to, half-made links.
