@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NotInStoreError
+from .errors import NotInStoreError, UserError
 from .exporting import MODEL_FILE, Progress
 from .host import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
-from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+from .store import METADATA_FILE, Entry, Store, describe_files, refused_write, write_json
 
 
 @dataclass
@@ -95,18 +95,28 @@ def export(
     in ``resolve_name`` (``zoo export local:ckpt.pth --arch timm:repvit_m0_9``).
     """
     out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output {out_dir} is not a directory; name a directory to write model.onnx and "
+                        f"{METADATA_FILE} into")
     resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
     produce = _producer(resolved, get_host(), progress)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
+    tmp: Path | None = None
     try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
         metadata = produce(tmp)
         metadata["files"] = describe_files(tmp)
         write_json(tmp / METADATA_FILE, metadata)
         for path in sorted(tmp.iterdir()):
             path.replace(out / path.name)
+    except BaseException as exc:
+        refused = refused_write(exc, out, tmp)  # full or read-only: exit 4, like the store
+        if refused is not None:
+            raise refused from None
+        raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return Entry(key=resolved.key, dir=out, metadata=metadata)
 
 

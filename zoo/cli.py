@@ -515,13 +515,19 @@ def add_plugin_commands() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to print a result
+        if sys.stderr is not None:
+            sys.stderr.write("zoo: error: standard output is closed; redirect it instead (e.g. >/dev/null)\n")
+        sys.exit(4)
     try:
         add_plugin_commands()
         code = app(standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into exit 130 itself, before the handler below
+            raise KeyboardInterrupt
     except ZooError as exc:
         if debug():
             raise
-        sys.stderr.write(f"zoo: error: {exc}\n")
+        sys.stderr.write(f"zoo: error: {printable(str(exc))}\n")
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("zoo: interrupted\n")
@@ -535,7 +541,7 @@ def main() -> None:
             where = f" ({exc.filename})" if exc.filename else ""
             sys.stderr.write(f"zoo: error: {exc.strerror}{where}; free space or choose a writable place\n")
             sys.exit(4)
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = printable((str(exc).strip().splitlines() or [""])[0])
         sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
                          "(run with ZOO_DEBUG=1 for the traceback)\n")
         sys.exit(1)
@@ -561,6 +567,11 @@ def _click_error(exc: Any) -> None:
     else:
         sys.stderr.write(f"zoo: error: {_one_line(exc.format_message())}\n")
     sys.exit(exc.exit_code)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (NUL, newlines, escapes) escaped: one harmless line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _one_line(text: str) -> str:

@@ -145,7 +145,7 @@ class Store:
             else:
                 if stat.S_ISDIR(mode):
                     continue
-                cause = f"{directory} is {_kind(mode)}, not a directory"
+                cause = f"{'it' if directory == self.root else directory} is {_kind(mode)}, not a directory"
             raise EnvironmentProblem(f"cannot use the store ZOO_HOME={self.root}: {cause}; "
                                      "point ZOO_HOME at a directory")
 
@@ -622,6 +622,21 @@ def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     else:
         advice = "make it writable or point ZOO_HOME at a writable directory"
     return StoreWriteError(f"cannot write to the store {root}: {reason}; {advice} (stored entries are unchanged)")
+
+
+def refused_write(exc: BaseException, target: Path, partial: Path | None = None) -> EnvironmentProblem | None:
+    """The one-line error (exit 4) when ``exc`` means the filesystem under ``target`` refused a
+    write (full, read-only, no permission); None for any other error. ``partial``: what was
+    being written, whose disk being nearly full makes "full" the likely cause."""
+    if not _is_write_error(exc, partial is not None and _nearly_full(partial)):
+        return None
+    cause = _os_error(exc)
+    reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
+    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free some space or choose another directory"
+    else:
+        advice = "make it writable or choose another directory"
+    return EnvironmentProblem(f"cannot write to {target}: {reason}; {advice}")
 
 
 def _one_line(exc: BaseException) -> str:
