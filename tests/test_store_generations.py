@@ -166,3 +166,22 @@ def test_entry_path_is_stable_across_forced_pulls(home: Path) -> None:
     assert created and first.model_path == second.model_path == home.resolve() / "models" / KEY / MODEL_FILE
     assert second.model_path.read_bytes() == b"2" and store.verify(second) == []
     assert len(os.listdir(home / "generations")) == 1  # the old generation went
+
+
+def test_a_pointer_leading_outside_the_store_is_never_followed(home: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "zoo.json").write_text('{"name": "planted", "files": []}')
+    (outside / MODEL_FILE).write_bytes(b"keep")
+    store = Store(home)
+    store.create("f" * 20, lambda d: (d / MODEL_FILE).write_bytes(b"ok") and {"name": "healthy"})
+    (home / "models" / KEY).symlink_to(outside)
+
+    code, out = cli("list", "--json")
+    assert code == 0 and [row["key"] for row in json.loads(out)] == ["f" * 20]
+    code, out = cli("verify")
+    assert code == 3 and f"{KEY}" in out and "leads outside the store" in out
+    entry, created = store.create(KEY, lambda d: (d / MODEL_FILE).write_bytes(b"new") and {"name": "m"},
+                                  force=True)
+    assert created and store.verify(entry) == [] and entry.model_path.read_bytes() == b"new"
+    assert store.remove(KEY) and (outside / MODEL_FILE).read_bytes() == b"keep"

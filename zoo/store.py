@@ -151,10 +151,20 @@ class Store:
 
     def entry_dir(self, key: str) -> Path:
         """``models/<key>``: the entry's stable path, a symlink to its current generation
-        (a plain directory for entries written by older releases)."""
+        (a plain directory for entries written by older releases), checked to lead to a
+        place inside the store before anything reads through it."""
+        pointer = self._pointer(key)
+        try:
+            contained(self.root, pointer)
+        except UserError:
+            raise IntegrityError(f"entry {key} leads outside the store (to {os.path.realpath(pointer)}); "
+                                 "repair it with `zoo pull --force NAME` or delete " + str(pointer)) from None
+        return pointer
+
+    def _pointer(self, key: str) -> Path:
+        """``models/<key>`` itself, never followed (writers replace or unlink the link)."""
         if not _KEY.fullmatch(key):
             raise UserError(f"invalid store key {key!r}")
-        contained(self.root, self.models_dir / key)  # wherever it leads stays inside the store
         return contained(self.root, self.models_dir) / key
 
     def get(self, key: str) -> Entry | None:
@@ -237,7 +247,7 @@ class Store:
         entry appeared meanwhile, that entry is returned (``created`` False) and this copy is
         discarded. With ``force`` the old entry stays in place until the new one replaces it.
         """
-        pointer = self.entry_dir(key)
+        pointer = self._pointer(key)
         with self.lock(key):
             existing = self.get(key) if not force else None
             if existing is not None:
@@ -331,7 +341,7 @@ class Store:
         directory.mkdir(parents=True, exist_ok=True)
 
     def remove(self, key: str) -> bool:
-        pointer = self.entry_dir(key)
+        pointer = self._pointer(key)
         if not os.path.lexists(pointer):
             return False
         try:
