@@ -26,7 +26,7 @@ from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .runtime import ProviderOptions, Target, check_provider, read_file
-from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+from .store import METADATA_FILE, Entry, Store, describe_files, refused_write, write_json
 
 _KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
 
@@ -138,16 +138,18 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
     else:
         directory, model_name, record_name = out, MODEL_FILE, METADATA_FILE
         if out.exists() and not out.is_dir():
-            raise UserError(f"{out} is a file, not a directory: give a directory, or a file name ending in .onnx")
+            raise UserError(f"--output {out} is not a directory: give a directory to write {MODEL_FILE} and "
+                            f"{METADATA_FILE} into, or a file name ending in .onnx")
     if not force:
         for existing in (directory / model_name, directory / record_name):
             if existing.exists():
                 raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
     resolved = resolve_name(name, **selection)
     produce = _producer(resolved, get_host(), progress)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
+    tmp: Path | None = None
     try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
         record = produce(tmp)
         if model_name != MODEL_FILE:
             (tmp / MODEL_FILE).rename(tmp / model_name)
@@ -157,8 +159,14 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
             (tmp / METADATA_FILE).rename(tmp / record_name)
         for path in sorted(tmp.iterdir()):
             path.replace(directory / path.name)
+    except BaseException as exc:
+        refused = refused_write(exc, directory, tmp)  # full or read-only: exit 4, like the store
+        if refused is not None:
+            raise refused from None
+        raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return Entry(key=resolved.key, dir=directory, record=record, model_file=model_name)
 
 

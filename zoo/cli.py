@@ -600,9 +600,15 @@ def command() -> Any:
 
 def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to print a result
+        if sys.stderr is not None:
+            sys.stderr.write("zoo: error: standard output is closed; redirect it instead (e.g. >/dev/null)\n")
+        sys.exit(4)
     try:
         add_plugin_commands()
         code = command().main(standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into exit 130 itself, before the handler below
+            raise KeyboardInterrupt
     except ZooError as exc:
         if debug():
             raise

@@ -477,12 +477,28 @@ def read_feeds(path: str | Path, inputs: Sequence[dict[str, Any]]) -> dict[str, 
 def write_outputs(path: str | Path, outputs: Sequence[dict[str, Any]], values: Sequence[Any]) -> Path:
     import numpy as np
 
+    file = output_path(path)
+    try:
+        np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
+    except OSError as exc:
+        from .store import refused_write
+
+        refused = refused_write(exc, file, file.parent)
+        if refused is not None:
+            raise refused from None
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return file
+
+
+def output_path(path: str | Path) -> Path:
+    """Where ``--output`` writes, checked before anything runs: a new or regular ``.npz`` file."""
     file = Path(path).expanduser()
     if file.suffix != ".npz":
         raise UserError(f"--output writes an .npz file, not {file.name}")
+    if file.is_dir():
+        raise UserError(f"--output {path} is a directory; name an .npz file to write")
     if not file.parent.is_dir():
         raise UserError(f"cannot write {path}: directory {file.parent} does not exist")
-    np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
     return file
 
 
@@ -589,6 +605,8 @@ def run(
         raise UserError("give images (--image) or a tensor (--input), not both")
     if topk < 1:
         raise UserError(f"--topk must be at least 1, not {topk}")
+    if output_file:
+        output_path(output_file)
     options = options or ProviderOptions()
     if provider == "tensorrt" and options.trt_cache_dir is None:
         options.trt_cache_dir = trt_cache_dir(target)
