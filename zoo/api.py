@@ -26,8 +26,9 @@ from .store import METADATA_FILE, Entry, Store, describe_files, write_json
 @dataclass
 class PullResult:
     entry: Entry
-    cached: bool
+    cached: bool | str  # True: local hit; False: exported here; "remote": downloaded from the remote
     resolved: Resolved
+    remote: str | None = None  # the remote's URL when downloaded from it
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -38,6 +39,7 @@ class PullResult:
             "cached": self.cached,
             "key": self.entry.key,
             "exporter": self.entry.metadata.get("exporter"),
+            **({"remote": self.remote} if self.remote else {}),
         }
 
 
@@ -68,15 +70,30 @@ def pull(
     progress: Progress | None = None,
     store: Store | None = None,
     options: dict[str, Any] | None = None,
+    remote: str | bool | None = None,
+    upload: bool = True,
     **recipe_flags: Any,
 ) -> PullResult:
-    """The stored entry for ``name``, building and exporting it on a miss."""
+    """The stored entry for ``name``, building and exporting it on a miss.
+
+    On a local miss the remote cache is asked first (``remote``: a URL, ``False`` for none,
+    ``None`` for the configured one; see ``zoo.remote``); a fresh export is uploaded to it
+    unless ``upload`` is False.
+    """
+    from .remote import remote_for_pull, upload_quietly
+
     store = store or Store()
     resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
     if not force and (entry := store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
+    shared = remote_for_pull(remote)
+    if shared is not None and not force and (hit := shared.fetch(resolved.key, store, progress)) is not None:
+        entry, created = hit
+        return PullResult(entry, "remote" if created else True, resolved, shared.url if created else None)
     produce = _producer(resolved, get_host(), progress)
     entry, created = store.create(resolved.key, produce, force=force)
+    if shared is not None and created and upload:
+        upload_quietly(shared, entry, progress)
     return PullResult(entry, not created, resolved)
 
 

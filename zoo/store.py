@@ -193,13 +193,16 @@ class Store:
         key: str,
         produce: Callable[[Path], dict[str, Any]],
         force: bool = False,
+        describe: Callable[[Path], list[dict[str, Any]]] = describe_files,
     ) -> tuple[Entry, bool]:
         """The entry for ``key``, made by ``produce(tmp_dir) -> metadata`` on a miss.
 
         Returns ``(entry, created)``. ``produce`` writes the model files into the temp
         dir; the store adds file hashes and ``zoo.json``, flushes everything to disk and
         renames the dir into place. When another writer's entry appeared meanwhile, that
-        entry is returned (``created`` False) and this copy is discarded.
+        entry is returned (``created`` False) and this copy is discarded. ``describe``
+        lists the files with their hashes: a producer that already hashed what it wrote
+        (a download checked against its manifest) passes that list instead of a re-hash.
         """
         final = self.entry_dir(key)
         with self.lock(key):
@@ -213,7 +216,7 @@ class Store:
                 metadata = produce(tmp)
                 if (tmp / MODEL_FILE).is_file():  # nothing that reads outside its folder gets in
                     check_external_data(tmp / MODEL_FILE)
-                metadata["files"] = describe_files(tmp)
+                metadata["files"] = describe(tmp)
                 write_json(tmp / METADATA_FILE, metadata)
                 _sync_tree(tmp)
                 self._mkdir(self.models_dir)
