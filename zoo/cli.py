@@ -559,8 +559,13 @@ def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
 
     with progress(not json_) as report:
         data = require_remote(remote).verify(report)
-    emit(data, json_, lambda: [echo(line) for line in data["problems"]]
-         or echo(f"ok: {data['entries']} entries, {data['blobs']} blobs"))
+    def show() -> None:
+        for line in data["problems"]:
+            echo(line)
+        if data["ok"]:
+            echo(f"ok: {data['entries']} entries, {data['blobs']} blobs")
+
+    emit(data, json_, show)
     if not data["ok"]:
         raise typer.Exit(3)
 
