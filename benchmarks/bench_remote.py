@@ -12,7 +12,8 @@ An S3-compatible server (moto, in its own process on 127.0.0.1) holds the remote
 - transfer: in one process, ``Remote.fetch`` into a fresh store (manifest GET, blob GET
   hashed on the way, temp dir, fsync, rename) against raw copies of the same blob to a local
   file: boto3's ``download_file`` (s3transfer, the engine of ``aws s3 cp``) and s3fs's
-  ``get_file``. Runs alternate so that each round sees the same background load; medians.
+  ``get_file``, each with a new client as a new process would have. Runs alternate so that
+  each round sees the same background load; medians.
   Target: zoo <= 1.3x the ``aws s3 cp``-style copy.
 
 Run: python benchmarks/bench_remote.py [--rounds N] [--model resnet50]
@@ -77,9 +78,8 @@ def transfer_rounds(url: str, key: str, sha256: str, tmp: Path, rounds: int) -> 
     from zoo.store import Store
 
     blob = f"{BUCKET}/bench/blobs/sha256/{sha256}"
-    client = boto3.client("s3")
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
     times: dict[str, list[float]] = {"zoo": [], "aws_s3_cp": [], "s3fs_get": []}
+    # Each transfer starts with a new client, as each process does (its connection set-up included).
     for i in range(rounds):
         store = Store(tmp / f"fetch{i}")
         start = time.perf_counter()
@@ -89,12 +89,12 @@ def transfer_rounds(url: str, key: str, sha256: str, tmp: Path, rounds: int) -> 
 
         target = tmp / f"boto{i}.onnx"
         start = time.perf_counter()
-        client.download_file(BUCKET, blob.removeprefix(BUCKET + "/"), str(target))
+        boto3.client("s3").download_file(BUCKET, blob.removeprefix(BUCKET + "/"), str(target))
         times["aws_s3_cp"].append(time.perf_counter() - start)
 
         target = tmp / f"s3fs{i}.onnx"
         start = time.perf_counter()
-        fs.get_file(blob, str(target))
+        s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False).get_file(blob, str(target))
         times["s3fs_get"].append(time.perf_counter() - start)
         for path in (tmp / f"fetch{i}", tmp / f"boto{i}.onnx", target):
             shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -236,6 +236,46 @@ def test_upload_failure_is_a_warning_and_the_entry_stays(seed: Seed, tmp_path: P
     assert Store(seed.home).verify(entry) == []
 
 
+def test_two_machines_uploading_one_key_both_leave_a_valid_entry(seed: Seed, tmp_path: Path, home: Path) -> None:
+    import threading
+
+    from zoo.recipe import file_sha256
+    from zoo.remote import Remote
+    from zoo.store import Entry, Store
+
+    # A second machine's export of the same key with other bytes (as random weights give).
+    other = tmp_path / "other" / seed.pulled["key"]
+    shutil.copytree(seed.entry_dir, other)
+    model = bytearray((other / "model.onnx").read_bytes())
+    model[len(model) // 2] ^= 0xFF
+    (other / "model.onnx").write_bytes(model)
+    metadata = json.loads((other / "zoo.json").read_text())
+    metadata["files"] = [{"path": "model.onnx", "size": len(model), "sha256": file_sha256(other / "model.onnx")}]
+    entries = [Store(seed.home).get(seed.pulled["key"]), Entry(seed.pulled["key"], other, metadata)]
+
+    url = (tmp_path / "shared").as_uri()
+    errors: list[BaseException] = []
+
+    def upload(entry: Entry) -> None:
+        try:
+            Remote(url).upload(entry)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upload, args=(entry,)) for entry in entries for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    verified = Remote(url).verify()
+    assert verified["ok"] and verified["blobs"] == 2, verified
+    fetched = Remote(url).fetch(seed.pulled["key"], Store())
+    assert fetched is not None and fetched[1]
+    assert fetched[0].sha256 in {e.sha256 for e in entries}
+    assert Store().verify(fetched[0]) == []
+
+
 def test_sigkill_mid_blob_upload_leaves_nothing_visible(seed: Seed, tmp_path: Path) -> None:
     shared = tmp_path / "shared"
     script = (
