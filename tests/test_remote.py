@@ -329,13 +329,10 @@ def test_s3_sigkill_before_the_manifest_leaves_no_entry(seed: Seed, s3: str, hom
     script = (
         "import time\n"
         "import zoo.remote as remote\n"
-        "put = remote.Remote._put_stream\n"
-        "def stall(self, stream, target, meter):\n"
-        "    if target.endswith('.json'):\n"
-        "        print('manifest next', flush=True)\n"
-        "        time.sleep(60)\n"
-        "    return put(self, stream, target, meter)\n"
-        "remote.Remote._put_stream = stall\n"
+        "def stall(self, target, body):\n"
+        "    print('manifest next', flush=True)\n"
+        "    time.sleep(60)\n"
+        "remote.Remote._put_bytes = stall\n"
         f"remote.push({key!r}, {url!r})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env=zoo_env(seed.home), stdout=subprocess.PIPE,

@@ -284,8 +284,7 @@ class Remote:
                 "uploaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "record": {k: v for k, v in entry.metadata.items() if k != "files"},
             }
-            body = (json.dumps(manifest, indent=1) + "\n").encode("utf-8")
-            self._put_stream(io.BytesIO(body), self.manifest_path(entry.key), _Meter(None, "", len(body)))
+            self._put_bytes(self.manifest_path(entry.key), (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
             # A blob that existed before may have been collected (`zoo remote gc`) while this ran.
             for record in files:
                 if self._needs_upload(record):
@@ -314,27 +313,34 @@ class Remote:
         return info.get("size") != record["size"]  # a truncated blob is replaced
 
     def _put_file(self, source: Path, target: str, meter: _Meter) -> None:
-        with open(source, "rb") as stream:
-            self._put_stream(stream, target, meter)
-        self._bad.discard(target.rsplit("/", 1)[-1])
+        if self.atomic_writes:
+            # put_file completes its PUT (or multipart upload) only once every byte is sent;
+            # a file object's close() would publish a partial object after an error.
+            self.fs.put_file(str(source), target, callback=meter.callback())
+        else:
+            with open(source, "rb") as stream:
+                self._put_through_tmp(stream, target, meter)
+        self._bad.discard(_name(target))
 
-    def _put_stream(self, stream: BinaryIO, target: str, meter: _Meter) -> None:
-        """Write ``target`` whole: directly where the store publishes complete objects only,
-        else to a temp file under ``tmp/`` renamed into place."""
-        destination = target if self.atomic_writes else self._path("tmp", secrets.token_hex(12))
-        if not self.atomic_writes:
-            self.fs.makedirs(self._path("tmp"), exist_ok=True)
+    def _put_bytes(self, target: str, body: bytes) -> None:
+        if self.atomic_writes:
+            self.fs.pipe_file(target, body)
+        else:
+            self._put_through_tmp(io.BytesIO(body), target, _Meter(None, "", len(body)))
+
+    def _put_through_tmp(self, stream: BinaryIO, target: str, meter: _Meter) -> None:
+        """Where a file is visible while it is written: write ``tmp/<random>``, then rename it into place."""
+        temporary = self._path("tmp", secrets.token_hex(12))
+        self.fs.makedirs(self._path("tmp"), exist_ok=True)
         try:
-            with self.fs.open(destination, "wb") as out:
+            with self.fs.open(temporary, "wb") as out:
                 while chunk := stream.read(CHUNK):
                     out.write(chunk)
                     meter.add(len(chunk))
-            if not self.atomic_writes:
-                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-                self.fs.mv(destination, target)
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self.fs.mv(temporary, target)
         except BaseException:
-            if not self.atomic_writes:
-                _quietly(lambda: self.fs.rm_file(destination))
+            _quietly(lambda: self.fs.rm_file(temporary))
             raise
 
     # the whole remote
