@@ -479,6 +479,8 @@ def parse_manifest(data: bytes, key: str, where: str) -> dict[str, Any]:
         if (path.is_absolute() or ".." in path.parts or "\\" in record["path"] or not path.parts
                 or path.name == "zoo.json" or any(p.startswith(".") for p in path.parts)):
             raise bad(f"unsafe file path {record['path']!r}")
+    if len({record["path"] for record in files}) != len(files):
+        raise bad("a file is listed twice")
     return manifest
 
 
