@@ -78,8 +78,9 @@ RECIPE_FLAGS = ("opset", "batch", "dynamic_batch", "size", "dtype", "exporter", 
 @dataclass
 class PullResult:
     entry: Entry
-    cached: bool
+    cached: bool | str  # True: local hit; False: exported here; "remote": downloaded from the remote
     resolved: Resolved
+    remote: str | None = None  # the remote's URL when downloaded from it
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -90,6 +91,7 @@ class PullResult:
             "cached": self.cached,
             "key": self.entry.key,
             "exporter": self.entry.record.exporter,
+            **({"remote": self.remote} if self.remote else {}),
         }
 
 
@@ -104,20 +106,31 @@ def resolve_name(name: str, *, host: PluginHost | None = None, **selection: Any)
 
 
 def pull(name: str, *, force: bool = False, progress: Progress | None = None, store: Store | None = None,
-         **selection: Any) -> PullResult:
+         remote: str | bool | None = None, upload: bool = True, **selection: Any) -> PullResult:
     """The stored entry for ``name``, building and exporting it on a miss (``selection``: see ``Selection``).
 
     ``name`` may also be a stored entry's key (or a unique prefix of one): ``force`` then
-    exports that entry again from its record, the way a repair hint says.
+    exports that entry again from its record, the way a repair hint says. On a local miss
+    the remote cache is asked first (``remote``: a URL, ``False`` for none, ``None`` for the
+    configured one; see ``zoo.remote``); a fresh export is uploaded to it unless ``upload``
+    is False.
     """
+    from .remote import remote_for_pull, upload_quietly
+
     store = store or Store()
     key = _by_key(name, store)
     stored = store.get(key) if key else None
     resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     if not force and (entry := store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
+    shared = remote_for_pull(remote)
+    if shared is not None and not force and (hit := shared.fetch(resolved.key, store, progress)) is not None:
+        entry, created = hit
+        return PullResult(entry, "remote" if created else True, resolved, shared.url if created else None)
     produce = _producer(resolved, get_host(), progress)
     entry, created = store.create(resolved.key, produce, force=force)
+    if shared is not None and created and upload:
+        upload_quietly(shared, entry, progress)
     return PullResult(entry, not created, resolved)
 
 

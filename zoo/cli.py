@@ -30,6 +30,8 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+RemoteFlag = Annotated[str | None, typer.Option(
+    "--remote", help="The remote cache for this command, an fsspec URL (over ZOO_REMOTE and config.toml).")]
 
 
 def _show_version(value: bool) -> None:
@@ -169,6 +171,9 @@ def pull(
     names: Annotated[list[str], typer.Argument(help="Aliases, SOURCE:NAME refs or bare names.")],
     selection: dict[str, Any],
     force: Annotated[bool, typer.Option(help="Export again even when cached.")] = False,
+    remote: RemoteFlag = None,
+    no_remote: Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")] = False,
+    no_upload: Annotated[bool, typer.Option("--no-upload", help="Do not upload a fresh export to the remote.")] = False,
     json_: JsonFlag = False,
 ) -> None:
     """Resolve, export on a miss, and print the path of model.onnx."""
@@ -176,10 +181,12 @@ def pull(
     results = []
     for name in names:
         with progress(not json_) as report:
-            pulled = api.pull(name, force=force, progress=report, **selection)
+            pulled = api.pull(name, force=force, progress=report, remote=False if no_remote else remote,
+                              upload=not no_upload, **selection)
         results.append(pulled.summary())
         if not json_:
-            note(done_line(pulled.entry, cached=pulled.cached))
+            note(f"{name} from remote {pulled.remote}" if pulled.cached == "remote"
+                 else done_line(pulled.entry, cached=pulled.cached))
     emit(results[0] if len(results) == 1 else results, json_,
          lambda: [echo(r["path"]) for r in results])
 
@@ -563,6 +570,73 @@ def plugins_check(
     emit(data, json_, lambda: [echo(r.format()) for r in reports])
     if not data["passed"]:
         raise typer.Exit(1)
+
+
+remote_app = typer.Typer(help="The shared remote cache of exports (ZOO_REMOTE, an fsspec URL).",
+                         no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("list")
+def remote_list(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
+    """Entries on the remote."""
+    from .remote import require_remote
+
+    rows, problems = require_remote(remote).entries()
+    for problem in problems:
+        warn(problem)
+
+    def table() -> None:
+        echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
+        for r in rows:
+            echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} {human_size(r['size']):>9}  {r['key']}")
+
+    emit(rows, json_, table)
+
+
+@remote_app.command("push")
+@recipe_options
+def remote_push(
+    name: Annotated[str, typer.Argument(help="A stored model's name (the recipe flags select the entry) or key.")],
+    selection: dict[str, Any],
+    remote: RemoteFlag = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Upload a stored entry to the remote."""
+    from .remote import push as push_remote
+
+    with progress(not json_) as report:
+        data = push_remote(name, remote, progress=report, **selection)
+    emit(data, json_, lambda: echo(f"pushed {data['name']} ({data['key']}) to {data['manifest']}, "
+                                   f"{human_size(data['uploaded_bytes'])} uploaded"))
+
+
+@remote_app.command("verify")
+def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
+    """Re-hash the remote's blobs and check its manifests (exit 3 on any problem)."""
+    from .remote import require_remote
+
+    with progress(not json_) as report:
+        data = require_remote(remote).verify(report)
+    def show() -> None:
+        for line in data["problems"]:
+            echo(line)
+        if data["ok"]:
+            echo(f"ok: {data['entries']} entries, {data['blobs']} blobs")
+
+    emit(data, json_, show)
+    if not data["ok"]:
+        raise typer.Exit(3)
+
+
+@remote_app.command("gc")
+def remote_gc(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
+    """Remove blobs no manifest names (never one younger than an hour: an upload may be in flight)."""
+    from .remote import require_remote
+
+    data = require_remote(remote).collect_garbage()
+    emit(data, json_, lambda: echo(f"removed {len(data['removed'])} unreferenced blob(s); "
+                                   f"kept {data['kept_young']} younger than an hour"))
 
 
 def add_plugin_commands() -> None:

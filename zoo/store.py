@@ -254,6 +254,7 @@ class Store:
         key: str,
         produce: Callable[[Path], Record],
         force: bool = False,
+        describe: Callable[[Path], list[FileRecord]] = describe_files,
     ) -> tuple[Entry, bool]:
         """The entry for ``key``, made by ``produce(tmp_dir) -> Record`` on a miss.
 
@@ -262,6 +263,8 @@ class Store:
         the dir into ``generations/`` and points ``models/<key>`` at it. When another writer's
         entry appeared meanwhile, that entry is returned (``created`` False) and this copy is
         discarded. With ``force`` the old entry stays in place until the new one replaces it.
+        ``describe`` lists the files with their hashes: a producer that already hashed what it
+        wrote (a download checked against its manifest) passes that list instead of a re-hash.
         """
         pointer = self._pointer(key)
         with self.lock(key):
@@ -276,7 +279,7 @@ class Store:
                 record = produce(made)
                 if (made / MODEL_FILE).is_file():  # nothing that reads outside its folder gets in
                     check_external_data(made / MODEL_FILE)
-                record.files = describe_files(made)
+                record.files = describe(made)
                 write_json(made / METADATA_FILE, record.to_json())
                 _sync_tree(made)
                 _pause("synced")
