@@ -10,6 +10,7 @@ import functools
 import inspect
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ import typer
 
 from . import api
 from .env import debug
-from .errors import ZooError
+from .errors import ZooError, ZooWarning
 
 app = typer.Typer(
     name="zoo",
@@ -105,9 +106,8 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
 
 
 def warn_broken_plugins() -> None:
-    for info in api.get_host().failed():
-        origin = f"from {info.distribution}" if info.distribution else "no distribution"
-        warn(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
+    for problem in api.get_host().problems():  # broken plugins, ZOO_LOAD_PLUGINS names matching none
+        warn(problem)
 
 
 def human_size(size: int) -> str:
@@ -187,6 +187,9 @@ def list_(
     if available:
         warn_broken_plugins()
         rows = api.available(pattern, registry, on_error=lambda _source, reason: warn(reason))
+        if not rows:
+            sys.stderr.write(f"zoo: nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`\n"
+                             if pattern else "zoo: nothing available: no aliases, and no source lists models\n")
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
     entries = api.entries()
@@ -515,6 +518,7 @@ def add_plugin_commands() -> None:
 
 def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
+    warnings.showwarning = _show_warning
     try:
         add_plugin_commands()
         code = app(standalone_mode=False)
@@ -543,6 +547,17 @@ def main() -> None:
 
 
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """zoo's own warnings (``ZooWarning``) as one ``zoo: warning:`` line; others as Python shows them."""
+    if issubclass(category, ZooWarning):
+        warn(str(message))
+    else:
+        _python_show_warning(message, category, *args, **kwargs)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def _is_click_error(exc: BaseException) -> bool:
