@@ -32,7 +32,7 @@ from .spec import BuiltModel, ModelSpec
 BUILTIN_PLUGINS = ("zoo_torchvision", "zoo_hf", "zoo_timm", "zoo_local")
 ENTRY_POINT_GROUP = "zoo"
 ALLOW_LIST = "ZOO_LOAD_PLUGINS"
-REQUIRED_SOURCE_ATTRS = ("name", "models", "resolve")
+REQUIRED_SOURCE_ATTRS = ("name", "models", "resolve")  # and build or fetch: the kit checks
 SKIPPED = f"skipped ({ALLOW_LIST})"
 
 
@@ -246,17 +246,15 @@ class PluginHost:
             added: list[str] = []
 
             def register(source: Any, info: PluginInfo = info, added: list[str] = added) -> None:
-                missing = [a for a in REQUIRED_SOURCE_ATTRS if not hasattr(source, a)]
-                if not (implements(source, "build") or implements(source, "fetch")):
-                    missing.append("build (or fetch)")
-                if missing:
-                    raise PluginError(f"source {source!r} lacks {', '.join(missing)}")
-                name = source.name
+                name = getattr(source, "name", None)
                 if not isinstance(name, str) or not name.isidentifier():
-                    raise PluginError(f"source name {name!r} is not an identifier")
+                    raise PluginError(f"source name {name!r} of {source!r} is not an identifier")
                 if name in self.sources:
                     owner = self._source_plugin[name]
                     raise PluginError(f"source {name!r} is already registered by {owner}")
+                missing = [a for a in REQUIRED_SOURCE_ATTRS if not hasattr(source, a)]
+                if missing:
+                    raise PluginError(f"source {name!r} lacks {', '.join(missing)}")
                 added.append(name)
                 self.sources[name] = source
                 self._source_plugin[name] = info.name

@@ -1,10 +1,12 @@
 """The interface a source plugin implements: ``Source``, and ``match`` for catalogues.
 
-``Source`` is an abstract base class: ``models`` and ``resolve`` are required, ``spec`` has
-a default, and a source implements ``build`` (a PyTorch model that zoo exports),
-``fetch`` (ready ONNX files) or both. Everything but ``build`` and ``fetch`` must stay
-cheap: no torch import. Sources that do not subclass it keep working: the host reads every
-source through the same declared methods (``zoo.host.GuardedSource``).
+``Source`` is the abstract base class that declares the interface: a source implements
+``build`` (a PyTorch model that zoo exports), ``fetch`` (ready ONNX files) or both, and
+overrides ``models`` (its catalogue), ``resolve`` (claiming bare names) and ``spec`` (its
+options) where the defaults (nothing listed, nothing claimed, no options) do not fit.
+Everything but ``build`` and ``fetch`` must stay cheap: no torch import. Sources that do
+not subclass it keep working: the host reads every source through the same declared
+methods (``zoo.host.GuardedSource``).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 
-class Source(abc.ABC):
-    """Base class for model sources.
+# Nothing is abstract at instantiation, so that sources written for the earlier base class
+# (which gave every method a default) keep loading; ``zoo plugins check`` reports a source
+# that implements neither ``build`` nor ``fetch``, and calling the missing one says so.
+class Source(abc.ABC):  # noqa: B024
+    """Base class for model sources: implement ``build`` or ``fetch``, or both.
 
     ``name``: the prefix users type (``torchvision`` in ``torchvision:resnet50``), a Python
     identifier unique across plugins.
@@ -36,7 +41,7 @@ class Source(abc.ABC):
     ``version``: reported in ``zoo plugins`` and stored in each entry's provenance (else
     the plugin distribution's version).
     ``example``: a small model this source builds quickly, exercised by
-    ``zoo plugins check`` (``zoo.plugin.check_source``) when no model is given.
+    ``zoo plugins check`` (``zoo.testing.check_source``) when no model is given.
     ``default_weights``: the weights when the user gives no ``--weights``.
     """
 
@@ -46,17 +51,20 @@ class Source(abc.ABC):
     example: str | None = None
     default_weights: str = "default"
 
-    @abc.abstractmethod
     def models(self, pattern: str | None = None) -> Iterable[str]:
-        """Names this source can build, filtered by a shell-style ``pattern`` (use ``match``)."""
+        """Names this source can build, filtered by a shell-style ``pattern`` (use ``match``).
 
-    @abc.abstractmethod
+        The default lists nothing (sources whose names are paths or repos).
+        """
+        return []
+
     def resolve(self, name: str) -> ModelSpec | None:
-        """Claim a bare ``name``: a spec when this source has it, else None.
+        """Claim a bare ``name``: a spec when this source has it, else None (the default).
 
         Every source is asked; more than one claimant is an ambiguity error. Return the
         spec ``spec(name, default_weights, {})`` would, so both spellings share a cache key.
         """
+        return None
 
     def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
         """The spec for ``source:name`` and for a registry alias to it: its result is the cache key.
@@ -75,7 +83,9 @@ class Source(abc.ABC):
         ``WeightsUnavailableError`` when weights cannot be fetched, naming the URL or hub
         id and suggesting ``--weights none`` or ``--weights PATH``.
         """
-        raise ExportError(f"{spec.ref}: source {self.name!r} serves ready ONNX files; it builds nothing")
+        if implements(self, "fetch"):
+            raise ExportError(f"{spec.ref}: source {self.name!r} serves ready ONNX files; it builds nothing")
+        raise ExportError(f"{spec.ref}: source {self.name!r} implements neither build nor fetch (a plugin bug)")
 
     def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
               progress: Progress | None = None) -> dict[str, Any]:
