@@ -471,6 +471,8 @@ def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """List plugins: name, version, distribution, hooks, sources and status."""
     if ctx.invoked_subcommand is not None:
         return
+    for problem in api.get_host().problems(broken=False):  # the table shows the broken ones
+        warn(problem)
     infos = [p.to_dict() for p in api.plugins()]
 
     def table() -> None:

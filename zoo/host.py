@@ -363,10 +363,11 @@ class PluginHost:
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.error]
 
-    def problems(self) -> list[str]:
-        """One warning line per broken plugin, and for ``ZOO_LOAD_PLUGINS`` names nothing answers to."""
+    def problems(self, broken: bool = True) -> list[str]:
+        """One warning line per broken plugin (unless ``broken=False``), and for ``ZOO_LOAD_PLUGINS``
+        names no installed plugin answers to."""
         lines = []
-        for info in self.failed():
+        for info in self.failed() if broken else []:
             origin = f"from {info.distribution}" if info.distribution else "no distribution"
             lines.append(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
         if self.unmatched:
