@@ -30,8 +30,7 @@ from zoo.plugin import (
 
 OPTIONS = ("arch", "num_classes", "strict")
 EXAMPLE = "zoo export local:ckpt.pth --arch timm:repvit_m0_9 -o onnx_output"
-FIT_ADVICE = ("as local:PATH, give the checkpoint's architecture with --arch SOURCE:NAME and its classes "
-              "with --num-classes N, or load the matching tensors with --no-strict")
+FIT_ADVICE = "as local:PATH, name the checkpoint's architecture with --arch SOURCE:NAME"
 
 
 class LocalSource(Source):

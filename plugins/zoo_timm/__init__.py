@@ -40,6 +40,7 @@ from zoo.plugin import (
 
 WEIGHTS_ADVICE = "use --weights none, or --weights PATH to a local checkpoint"
 OPTIONS = ("num_classes", "strict")
+FIT_HINT = "set the classes with --num-classes N, or load the matching tensors with --no-strict"
 
 
 class TimmSource(Source):
@@ -215,7 +216,7 @@ def _from_file(name: str, path: Path, kwargs: dict[str, Any], strict: bool) -> t
     if renamed is not None:  # e.g. a checkpoint from the model's original repository
         state = renamed
         weights["remapped"] = "by position: the checkpoint's tensor names differ from timm's, shapes line up"
-    load_into(model, state, path, strict=strict)
+    load_into(model, state, path, strict=strict, hint=FIT_HINT)
     return model, weights
 
 
