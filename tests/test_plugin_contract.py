@@ -200,7 +200,7 @@ def test_a_failed_transform_is_undone_with_its_metadata_and_a_warning(
     code, out, err = cli("pull", "tinycnn:m", "--exporter", "torchscript", "--json")
     assert code == 0, err
     assert err == ("zoo: warning: plugin meddling (zoo-test-meddling 1.2.3): its post-export transform failed "
-                   "and was undone: RuntimeError: optimizer crashed\n")
+                   "on tinycnn:m and was undone: RuntimeError: optimizer crashed\n")
     model = Path(json.loads(out)["path"])
     metadata = json.loads((model.parent / "zoo.json").read_text())
     assert metadata["post_export"] == [{"plugin": "meddling", "status": "undone: RuntimeError: optimizer crashed"}]

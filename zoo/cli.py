@@ -174,7 +174,8 @@ def export_(
 
 @app.command("list")
 def list_(
-    pattern: Annotated[str | None, typer.Argument(help="Shell-style filter, e.g. 'resnet*'.")] = None,
+    pattern: Annotated[str | None, typer.Argument(
+        help="Shell-style filter, e.g. 'resnet*'; with --available, 'SOURCE:PATTERN' lists one source.")] = None,
     available: Annotated[
         bool, typer.Option("--available", help="List what the sources can build, not what is cached.")
     ] = False,

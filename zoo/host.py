@@ -147,7 +147,6 @@ class GuardedSource(Source):
 
     @property
     def fetches(self) -> bool:
-        """Whether the source serves ready ONNX files (``fetch``) instead of building."""
         return implements(self.wrapped, "fetch")
 
     def _blame(self, doing: str) -> Any:
@@ -330,7 +329,8 @@ class PluginHost:
                 metadata.clear()
                 metadata.update(before)
                 who = self.plugins[impl.plugin_name].describe()
-                warnings.warn(ZooWarning(f"{who}: its post-export transform failed and was undone: "
+                where = f" on {spec.ref}" if isinstance(spec, ModelSpec) else ""
+                warnings.warn(ZooWarning(f"{who}: its post-export transform failed{where} and was undone: "
                                          f"{_one_line(exc)}"), stacklevel=2)
                 records.append({"plugin": impl.plugin_name, "status": f"undone: {_one_line(exc)}"})
                 continue

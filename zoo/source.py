@@ -83,9 +83,14 @@ class Source(abc.ABC):  # noqa: B024
         ``WeightsUnavailableError`` when weights cannot be fetched, naming the URL or hub
         id and suggesting ``--weights none`` or ``--weights PATH``.
         """
-        if implements(self, "fetch"):
+        if self.fetches:
             raise ExportError(f"{spec.ref}: source {self.name!r} serves ready ONNX files; it builds nothing")
         raise ExportError(f"{spec.ref}: source {self.name!r} implements neither build nor fetch (a plugin bug)")
+
+    @property
+    def fetches(self) -> bool:
+        """Whether this source serves ready ONNX files (implements ``fetch``) instead of building."""
+        return implements(self, "fetch")
 
     def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
               progress: Progress | None = None) -> dict[str, Any]:

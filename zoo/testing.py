@@ -253,6 +253,7 @@ class SourceCheck:
         def broken(name: str) -> None:
             raise RuntimeError("injected by the conformance kit")
 
+        own = getattr(wrapped, "__dict__", {}).get("resolve")  # an instance attribute to put back
         try:
             wrapped.resolve = broken  # on the instance: the class stays as it is
         except AttributeError:
@@ -264,7 +265,10 @@ class SourceCheck:
         else:
             raise _Failed("an exception from resolve() was not reported")
         finally:
-            del wrapped.resolve
+            if own is None:
+                del wrapped.resolve
+            else:
+                wrapped.resolve = own
         expected = [f"plugin {info.name}", info.distribution, info.version, "RuntimeError: injected"]
         missing = [part for part in expected if part and part not in message]
         if missing or "\n" in message:
