@@ -125,7 +125,9 @@ def blame(plugin: PluginInfo | None, doing: str, lookup: Callable[[str], Any] | 
         raise
     except (Exception, SystemExit) as exc:  # a plugin's sys.exit must not end zoo silently
         who = plugin.describe() if plugin else "a source registered without a plugin"
-        raise PluginFailure(f"{who} failed {doing}: {_one_line(exc)}",
+        message = f"{who} failed {doing}: {_one_line(exc)}"
+        # One line, whatever the name held (names of path-like sources reach the message as given).
+        raise PluginFailure(message.replace("\r", "\\r").replace("\n", "\\n"),
                             plugin.name if plugin else None) from exc
 
 

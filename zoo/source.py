@@ -17,13 +17,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ExportError, PluginError, UserError
+from .recipe import Recipe
 from .spec import BuiltModel, ModelSpec
-
-if TYPE_CHECKING:
-    from .recipe import Recipe
 
 Progress = Callable[[str], None]
 

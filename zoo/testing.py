@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PluginFailure, UnknownModelError, ZooError
+from .exporting import MODEL_FILE, check
+from .exporting import export as run_export
+from .exporting import parity as compare
 from .host import GuardedSource, PluginHost, PluginInfo, get_host
 from .recipe import Recipe, cache_key
 from .registry import Alias, Registry
@@ -303,8 +306,6 @@ class SourceCheck:
 
     def export(self) -> str:
         """The host's export pipeline (with its own checker and parity) succeeds."""
-        from .exporting import export as run_export
-
         result = run_export(self.built, self.resolved.recipe, self.directory)
         self.path = result.path
         failed = [f"{a['exporter']}: {a['error']}" for a in result.attempts if a["error"]]
@@ -313,16 +314,12 @@ class SourceCheck:
 
     def checker(self) -> str:
         """``onnx.checker`` full check of the file."""
-        from .exporting import check
-
         check(self.path)
         return "onnx.checker full_check"
 
     def parity(self) -> str:
         """ONNX Runtime vs PyTorch on a fresh random input."""
         import torch
-
-        from .exporting import parity as compare
 
         built, recipe = self.built, self.resolved.recipe
         batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
@@ -334,8 +331,6 @@ class SourceCheck:
 
     def fetch(self) -> str:
         """``fetch`` writes ``model.onnx`` and returns a metadata dict."""
-        from .exporting import MODEL_FILE
-
         resolved = self.resolved
         described = self.source.fetch(resolved.spec, resolved.recipe, self.directory, None)
         if not isinstance(described, dict):
