@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import IntegrityError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
-from .host import PluginHost, PluginInfo, get_host
+from .host import GuardedSource, PluginHost, PluginInfo, get_host
 from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
@@ -313,28 +313,31 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
               on_error: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:
     """What can be pulled: registry aliases, then every source's catalogue.
 
-    A source whose catalogue raises is reported to ``on_error(source, reason)`` and left out,
-    so one broken plugin does not hide the others; without ``on_error`` it is a ``PluginError``.
+    ``pattern`` is shell-style: a bare one (``resnet*``) matches aliases and every source's
+    model names; ``SOURCE:PATTERN`` (``timm:*``) lists that source's matching models only.
+    A source whose catalogue fails is reported to ``on_error(source, reason)`` and left out,
+    so one broken plugin does not hide the others; without ``on_error`` it is raised.
     """
+    from .errors import ZooError
+    from .names import split_ref
     from .source import match
 
     host = get_host()
-    reg = Registry.load(registry)
+    only, pattern = split_ref(pattern) if pattern else (None, pattern)
     rows: list[dict[str, Any]] = []
-    for alias in reg:
-        if match([alias.alias], pattern):
-            rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
-                         "description": alias.description})
-    for source_name, source in sorted(host.sources.items()):
+    if only is None:
+        for alias in Registry.load(registry):
+            if match([alias.alias], pattern):
+                rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
+                             "description": alias.description})
+    for source_name in [only] if only else sorted(host.sources):
+        source = host.source(source_name)
         try:
-            models = list(source.models(pattern))
-        except Exception as exc:
-            plugin = host.source_plugin(source_name)
-            reason = (f"the catalogue of source {source_name} (plugin {plugin.name}, from "
-                      f"{plugin.distribution}) failed: {type(exc).__name__}: {exc}".splitlines()[0])
-            if on_error is None:
-                raise PluginError(reason) from exc
-            on_error(source_name, reason)
+            models = source.models(pattern or None)
+        except ZooError as exc:
+            if on_error is None or only:
+                raise
+            on_error(source_name, f"{exc}; left out of the list")
             continue
         for model in models:
             rows.append({"name": f"{source_name}:{model}", "ref": f"{source_name}:{model}",
@@ -347,9 +350,9 @@ def plugins() -> list[PluginInfo]:
     return list(get_host().plugins.values())
 
 
-def broken_plugins() -> list[PluginInfo]:
-    """Plugins that failed to load (the CLI warns about them)."""
-    return get_host().failed()
+def plugin_problems() -> list[str]:
+    """What the CLI warns about: plugins that failed to load, ``ZOO_LOAD_PLUGINS`` names matching none."""
+    return get_host().problems()
 
 
 def plugin_commands(taken: set[str]) -> dict[str, Any]:
@@ -515,7 +518,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
         check_pinned_path(spec)  # before any source opens the file
-        if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
+        if source.fetches:  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
         with _seeded():  # random init (--weights none) is the same on every run: same key, same bytes
@@ -550,7 +553,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
     return produce
 
 
-def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
+def _fetched(resolved: Resolved, host: PluginHost, source: GuardedSource, directory: Path,
              progress: Progress | None, start: float) -> Record:
     """The record of a source's ready ONNX files (``Source.fetch``).
 

@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ import typer
 
 from . import api
 from .env import debug
-from .errors import ZooError
+from .errors import ZooError, ZooWarning
 
 app = typer.Typer(
     name="zoo",
@@ -151,9 +152,8 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
 
 
 def warn_broken_plugins() -> None:
-    for info in api.broken_plugins():
-        origin = f"from {info.distribution}" if info.distribution else "no distribution"
-        warn(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
+    for problem in api.plugin_problems():  # broken plugins, ZOO_LOAD_PLUGINS names matching none
+        warn(problem)
 
 
 def human_size(size: int) -> str:
@@ -225,7 +225,8 @@ def export_(
 
 @app.command("list")
 def list_(
-    pattern: Annotated[str | None, typer.Argument(help="Shell-style filter, e.g. 'resnet*'.")] = None,
+    pattern: Annotated[str | None, typer.Argument(
+        help="Shell-style filter, e.g. 'resnet*'; with --available, 'SOURCE:PATTERN' lists one source.")] = None,
     available: Annotated[
         bool, typer.Option("--available", help="List what the sources can build, not what is cached.")
     ] = False,
@@ -238,6 +239,9 @@ def list_(
     if available:
         warn_broken_plugins()
         rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
+        if not rows:
+            sys.stderr.write(f"zoo: nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`\n"
+                             if pattern else "zoo: nothing available: no aliases, and no source lists models\n")
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
     entries, broken = api.scan()
@@ -535,6 +539,8 @@ def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """List plugins: name, version, distribution, hooks, sources and status."""
     if ctx.invoked_subcommand is not None:
         return
+    for problem in api.get_host().problems(broken=False):  # the table shows the broken ones
+        warn(problem)
     infos = [p.to_dict() for p in api.plugins()]
 
     def table() -> None:
@@ -678,6 +684,7 @@ def main() -> None:
         if sys.stderr is not None:
             sys.stderr.write("zoo: error: standard output is closed; redirect it instead (e.g. >/dev/null)\n")
         sys.exit(4)
+    warnings.showwarning = _show_warning
     try:
         add_plugin_commands()
         code = command().main(standalone_mode=False)
@@ -708,6 +715,17 @@ def main() -> None:
 
 
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """zoo's own warnings (``ZooWarning``) as one ``zoo: warning:`` line; others as Python shows them."""
+    if issubclass(category, ZooWarning):
+        warn(str(message))
+    else:
+        _python_show_warning(message, category, *args, **kwargs)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def _is_click_error(exc: BaseException) -> bool:
