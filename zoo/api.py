@@ -21,12 +21,13 @@ from typing import Any
 
 from .errors import IntegrityError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
+from .files import refused_write
 from .host import GuardedSource, PluginHost, PluginInfo, get_host
 from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .runtime import ProviderOptions, Target, check_provider, read_file
-from .store import METADATA_FILE, Entry, Store, describe_files, refused_write, write_json
+from .store import METADATA_FILE, Entry, Store, describe_files, write_json
 
 _KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
 
@@ -493,6 +494,23 @@ def torch_module(target: Target) -> tuple[Any, Any]:
     made = resolved_from_record(target.entry or Entry(record.key or "", target.path.parent, record))
     module = get_host().source(made.spec.source).build(made.spec, made.recipe).module.eval()
     return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
+
+
+def remote_cache(url: str | None = None) -> Any:
+    """The remote cache at ``url``, else the configured one (``ZOO_REMOTE``, ``config.toml``), as a
+    ``zoo.remote.Remote``; a one-line error when none is configured."""
+    from .remote import require_remote
+
+    return require_remote(url)
+
+
+def remote_push(name: str, *, url: str | None = None, progress: Progress | None = None, store: Store | None = None,
+                **selection: Any) -> dict[str, Any]:
+    """Upload the stored entry ``name`` (a name with its selection, or a key) to the remote cache."""
+    from .remote import push as upload
+
+    store = store or Store()
+    return upload(find(name, store=store, **selection), url, store, progress)
 
 
 def push(name: str, repo_id: str, *, private: bool = False, revision: str | None = None, message: str | None = None,

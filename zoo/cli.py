@@ -586,9 +586,7 @@ app.add_typer(remote_app, name="remote")
 @remote_app.command("list")
 def remote_list(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Entries on the remote."""
-    from .remote import require_remote
-
-    rows, problems = require_remote(remote).entries()
+    rows, problems = api.remote_cache(remote).entries()
     for problem in problems:
         warn(problem)
 
@@ -609,10 +607,8 @@ def remote_push(
     json_: JsonFlag = False,
 ) -> None:
     """Upload a stored entry to the remote."""
-    from .remote import push as push_remote
-
     with progress(not json_) as report:
-        data = push_remote(name, remote, progress=report, **selection)
+        data = api.remote_push(name, url=remote, progress=report, **selection)
     emit(data, json_, lambda: echo(f"pushed {data['name']} ({data['key']}) to {data['manifest']}, "
                                    f"{human_size(data['uploaded_bytes'])} uploaded"))
 
@@ -620,10 +616,8 @@ def remote_push(
 @remote_app.command("verify")
 def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Re-hash the remote's blobs and check its manifests (exit 3 on any problem)."""
-    from .remote import require_remote
-
     with progress(not json_) as report:
-        data = require_remote(remote).verify(report)
+        data = api.remote_cache(remote).verify(report)
     def show() -> None:
         for line in data["problems"]:
             echo(line)
@@ -638,9 +632,7 @@ def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
 @remote_app.command("gc")
 def remote_gc(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Remove blobs no manifest names (never one younger than an hour: an upload may be in flight)."""
-    from .remote import require_remote
-
-    data = require_remote(remote).collect_garbage()
+    data = api.remote_cache(remote).collect_garbage()
     emit(data, json_, lambda: echo(f"removed {len(data['removed'])} unreferenced blob(s); "
                                    f"kept {data['kept_young']} younger than an hour"))
 
