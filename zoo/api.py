@@ -127,6 +127,10 @@ def find(
     entry = store.get(resolved.key)
     if entry is not None:
         return entry
+    if resolved.recipe.dtype == "int8" and resolved.recipe.calibration is None:
+        from .quantize import stored_int8
+
+        return stored_int8(store, resolved)  # `--dtype int8` alone: the one int8 entry stored
     if weights is None and all(v is None for v in recipe_flags.values()):
         named = [e for e in store.entries() if name in (e.name, e.ref, e.metadata.get("alias"))]
         if len(named) == 1:
@@ -241,6 +245,7 @@ def _producer(
     from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
     from .metadata import SCHEMA, now, toolchain, write_props
+    from .quantize import require_calibration
 
     say = progress or (lambda _msg: None)
 
@@ -249,6 +254,7 @@ def _producer(
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
         check_pinned_path(spec)  # before any source opens the file
+        require_calibration(recipe)  # int8 without images: refused before anything is built
         if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")

@@ -48,7 +48,11 @@ RECIPE_PARAMETERS = [
         "--dynamic-batch/--static-batch", help="Dynamic batch dimension (default dynamic).",
         show_default=False)]),
     _option("size", Annotated[int | None, typer.Option(help="Square input side (default: the model's).")]),
-    _option("dtype", Annotated[str | None, typer.Option(help="float32 or float16.")]),
+    _option("dtype", Annotated[str | None, typer.Option(help="float32, float16 or int8 (needs --calibration).")]),
+    _option("calibration", Annotated[str | None, typer.Option(
+        help="int8: a folder of calibration images, read with the model's preprocessing.")]),
+    _option("calibration_size", Annotated[int | None, typer.Option(
+        help="int8: how many calibration images to use, spread over the folder (default 256).")]),
     _option("exporter", Annotated[str | None, typer.Option(
         help="dynamo, torchscript or auto (dynamo, falling back to torchscript).")]),
     _option("reparameterize", Annotated[bool | None, typer.Option(

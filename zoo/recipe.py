@@ -16,7 +16,7 @@ from .errors import UserError
 from .spec import ModelSpec
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
-DTYPES = ("float32", "float16")
+DTYPES = ("float32", "float16", "int8")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pth.tar", ".npz")
 
 
@@ -31,6 +31,9 @@ class Recipe:
     dtype: str = "float32"
     exporter: str = "auto"
     reparameterize: bool = True
+    # int8 only: a directory of calibration images, and how many of them to use (see zoo.quantize).
+    calibration: str | None = None
+    calibration_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.exporter not in EXPORTERS:
@@ -43,6 +46,10 @@ class Recipe:
             raise UserError(f"--size must be between 16 and 4096, not {self.size}")
         if not 7 <= self.opset <= 30:
             raise UserError(f"--opset must be between 7 and 30, not {self.opset}")
+        if (self.calibration is not None or self.calibration_size is not None) and self.dtype != "int8":
+            raise UserError("--calibration and --calibration-size are for --dtype int8 only")
+        if self.calibration_size is not None and self.calibration_size < 1:
+            raise UserError(f"--calibration-size must be at least 1, not {self.calibration_size}")
 
     @classmethod
     def from_layers(cls, *layers: dict[str, Any]) -> Recipe:
@@ -57,7 +64,12 @@ class Recipe:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings; the int8 ones only when set, so other recipes keep their keys."""
+        data = asdict(self)
+        for name in ("calibration", "calibration_size"):
+            if data[name] is None:
+                del data[name]
+        return data
 
 
 def looks_like_path(weights: str) -> bool:
@@ -96,5 +108,9 @@ def cache_key(spec: ModelSpec, recipe: Recipe) -> str:
         "options": [list(item) for item in spec.options],
         "recipe": recipe.to_dict(),
     }
+    if recipe.calibration is not None:  # the images count by their names and sizes, not their path
+        from .imageset import calibration_set
+
+        payload["recipe"]["calibration"] = calibration_set(recipe.calibration, recipe.calibration_size).fingerprint
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
