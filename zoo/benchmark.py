@@ -59,8 +59,11 @@ def bench(
         raise UserError("--warmup must be 0 or more and --iterations at least 1")
     if "cudagraph" in modes and provider == "cpu":
         raise UserError("cudagraph mode needs --provider cuda or tensorrt (CUDA graphs are a GPU feature)")
-    if compare not in (None, "torch"):
-        raise UserError(f"--compare takes 'torch', not {compare!r}")
+    other = None
+    if compare not in (None, "torch"):  # another entry or file, timed alternately in this process
+        from .runtime import locate_other
+
+        other = locate_other(compare)
     options = options or ProviderOptions()
     if provider == "tensorrt" and options.trt_cache_dir is None:
         options.trt_cache_dir = trt_cache_dir(target)
@@ -81,6 +84,8 @@ def bench(
                     shared = open_session(target.path, provider, options)
                 session = shared
             results.append(_measure(target, session, mode, batch, warmup, iterations))
+    if other is not None:
+        _compare_with(other, results, provider, options, warmup, iterations)
     if compare == "torch":
         for result in results:
             eager = torch_eager(target, result["batch"], warmup, iterations, result["device"], options.threads)
@@ -88,6 +93,23 @@ def bench(
                                  "speedup_p50": round(eager["p50_ms"] / result["p50_ms"], 3),
                                  "speedup_throughput": round(result["throughput"] / eager["throughput"], 3)}
     return results
+
+
+def _compare_with(other: Target, results: list[dict[str, Any]], provider: str, options: ProviderOptions,
+                  warmup: int, iterations: int) -> None:
+    """Time ``other`` per result (same provider, mode and batch) right after this model."""
+    session = open_session(other.path, provider, options)
+    for result in results:
+        if result["mode"] == "cudagraph":
+            session_for = open_session(other.path, provider, replace(options, cuda_graph=True))
+        else:
+            session_for = session
+        theirs = _measure(other, session_for, result["mode"], result["batch"], warmup, iterations)
+        keep = ("batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput", "mode", "provider",
+                "first_run_ms", "session_create_ms", "input_shape", "model")
+        result["compare"] = {"other": {k: theirs[k] for k in keep},
+                             "speedup_p50": round(theirs["p50_ms"] / result["p50_ms"], 3),
+                             "speedup_throughput": round(result["throughput"] / theirs["throughput"], 3)}
 
 
 def _why_cpu(session: Session) -> str:

@@ -525,6 +525,24 @@ def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
     return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
 
 
+def locate_other(text: str) -> Target:
+    """A second model (``--compare``): a ``.onnx`` file, a store key or unique key prefix (6+ hex
+    digits), or a name as ``locate`` takes it."""
+    from .store import Store
+
+    if re.fullmatch(r"[0-9a-f]{6,20}", text):
+        store = Store()
+        matches = [entry for entry in store.entries() if entry.key.startswith(text)]
+        if len(matches) > 1:
+            raise UserError(f"key prefix {text} matches {len(matches)} entries: give more digits")
+        if matches:
+            entry = matches[0]
+            if problems := store.verify(entry):
+                raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)})")
+            return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
+    return locate(text)
+
+
 def trt_cache_dir(target: Target) -> Path:
     """TensorRT engines live under the store, per model file."""
     from .env import home
