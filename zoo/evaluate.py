@@ -260,16 +260,18 @@ def _scores(top: Any, labels: Any) -> dict[str, float | None]:
 
 
 def _per_class(top: Any, labels: Any, items: Sequence[tuple[Path, int]], names: Sequence[str] | None) -> dict:
+    """Per class index: its label, the folders filed under it, image count, top-1 and top-5."""
     import numpy as np
 
-    folders = {label: path.parent.name for path, label in items}
+    folders: dict[int, set[str]] = {}
+    for path, label in items:
+        folders.setdefault(label, set()).add(path.parent.name)
     rows = {}
     for label in sorted(set(labels.tolist())):
         mask = labels == label
-        scores = _scores(top[mask], labels[mask])
-        rows[folders.get(label, str(label))] = {
-            "index": int(label), "label": names[label] if names and label < len(names) else None,
-            "images": int(np.sum(mask)), **scores}
+        rows[str(label)] = {
+            "label": names[label] if names and label < len(names) else None,
+            "folders": sorted(folders.get(label, ())), "images": int(np.sum(mask)), **_scores(top[mask], labels[mask])}
     return rows
 
 
