@@ -130,6 +130,11 @@ def test_a_stored_entry_records_the_result_and_keeps_its_files(store: Path, tmp_
     info = cli("info", *MODEL)
     assert "evaluation" in info.stdout and result["dataset"]["fingerprint"] in info.stdout
 
+    from zoo.hub import model_card
+
+    card = model_card(record, "someone/tiny")
+    assert "## Accuracy (`zoo eval`)" in card and f"{result['top1']:.2%}" in card
+
     # A second data set adds a second evaluation; the first stays.
     synthetic(tmp_path / "other" / "3", 1)
     cli("eval", *MODEL, "--data", tmp_path / "other")
