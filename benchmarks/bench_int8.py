@@ -1,8 +1,10 @@
 """int8 against float32 on ONNX Runtime's CPU provider: throughput and top-1 agreement.
 
-For resnet50 and EfficientNet-Lite0 (``--weights none``: pretrained weights cannot be
-downloaded on the dev box), `zoo pull` makes the float32 entry and the int8 entry
-(`--dtype int8 --calibration DIR`, calibrated on crops of scikit-image's sample photographs).
+For resnet50 (torchvision) and EfficientNet-Lite0 (timm), `zoo pull` makes the float32 entry
+and the int8 entry (`--dtype int8 --calibration DIR`, calibrated on crops of scikit-image's
+sample photographs). Pretrained weights cannot be downloaded on the dev box, so both pulls take
+one seeded random initialisation saved as a checkpoint (`--weights PATH`): with `--weights none`
+each pull would draw other weights and the two files could not be compared.
 Then, in one process, both sessions are timed alternately at batch 1 and 8, many short rounds:
 load from other processes only ever adds time, so the figure is the best round of each side,
 with the median of per-round ratios next to it. Top-1 agreement is measured on held-out photo
@@ -67,8 +69,26 @@ def photos(root: Path) -> tuple[Path, Path]:
     return calibration, heldout
 
 
+def checkpoint(name: str, folder: Path) -> Path:
+    """A seeded random initialisation of ``name``, saved so both pulls use the same weights."""
+    import torch
+
+    torch.manual_seed(0)
+    if name == "resnet50":
+        import torchvision
+
+        model = torchvision.models.resnet50()
+    else:
+        import timm
+
+        model = timm.create_model(name)
+    path = folder / f"{name}-seed0.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
 def pull(name: str, env: dict[str, str], *extra: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "zoo", "pull", name, "--weights", "none", *extra, "--json"],
+    out = subprocess.run([sys.executable, "-m", "zoo", "pull", name, *extra, "--json"],
                          env=env, check=True, capture_output=True, text=True, cwd=REPO)
     return json.loads(out.stdout)
 
@@ -130,11 +150,12 @@ def main() -> None:
 
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu(),
               "load_average_start": os.getloadavg(), "onnxruntime": onnxruntime.__version__,
-              "weights": "none (random initialisation)", "photos": "scikit-image sample photographs, cropped",
+              "weights": "seeded random initialisation (torch.manual_seed(0)), one checkpoint for both dtypes", "photos": "scikit-image sample photographs, cropped",
               "models": {}}
     for name in MODELS:
-        float32 = pull(name, env)
-        int8 = pull(name, env, "--dtype", "int8", "--calibration", str(calibration))
+        weights = str(checkpoint(name, scratch))
+        float32 = pull(name, env, "--weights", weights)
+        int8 = pull(name, env, "--weights", weights, "--dtype", "int8", "--calibration", str(calibration))
         record = json.loads((Path(int8["path"]).parent / "zoo.json").read_text())
         paths = {"float32": Path(float32["path"]), "int8": Path(int8["path"])}
         timings = measure(paths, args.rounds, args.iterations)
@@ -154,7 +175,7 @@ def main() -> None:
     c = report["cpu"]
     print(f"CPU: {c['name']}, {c['cores']} cores, flags: {', '.join(c['flags']) or 'none of ' + ', '.join(FLAGS)}")
     print(f"load average: start {report['load_average_start'][0]:.1f}, end {report['load_average_end'][0]:.1f}; "
-          f"onnxruntime {report['onnxruntime']}; weights none\n")
+          f"onnxruntime {report['onnxruntime']}; weights: seeded random init\n")
     print("| model | batch | float32 img/s | int8 img/s | int8/float32 (best) | median round ratio |")
     print("|---|---|---|---|---|---|")
     for name, data in report["models"].items():
