@@ -150,7 +150,8 @@ def main() -> None:
 
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpu": cpu(),
               "load_average_start": os.getloadavg(), "onnxruntime": onnxruntime.__version__,
-              "weights": "seeded random initialisation (torch.manual_seed(0)), one checkpoint for both dtypes", "photos": "scikit-image sample photographs, cropped",
+              "weights": "seeded random initialisation (torch.manual_seed(0)), one checkpoint for both dtypes",
+              "photos": "scikit-image sample photographs, cropped",
               "models": {}}
     for name in MODELS:
         weights = str(checkpoint(name, scratch))
