@@ -526,21 +526,30 @@ def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
 
 
 def locate_other(text: str) -> Target:
-    """A second model (``--compare``): a ``.onnx`` file, a store key or unique key prefix (6+ hex
-    digits), or a name as ``locate`` takes it."""
+    """The model ``--compare`` names: a ``.onnx`` file, a store key or unique key prefix (6+ hex
+    digits), or the name of a stored model. Never pulls: comparing is with what is there."""
+    from . import api
     from .store import Store
 
+    if text.endswith(".onnx"):
+        return locate(text)
+    store = Store()
     if re.fullmatch(r"[0-9a-f]{6,20}", text):
-        store = Store()
         matches = [entry for entry in store.entries() if entry.key.startswith(text)]
         if len(matches) > 1:
-            raise UserError(f"key prefix {text} matches {len(matches)} entries: give more digits")
-        if matches:
-            entry = matches[0]
-            if problems := store.verify(entry):
-                raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)})")
-            return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
-    return locate(text)
+            raise UserError(f"--compare {text}: the key prefix matches {len(matches)} entries; give more digits")
+        entry = matches[0] if matches else None
+    else:
+        entry = None
+    if entry is None:
+        try:
+            entry = api.find(text, store=store)
+        except UserError as exc:
+            raise UserError(f"--compare takes 'torch', a stored KEY or name, or a FILE.onnx; {text!r}: {exc}") \
+                from None
+    if problems := store.verify(entry):
+        raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)})")
+    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
 
 
 def trt_cache_dir(target: Target) -> Path:
