@@ -152,8 +152,9 @@ def test_bench_compare_times_int8_against_float32_in_one_run(store: dict[str, ob
 def test_eval_compares_float32_with_its_int8_twin(store: dict[str, object], tmp_path: Path) -> None:
     data = tmp_path / "data"
     synthetic(data / "0", 3)
-    out = cli("eval", *MODEL, "--data", data, "--compare", str(store["int8"]), "--json")
+    out = cli("eval", str(store["float32"])[:10], "--data", data, "--compare", str(store["int8"]), "--json")
     assert out.code == 0, out.stderr
+    assert out.json()["model"]["key"] == store["float32"]  # a key prefix names the evaluated entry
     compare = out.json()["compare"]
     assert compare["model"]["dtype"] == "int8" and compare["images"] == 3
     assert 0.0 <= compare["top1_agreement"] <= 1.0 and compare["max_abs_diff"] > 0.0

@@ -37,9 +37,9 @@ def evaluate_model(name: str, data: str | Path, selection: dict[str, Any] | None
                    **kwargs: Any) -> dict[str, Any]:
     """Evaluate ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) on ``data``;
     a stored entry records the result. ``kwargs`` as in ``evaluate``."""
-    from .runtime import locate
+    from .runtime import locate, locate_key
 
-    target = locate(name, selection)
+    target = locate_key(name) or locate(name, selection)
     result = evaluate(target, data, **kwargs)
     if target.entry is not None:
         record(target.entry.key, result)

@@ -525,30 +525,43 @@ def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
     return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
 
 
+def locate_key(text: str) -> Target | None:
+    """The stored entry whose key is ``text`` or starts with it (6+ hex digits), else None."""
+    from .store import Store
+
+    if not re.fullmatch(r"[0-9a-f]{6,20}", text):
+        return None
+    store = Store()
+    matches = [entry for entry in store.entries() if entry.key.startswith(text)]
+    if len(matches) > 1:
+        raise UserError(f"the key prefix {text} matches {len(matches)} entries; give more digits")
+    if not matches:
+        return None
+    return _verified(store, matches[0])
+
+
 def locate_other(text: str) -> Target:
-    """The model ``--compare`` names: a ``.onnx`` file, a store key or unique key prefix (6+ hex
-    digits), or the name of a stored model. Never pulls: comparing is with what is there."""
+    """The model ``--compare`` names: a ``.onnx`` file, a store key or unique key prefix, or the
+    name of a stored model. Never pulls: comparing is with what is there."""
     from . import api
     from .store import Store
 
     if text.endswith(".onnx"):
         return locate(text)
+    if (target := locate_key(text)) is not None:
+        return target
     store = Store()
-    if re.fullmatch(r"[0-9a-f]{6,20}", text):
-        matches = [entry for entry in store.entries() if entry.key.startswith(text)]
-        if len(matches) > 1:
-            raise UserError(f"--compare {text}: the key prefix matches {len(matches)} entries; give more digits")
-        entry = matches[0] if matches else None
-    else:
-        entry = None
-    if entry is None:
-        try:
-            entry = api.find(text, store=store)
-        except UserError as exc:
-            raise UserError(f"--compare takes 'torch', a stored KEY or name, or a FILE.onnx; {text!r}: {exc}") \
-                from None
+    try:
+        entry = api.find(text, store=store)
+    except UserError as exc:
+        raise UserError(f"--compare takes 'torch', a stored KEY or name, or a FILE.onnx; {text!r}: {exc}") from None
+    return _verified(store, entry)
+
+
+def _verified(store: Any, entry: Any) -> Target:
     if problems := store.verify(entry):
-        raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)})")
+        raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)}); "
+                             f"repair it with `zoo pull --force {entry.name}`")
     return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
 
 
