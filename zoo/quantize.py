@@ -4,7 +4,8 @@ ONNX Runtime's tool chain, as its documentation recommends for CNNs on CPU: ``qu
 (symbolic shape inference and graph optimisation), then ``quantize_static`` in QDQ format with
 per-channel int8 weights and MinMax ranges calibrated on real images, read with the model's own
 preprocessing. Activations are uint8 (asymmetric): on x86 with AVX-512 VNNI or AMX the U8S8
-kernels are ORT's fastest, and ReLU outputs use the whole range. TensorRT wants symmetric int8
+kernels are ORT's fastest (resnet50 on the dev box: 2.9x float32, where int8 activations ran no
+faster than float32), and ReLU outputs use the whole range. TensorRT wants symmetric int8
 activations; a QDQ file still runs there, only not at TensorRT's best.
 
 The check: the int8 file and its float32 parent run on ORT's CPU provider on the calibration
