@@ -158,6 +158,7 @@ def test_eval_compares_float32_with_its_int8_twin(store: dict[str, object], tmp_
     compare = out.json()["compare"]
     assert compare["model"]["dtype"] == "int8" and compare["images"] == 3
     assert 0.0 <= compare["top1_agreement"] <= 1.0 and compare["max_abs_diff"] > 0.0
+    assert "new random weights" in compare["model"]["note"]  # weights none: two pulls, two initialisations
 
 
 def test_agreement_under_the_threshold_fails_the_pull_with_figures(home: Path, tmp_path: Path,

@@ -514,6 +514,8 @@ def eval_(
         if result["compare"]:
             c = result["compare"]
             echo(line(c["against"], c) + f", top-1 agreement {_percent(c['top1_agreement'])}")
+            if c["model"].get("note"):
+                warn(c["model"]["note"])
         for item in result["failed_images"]:
             warn(f"skipped {item['path']}: {item['error']}")
         echo(f"data: {result['dataset']['root']} ({result['dataset']['images']} images, "

@@ -313,8 +313,13 @@ class _Other:
         spec = session.inputs[0]
         static = spec["shape"][0] if isinstance(spec["shape"][0], int) and spec["shape"][0] > 0 else None
         same = other.preprocessing == target.preprocessing
+        summary = {"kind": "onnx", **other.summary()}
+        tags = {(m.get("weights") or {}).get("tag") for m in (target.metadata, other.metadata)}
+        if "none" in tags and other.path != target.path:
+            summary["note"] = ("weights none: every pull draws new random weights, so these two models need not "
+                               "agree; compare pulls of one checkpoint or of pretrained weights")
         return cls(compare, lambda tensors: _run(session, tensors, static),
-                   None if same else other.preprocessing, {"kind": "onnx", **other.summary()})
+                   None if same else other.preprocessing, summary)
 
     def step(self, part: Sequence[tuple[Path, int]], tensors: Any, logits: Any, broken: list[dict]) -> None:
         import numpy as np
