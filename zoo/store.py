@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .env import contained, home, no_lock
-from .errors import EnvironmentProblem, IntegrityError, StoreWriteError, UserError
+from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, StoreWriteError, UserError
 from .files import is_write_error, nearly_full, os_error
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
@@ -489,6 +489,27 @@ class Store:
         if hashes and not problems:
             hashes.save()
         return problems
+
+    def update_record(self, key: str, change: Callable[[Record], None]) -> Entry:
+        """Rewrite entry ``key``'s ``zoo.json`` with ``change`` applied, under the key's lock,
+        through a temp file renamed over it; the model files are untouched."""
+        with self.lock(key):
+            entry = self.get(key)
+            if entry is None:
+                raise NotInStoreError(f"entry {key} is not in the store (removed meanwhile?)")
+            change(entry.record)
+            record = Record.from_json(entry.record.to_json(), METADATA_FILE)  # still a valid record
+            target = entry.dir / METADATA_FILE
+            temp = entry.dir / f".{METADATA_FILE}.{os.getpid()}.tmp"
+            try:
+                write_json(temp, record.to_json())
+                with open(temp, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+                _sync_dir(entry.dir)
+            finally:
+                temp.unlink(missing_ok=True)
+            return Entry(key=key, dir=entry.dir, record=record)
 
     def trusted_hashes(self, key: str) -> TrustedHashes:
         """The remembered hashes of entry ``key``'s files (see ``zoo.trust``)."""
