@@ -45,10 +45,11 @@ def test_batches_and_modes_give_one_result_each(copy_store: Path, zoo) -> None:
 
 
 def test_bound_loop_computes_what_session_run_computes(resnet18_store: Path, monkeypatch) -> None:
-    from zoo.runtime import Binding, locate, open_session, random_feeds
+    from zoo.api import locate
+    from zoo.runtime import Binding, open_session, random_feeds
 
     monkeypatch.setenv("ZOO_HOME", str(resnet18_store))
-    target = locate("resnet18", {"weights": "none"})
+    target = locate("resnet18", weights="none")
     session = open_session(target.path, "cpu")
     feeds = random_feeds(session.inputs, 2, target.preprocessing)
     (want,) = session.ort.run(None, feeds)

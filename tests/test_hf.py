@@ -246,8 +246,8 @@ def test_external_data_and_model_paths(hf, server: HubServer, tmp_path: Path, ho
 
 def test_pull_and_push_never_import_torch(home: Path, server: HubServer, tmp_path: Path) -> None:
     server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
-    code = ("import sys, zoo, zoo.hub; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
-            "zoo.hub.push('hf:acme/tiny', 'team/copy'); "
+    code = ("import sys, zoo; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
+            "zoo.push('hf:acme/tiny', 'team/copy'); "
             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")
     env = zoo_env(home, **hf_settings(server, tmp_path))

@@ -175,31 +175,26 @@ def shared_metadata(record: Record) -> dict[str, Any]:
 
 
 def push(
-    name: str,
+    entry: Entry,
     repo_id: str,
+    store: Store,
     private: bool = False,
     revision: str | None = None,
     message: str | None = None,
     bars: bool = False,
-    store: Store | None = None,
-    **selection: Any,
 ) -> dict[str, Any]:
-    """Upload the stored entry ``name`` to the Hub repo ``repo_id`` in one commit.
+    """Upload the stored ``entry`` to the Hub repo ``repo_id`` in one commit.
 
     The repo is created when missing (``private`` applies then), and the branch
     ``revision`` too. Returns the commit and the ref that pulls it back.
     """
-    from . import api
-
     check_repo_id(repo_id)
     if revision is not None:
         check_revision(revision)
-    store = store or Store()
-    entry = api.find(name, store=store, **selection)
     problems = store.verify(entry)
     if problems:
         raise IntegrityError(f"refusing to push {entry.name} ({entry.key}): {'; '.join(problems)}; "
-                             f"repair it with `zoo pull --force {entry.name}`")
+                             f"repair it with `zoo pull --force {entry.key}`")
     if offline():
         raise EnvironmentProblem("offline mode (ZOO_OFFLINE / HF_HUB_OFFLINE): cannot push; unset it to upload")
     files = commit_files(entry, repo_id)

@@ -20,13 +20,15 @@ __all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_pr
 
 METADATA_KEY = "zoo.metadata"
 MAX_PROP_CHARS = 64 * MiB  # what zoo parses of one property (its labels included)
-TOOLCHAIN = ("zoo", "torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
+TOOLCHAIN = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
              "onnxruntime-gpu", "numpy")
 
 
 def toolchain() -> dict[str, str | None]:
     """Versions of the libraries that made the file (read from metadata, not imported)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    from . import __version__
+
+    versions: dict[str, str | None] = {"python": platform.python_version(), "zoo": __version__}
     for dist in TOOLCHAIN:
         try:
             versions[dist] = importlib.metadata.version(dist)

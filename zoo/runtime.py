@@ -22,11 +22,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, UserError
+from .errors import EnvironmentProblem, UserError
 from .integrity import check_external_data
 from .record import Record, RecordError
 from .spec import Preprocessing
@@ -221,6 +221,40 @@ def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptio
         return session
     raise EnvironmentProblem("no provider could run this model: "
                              + "; ".join(f"{p['provider']}: {p['reason']}" for p in passed_over))
+
+
+def check_provider(provider: str, options: ProviderOptions | None = None) -> None:
+    """Fail fast when ``provider`` cannot run here: a session on a one-node probe model, made
+    before any model is pulled or exported (seconds, and nothing written to the store)."""
+    if provider not in CHOICES:
+        raise UserError(f"unknown provider {provider!r}: use one of {', '.join(CHOICES)}")
+    if provider in ("cpu", "auto"):  # auto always has the CPU to fall back on, openly
+        return
+    probe_options = replace(options or ProviderOptions(), cuda_graph=False, trt_cache_dir=None)
+    with tempfile.TemporaryDirectory(prefix="zoo-probe.") as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        probe.write_bytes(_probe_model())
+        try:
+            open_session(probe, provider, probe_options)
+        except EnvironmentProblem as exc:
+            if provider != "tensorrt":
+                raise
+            try:
+                open_session(probe, "cuda", probe_options)
+            except EnvironmentProblem:  # TensorRT runs on CUDA: advising CUDA would not help
+                raise EnvironmentProblem(str(exc).replace("or use --provider cuda", "or use --provider cpu "
+                                                          "(CUDA cannot load here either)")) from None
+            raise
+
+
+def _probe_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model.SerializeToString()
 
 
 def _create(path: Path, provider: str, options: ProviderOptions, requested: str) -> Session:
@@ -443,12 +477,28 @@ def read_feeds(path: str | Path, inputs: Sequence[dict[str, Any]]) -> dict[str, 
 def write_outputs(path: str | Path, outputs: Sequence[dict[str, Any]], values: Sequence[Any]) -> Path:
     import numpy as np
 
+    file = output_path(path)
+    try:
+        np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
+    except OSError as exc:
+        from .store import refused_write
+
+        refused = refused_write(exc, file, file.parent)
+        if refused is not None:
+            raise refused from None
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return file
+
+
+def output_path(path: str | Path) -> Path:
+    """Where ``--output`` writes, checked before anything runs: a new or regular ``.npz`` file."""
     file = Path(path).expanduser()
     if file.suffix != ".npz":
         raise UserError(f"--output writes an .npz file, not {file.name}")
+    if file.is_dir():
+        raise UserError(f"--output {path} is a directory; name an .npz file to write")
     if not file.parent.is_dir():
         raise UserError(f"cannot write {path}: directory {file.parent} does not exist")
-    np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
     return file
 
 
@@ -530,29 +580,6 @@ def read_file(name: str) -> Target:
     return Target(path=file.resolve(), record=record)
 
 
-def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
-    """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss).
-
-    A stored entry whose files no longer match their recorded sizes and hashes is refused.
-    """
-    from . import api
-    from .store import Store
-
-    selection = {k: v for k, v in (selection or {}).items() if v is not None}
-    if name.endswith(".onnx"):
-        return read_file(name)
-    store = Store()
-    try:
-        entry = api.find(name, store=store, **selection)
-    except NotInStoreError:
-        entry = api.pull(name, store=store, **selection).entry
-    problems = store.verify(entry)
-    if problems:
-        raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
-                             f"repair it with `zoo pull --force {name}`")
-    return Target(path=entry.model_path, record=entry.record, entry=entry)
-
-
 def trt_cache_dir(target: Target) -> Path:
     """TensorRT engines live under the store, per model file."""
     from .env import home
@@ -578,6 +605,8 @@ def run(
         raise UserError("give images (--image) or a tensor (--input), not both")
     if topk < 1:
         raise UserError(f"--topk must be at least 1, not {topk}")
+    if output_file:
+        output_path(output_file)
     options = options or ProviderOptions()
     if provider == "tensorrt" and options.trt_cache_dir is None:
         options.trt_cache_dir = trt_cache_dir(target)
@@ -589,7 +618,9 @@ def run(
         if len(inputs) != 1:
             raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")
         if target.preprocessing is None:
-            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: give a tensor with --input")
+            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: say how to read images "
+                            "with --size/--resize/--mean/--std (or --preprocess-like SOURCE:NAME), or give a "
+                            "tensor with --input")
         feeds = {inputs[0]["name"]: image_io.batch(images, target.preprocessing).astype(inputs[0]["dtype"])}
         source = {"kind": "images", "files": [str(p) for p in images]}
     elif input_file:

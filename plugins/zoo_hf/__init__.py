@@ -292,26 +292,14 @@ def _forget(local: Path) -> None:
 def external_data(model_path: Path) -> list[str]:
     """The external-data files an ONNX graph names, checked to stay next to it."""
     import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    from zoo.integrity import external_location, model_tensors
 
     model = onnx.load(str(model_path), load_external_data=False)
-
-    def tensors(graph: Any) -> Iterator[Any]:
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("g"):
-                    yield from tensors(attr.g)
-                for sub in attr.graphs:
-                    yield from tensors(sub)
-
     locations: list[str] = []
-    for tensor in tensors(model.graph):
-        if uses_external_data(tensor):
-            location = ExternalDataInfo(tensor).location
+    for tensor in model_tensors(model):
+        location = external_location(tensor)
+        if location is not None:
             normal = posixpath.normpath(location)
             if (location.startswith("/") or "\\" in location or normal.startswith("..")
                     or normal in (MODEL_FILE, METADATA_FILE)):
