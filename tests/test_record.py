@@ -355,6 +355,27 @@ def test_hostile_metadata_in_a_bare_onnx_file_is_refused(tmp_path: Path) -> None
     assert code == 0 and "no zoo metadata" in out
 
 
+def test_metadata_props_are_read_from_the_wire_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The props are read without parsing the graph (no onnx import, nothing large read)."""
+    import onnx
+
+    import zoo.metadata
+    from zoo.metadata import model_props
+
+    props = {"zoo.metadata": json.dumps(tiny_record()), "other": "x" * 300, "ünï": "cødé"}
+    model = tiny_onnx(tmp_path / "m.onnx", props)
+    assert model_props(model, *props) == props == {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert zoo.metadata.read_props(model).labels == ["cat, domestic", "dog", "fox"]
+    for name, data in (("text.onnx", b"hello, this is not a model\n"), ("empty.onnx", b""),
+                       ("cut.onnx", model.read_bytes()[:-40])):
+        (tmp_path / name).write_bytes(data)
+        code, _out, err = cli("info", str(tmp_path / name))
+        assert code == 1 and "as an ONNX model" in err, (name, err)
+    monkeypatch.setattr(zoo.metadata, "MAX_PROP_CHARS", 200)
+    with pytest.raises(RecordError, match="a metadata property of .* bytes, more than zoo reads"):
+        model_props(model, "zoo.metadata")
+
+
 def test_a_huge_declared_input_is_refused_before_it_is_allocated(tmp_path: Path) -> None:
     model = tiny_onnx(tmp_path / "huge.onnx", side=200_000)  # 1 x 3 x 200000 x 200000 floats: 447 GiB
     code, _out, err = cli("run", str(model))
