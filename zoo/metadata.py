@@ -17,7 +17,7 @@ from typing import Any
 from .files import MiB, check_regular
 from .record import SCHEMA, Record, RecordError
 
-__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props"]
+__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props", "model_props"]
 
 METADATA_KEY = "zoo.metadata"
 MAX_PROP_CHARS = 64 * MiB  # what zoo parses of one property (its labels included)
