@@ -18,6 +18,7 @@ from PIL import Image
 from test_cli import assert_one_line_error
 
 from zoo import images
+from zoo.spec import Preprocessing
 
 
 def cuda_works() -> bool:
@@ -110,7 +111,7 @@ def test_preprocessing_equals_torchvision_transforms(tmp_path: Path, size: tuple
 
     image = Image.open(write_image(tmp_path / "x.png", *size)).convert("RGB")
     for weights in (ResNet18_Weights.DEFAULT, EfficientNet_B3_Weights.DEFAULT):  # bilinear 256/224, bicubic 320/300
-        mine = images.preprocess(image, _preprocessing(weights).to_dict())
+        mine = images.preprocess(image, _preprocessing(weights))
         np.testing.assert_array_equal(mine, weights.transforms()(image).numpy())
 
 
@@ -123,8 +124,8 @@ def test_preprocessing_equals_timm_transforms(tmp_path: Path, name: str, crop_mo
     model = timm.create_model(name, pretrained=False)
     if crop_mode:
         model.pretrained_cfg = {**model.pretrained_cfg, "crop_mode": crop_mode}
-    spec = preprocessing(model).to_dict()
-    assert spec["crop_mode"] == (crop_mode or "center")
+    spec = preprocessing(model)
+    assert spec.crop_mode == (crop_mode or "center")
     reference = create_transform(**resolve_data_config({}, model=model))
     for size in ((640, 480), (333, 517), (200, 90)):
         image = Image.open(write_image(tmp_path / "x.png", *size)).convert("RGB")
@@ -135,8 +136,8 @@ def test_preprocessing_pads_small_images_like_torchvision(tmp_path: Path) -> Non
     from torchvision import transforms
 
     image = Image.open(write_image(tmp_path / "x.png", 300, 180)).convert("RGB")
-    spec = {"input_size": [3, 224, 224], "resize": 200, "crop": [224, 224], "crop_mode": "center",
-            "interpolation": "bicubic", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    spec = Preprocessing(input_size=(3, 224, 224), resize=200, crop=(224, 224), crop_mode="center",
+                         interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     reference = transforms.Compose([
         transforms.Resize(200, interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.25] * 3)])
