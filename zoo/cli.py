@@ -139,7 +139,13 @@ def done_line(entry: Any, cached: bool) -> str:
     validation = entry.record.validation
     diff = validation.max_abs_diff if validation else None
     parity = f"parity max abs diff {diff:.2g}" if diff is not None else "no PyTorch parity run"
-    return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}, "
+    weights = entry.record.weights
+    loaded = ""
+    if weights is not None and weights.tensors_loaded is not None:
+        missing, unexpected = weights.missing_keys or [], weights.unexpected_keys or []
+        loaded = (f", loaded {weights.tensors_loaded} of {weights.tensors_loaded + len(missing)} tensors"
+                  + (f" ({len(missing)} missing, {len(unexpected)} unexpected)" if missing or unexpected else ""))
+    return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}{loaded}, "
             f"{human_size(entry.size)} ({entry.key})")
 
 
