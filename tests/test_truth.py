@@ -177,3 +177,16 @@ def test_fine_tuned_heads_load_for_torchvision_and_the_report_is_recorded(home: 
                           "--no-strict")
     assert code == 0, err
     assert "(2 missing, 0 unexpected)" in err and len(err.splitlines()) == 1  # the summary line says so
+
+
+def test_list_shows_what_differs_and_says_when_nothing_matches(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import _recipe_differences
+    from zoo.recipe import Recipe
+
+    assert _recipe_differences(Recipe().to_dict()) == ""
+    changed = Recipe(dtype="float16", opset=13, dynamic_batch=False, batch=4, output_names="a,b").to_dict()
+    assert _recipe_differences(changed) == "batch=4 dtype=float16 dynamic_batch=False opset=13 output_names=a,b"
+    code, out, err = cli(capsys, "list")
+    assert code == 0 and out == "" and err == "zoo: the store is empty\n"
+    code, out, err = cli(capsys, "list", "resnet*", "--json")
+    assert code == 0 and json.loads(out) == [] and "no stored entry matches 'resnet*'" in err
