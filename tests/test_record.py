@@ -130,14 +130,14 @@ def test_a_record_written_by_zoo_0_1_reads_and_writes_back_unchanged() -> None:
 
 
 def test_unknown_keys_are_kept_and_the_load_report_is_typed() -> None:
-    data = tiny_record(evaluations=[{"top1": 0.5}])
+    data = tiny_record(future_field=[{"top1": 0.5}])
     data["weights"] = {"tag": "sha256:ab", "file": "/ckpt.pth", "tensors_loaded": 10, "missing_keys": ["fc.weight"],
                        "unexpected_keys": [], "hub_revision": "main"}
     data["validation"] = {"passed": True, "int8": {"top1_drop": 0.01}}
     record = Record.from_json(data)
     assert record.weights.tensors_loaded == 10 and record.weights.missing_keys == ["fc.weight"]
     assert record.weights.other == {"hub_revision": "main"}
-    assert record.to_json()["evaluations"] == [{"top1": 0.5}]
+    assert record.to_json()["future_field"] == [{"top1": 0.5}]
     assert record.to_json()["validation"]["int8"] == {"top1_drop": 0.01}
 
 
@@ -173,6 +173,8 @@ BAD_FIELDS = [
     ("files.0.size", -1, "files[0].size: -1 is outside"),
     ("files.0.size", True, "files[0].size: expected an integer, got true"),
     ("files.0.sha256", "not-a-hash", "files[0].sha256: expected 64 lowercase hex digits"),
+    ("files.0.path", "../../outside/secret.bin", "files[0].path: '../../outside/secret.bin' is not a file inside"),
+    ("files.0.path", "/etc/passwd", "files[0].path: '/etc/passwd' is not a file inside"),
     ("weights", "none", "weights: expected an object or null, got the string 'none'"),
     ("name", None, "name: expected a string, got null"),
     ("ref", "no-source", "ref: expected SOURCE:NAME"),

@@ -20,7 +20,7 @@ import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
 from .errors import IntegrityError
@@ -447,6 +447,9 @@ def _free(value: Any, where: str, depth: int) -> Any:
 def _check_file(record: FileRecord, where: str) -> None:
     if not _HEX64.fullmatch(record.sha256):
         raise RecordError(f"{_at(where, 'sha256')}: expected 64 lowercase hex digits")
+    parts = PurePosixPath(record.path).parts
+    if not parts or record.path.startswith("/") or "\\" in record.path or ".." in parts:
+        raise RecordError(f"{_at(where, 'path')}: {record.path!r} is not a file inside the entry")
 
 
 def _check_preprocessing(pre: Preprocessing, where: str) -> None:
