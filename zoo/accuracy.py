@@ -58,7 +58,7 @@ def evaluate(
         raise UserError(f"{target.path.name} carries no zoo preprocessing metadata, so zoo cannot read images "
                         "for it: export it with zoo")
     root = directory(data, "--data")
-    session = open_session(target.path, provider, options or ProviderOptions())
+    session = open_session(target.path, provider, options or ProviderOptions(), checked=target.verified)
     spec = session.inputs[0]
     classes = _classes(session.outputs[0])
     items = labelled_images(root, target.labels, classes, labels_map)

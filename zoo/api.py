@@ -383,7 +383,7 @@ def locate(name: str, *, progress: Progress | None = None, **selection: Any) -> 
     if problems:
         raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
                              f"repair it with `zoo pull --force {entry.key}`")
-    return Target(path=entry.model_path, record=entry.record, entry=entry)
+    return Target(path=entry.model_path, record=entry.record, entry=entry, verified=True)
 
 
 def info(name: str, *, store: Store | None = None, **selection: Any) -> Target:
@@ -502,7 +502,7 @@ def locate_stored(name: str) -> Target:
     if problems:
         raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)}); "
                              f"repair it with `zoo pull --force {entry.key}`")
-    return Target(path=entry.model_path, record=entry.record, entry=entry)
+    return Target(path=entry.model_path, record=entry.record, entry=entry, verified=True)
 
 
 def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = None, limit: int | None = None,

@@ -76,13 +76,14 @@ def bench(
     for mode in modes:
         for batch in batches:
             if mode == "cudagraph":
-                session = open_session(target.path, provider, replace(options, cuda_graph=True))
+                graph_options = replace(options, cuda_graph=True)
+                session = open_session(target.path, provider, graph_options, checked=target.verified)
                 if session.device == "cpu":
                     raise UserError(f"cudagraph mode needs CUDA, but the session runs on cpu "
                                     f"({_why_cpu(session)}): use --mode naive or iobinding")
             else:
                 if shared is None:
-                    shared = open_session(target.path, provider, options)
+                    shared = open_session(target.path, provider, options, checked=target.verified)
                 session = shared
             results.append(_measure(target, session, mode, batch, warmup, iterations))
     if other is not None:

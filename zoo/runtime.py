@@ -202,12 +202,18 @@ def _describe(value: Any) -> dict[str, Any]:
     return {"name": value.name, "shape": shape, "dtype": _ORT_TYPES.get(value.type, value.type)}
 
 
-def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptions | None = None) -> Session:
-    """A session on ``provider`` (cpu, cuda, tensorrt or auto), or ``EnvironmentProblem``."""
+def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptions | None = None,
+                 checked: bool = False) -> Session:
+    """A session on ``provider`` (cpu, cuda, tensorrt or auto), or ``EnvironmentProblem``.
+
+    ``checked``: the caller has verified the model's external-data references already (a store
+    entry that ``Store.verify`` passed); else they are checked here first.
+    """
     options = options or ProviderOptions()
     if provider not in CHOICES:
         raise UserError(f"unknown provider {provider!r}: use one of {', '.join(CHOICES)}")
-    check_external_data(path)  # before ONNX Runtime opens any file the model names
+    if not checked:
+        check_external_data(path)  # before ONNX Runtime opens any file the model names
     if provider != "auto":
         return _create(Path(path), provider, options, provider)
     passed_over = []
@@ -538,6 +544,7 @@ class Target:
     path: Path
     record: Record | None
     entry: Any = None
+    verified: bool = False  # its files (and external-data references) checked against the record
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -612,7 +619,7 @@ def run(
         options.trt_cache_dir = trt_cache_dir(target)
     if options.cudnn_conv_algo_search is None:
         options.cudnn_conv_algo_search = "HEURISTIC"  # one run: timing every algorithm costs more than it saves
-    session = open_session(target.path, provider, options)
+    session = open_session(target.path, provider, options, checked=target.verified)
     inputs = session.inputs
     if images:
         if len(inputs) != 1:

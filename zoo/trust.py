@@ -1,5 +1,8 @@
 """Hash a stored file once, then trust it while its stat identity is unchanged.
 
+Hashes are remembered only for an entry that passed the whole check (hashes and its model's
+external-data references), so files that all come from memory also passed that check.
+
 Re-hashing a 100 MB ``model.onnx`` before every ``zoo run`` costs about 0.1 s. Like git's
 index, zoo remembers each file's sha256 with its stat identity (device, inode, size,
 mtime_ns, ctime_ns) and re-hashes only when one of them moves. Any write through the
@@ -37,6 +40,8 @@ class TrustedHashes:
         self.record = record
         self._known = self._load()
         self._changed = False
+        self.all_trusted = True  # every file asked for so far came from memory, unchanged
+
 
     def sha256(self, path: Path) -> str:
         """``path``'s sha256, from memory while its stat identity is unchanged."""
@@ -45,6 +50,7 @@ class TrustedHashes:
         known = self._known.get(key)
         if known and known.get("identity") == now_id and isinstance(known.get("sha256"), str):
             return known["sha256"]
+        self.all_trusted = False
         digest = file_sha256(path)
         if identity(path) == now_id and time.time_ns() - now_id[3] > RACY_S * 1e9:
             self._known[key] = {"identity": now_id, "sha256": digest}
