@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, NotInStoreError, PluginError, UserError
+from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
 from .files import refused_write
 from .host import GuardedSource, PluginHost, PluginInfo, get_host
@@ -198,8 +198,11 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
         if entry is None:
             raise RecordError(f"entry {key} has no {METADATA_FILE}; remove it with `zoo rm {key}`")
         return entry
+    precheck(name)  # a name that could act as a path is refused before the store is read
     try:
         resolved = resolve_name(name, **selection)
+    except InvalidNameError:
+        raise
     except UserError:
         # The weights file an entry was pulled with may be gone: it is still found by its name.
         if Selection(**selection).narrows():

@@ -11,7 +11,7 @@ import io
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def export(
             _torch_export(module, example, path, exporter, recipe, names)
             say("checking the ONNX model")
             check(path)
-            check_artefact(path, replace(recipe, dtype="float32"), built.preprocessing.input_size, stage=exporter)
+            check_artefact(path, recipe, built.preprocessing.input_size, stage=exporter, weights_dtype="float32")
             say("comparing outputs with PyTorch")
             validation = parity(path, example, expected)
         except Exception as exc:  # any failure: record it and try the next exporter
@@ -181,7 +181,8 @@ def check(path: Path) -> None:
         raise ExportError(f"onnx checker: {_one_line(exc)}") from exc
 
 
-def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int], stage: str) -> dict[str, Any]:
+def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int], stage: str,
+                   weights_dtype: str | None = None) -> dict[str, Any]:
     """What the file really is, checked against the recipe: opset, batch, input size, weights dtype
     (an exporter's file is float32: the dtype is checked on the converted file).
 
@@ -209,13 +210,14 @@ def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int],
     if io_types - {onnx.TensorProto.FLOAT}:
         problems.append("inputs or outputs that are not float32")
     weights = {t.data_type for t in model.graph.initializer if len(t.dims) > 1}
-    wanted = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16}.get(recipe.dtype)
+    dtype = weights_dtype or recipe.dtype
+    wanted = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16}.get(dtype)
     if wanted is not None and weights and weights != {wanted}:
         names = sorted(onnx.helper.tensor_dtype_to_np_dtype(t).name for t in weights)
-        problems.append(f"weights of {', '.join(names)}, not {recipe.dtype}")
+        problems.append(f"weights of {', '.join(names)}, not {dtype}")
     if problems:
         raise ExportError(f"{stage} made a file with {'; '.join(problems)}")
-    return {"opset": opset, "input_shape": dims, "weights_dtype": recipe.dtype}
+    return {"opset": opset, "input_shape": dims, "weights_dtype": dtype}
 
 
 def parity(path: Path, example: Any, expected: Any) -> dict[str, Any]:
