@@ -63,10 +63,10 @@ def summary(first: list[float], second: list[float]) -> dict:
 
 
 def overhead(rounds: int, warmup: int, iterations: int) -> dict:
+    from zoo.api import locate
     from zoo.benchmark import bench
-    from zoo.runtime import locate
 
-    target = locate("resnet50", {"weights": "none"})
+    target = locate("resnet50", weights="none")
     bare_ms, zoo_ms = [], []
     for _ in range(rounds):
         bare_ms.append(bare_loop(str(target.path), warmup, iterations))
@@ -76,19 +76,20 @@ def overhead(rounds: int, warmup: int, iterations: int) -> dict:
 
 
 def versus_torch(name: str, rounds: int, warmup: int, iterations: int) -> dict:
-    from zoo.benchmark import _measure, build_module, torch_eager
-    from zoo.runtime import locate, open_session
+    from zoo.api import locate, torch_module
+    from zoo.benchmark import _measure, torch_eager
+    from zoo.runtime import open_session
 
-    target = locate(name, {"weights": "none"})
-    built = build_module(target)
+    target = locate(name, weights="none")
+    built = torch_module(target)
     session = open_session(target.path, "cpu")
     torch_ms, ort_ms = [], []
     for _ in range(rounds):
         ort_ms.append(_measure(target, session, "naive", 1, warmup, iterations)["p50_ms"])
-        torch_ms.append(torch_eager(target, 1, warmup, iterations, {"kind": "cpu"}, built=built)["p50_ms"])
+        torch_ms.append(torch_eager(target, built, 1, warmup, iterations, {"kind": "cpu"})["p50_ms"])
     import torch
 
-    return {"model": f"{name} --weights none", "ref": target.metadata["ref"], "batch": 1,
+    return {"model": f"{name} --weights none", "ref": target.record.ref, "batch": 1,
             "torch_threads": torch.get_num_threads(), "p50_ms": summary(ort_ms, torch_ms)}
 
 

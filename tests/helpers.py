@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 # cheaper exporter, so that tests which export it again stay quick. Any command's model arguments.
 TINY = ("timm:test_resnet", "--weights", "none", "--exporter", "torchscript")
 TINY_INPUT = [1, 3, 160, 160]
+# A real torchvision export of ~10 MB, for tests that need a model bigger than a small tmpfs.
+SMALL = ("torchvision:mobilenet_v3_small", "--weights", "none", "--exporter", "torchscript")
 
 
 # -- the CLI ---------------------------------------------------------------------------------------

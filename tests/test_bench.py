@@ -44,10 +44,11 @@ def test_batches_and_modes_give_one_result_each(copy_store: Path, zoo) -> None:
 
 
 def test_bound_loop_computes_what_session_run_computes(tiny_store: Path, monkeypatch) -> None:
-    from zoo.runtime import Binding, locate, open_session, random_feeds
+    from zoo.api import locate
+    from zoo.runtime import Binding, open_session, random_feeds
 
     monkeypatch.setenv("ZOO_HOME", str(tiny_store))
-    target = locate("timm:test_resnet", {"weights": "none", "exporter": "torchscript"})
+    target = locate("timm:test_resnet", weights="none", exporter="torchscript")
     session = open_session(target.path, "cpu")
     feeds = random_feeds(session.inputs, 2, target.preprocessing)
     (want,) = session.ort.run(None, feeds)

@@ -246,8 +246,8 @@ def test_external_data_and_model_paths(hf, server: HubServer, tmp_path: Path, ho
 
 def test_pull_and_push_never_import_torch(home: Path, server: HubServer, tmp_path: Path) -> None:
     server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})
-    code = ("import sys, zoo, zoo.hub; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
-            "zoo.hub.push('hf:acme/tiny', 'team/copy'); "
+    code = ("import sys, zoo; r = zoo.pull('hf:acme/tiny'); assert r.entry.model_path.is_file(); "
+            "zoo.push('hf:acme/tiny', 'team/copy'); "
             "heavy = sorted(m for m in ('torch', 'torchvision', 'timm') if m in sys.modules); "
             "print(heavy); sys.exit(1 if heavy else 0)")
     env = zoo_env(home, **hf_settings(server, tmp_path))
@@ -277,7 +277,7 @@ def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_
     card = files["README.md"].decode()
     assert card.startswith("---\nlibrary_name: onnx\nlicense: bsd-3-clause\n")
     assert "zoo pull hf:team/resnet18" in card and "| crop | [224, 224] |" in card
-    assert "1000 labels: tench, goldfish" in card
+    assert '1000 labels: "tench", "goldfish"' in card  # quoted: a label may contain a comma
     assert f"| max_abs_diff | {original['validation']['max_abs_diff']} |" in card
     assert f"| exporter | {original['exporter']} |" in card and "| torch | " in card
 
@@ -330,13 +330,14 @@ def test_push_refusals(hf, server: HubServer, home: Path) -> None:
 
 def test_pushed_metadata_names_local_files_without_their_location() -> None:
     from zoo.hub import model_card, shared_metadata
+    from zoo.record import Record
 
-    metadata = {"name": "mine", "ref": "local:/home/alice/secret/ckpt.pth",
-                "weights": {"tag": "sha256:ab", "file": "/home/alice/secret/ckpt.pth", "sha256": "ab"}}
-    shared = shared_metadata(metadata)
+    record = Record.from_json({"name": "mine", "ref": "local:/home/alice/secret/ckpt.pth",
+                               "weights": {"tag": "sha256:ab", "file": "/home/alice/secret/ckpt.pth", "sha256": "ab"}})
+    shared = shared_metadata(record)
     assert shared["weights"] == {"tag": "sha256:ab", "file": "ckpt.pth", "sha256": "ab"}
-    assert metadata["weights"]["file"] == "/home/alice/secret/ckpt.pth"  # the store's copy is untouched
-    assert "| weights file | ckpt.pth |" in model_card(shared, "team/mine")
+    assert record.weights.file == "/home/alice/secret/ckpt.pth"  # the store's copy is untouched
+    assert "| weights file | ckpt.pth |" in model_card(record, "team/mine")
 
 
 def test_configs_to_preprocessing() -> None:

@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from zoo.errors import IntegrityError, RegistryError, ZooError
 from zoo.integrity import check_external_data, check_weights_file, external_data_problems
+from zoo.record import as_json
 from zoo.store import Store, describe_files, write_json
 
 # -- running the CLI as a fresh process under a Python audit hook ----------------------------------
@@ -144,7 +145,7 @@ def test_verify_reports_a_planted_external_data_attack(copy_store: Path, zoo, se
     directory = copy_store / "models" / key
     external_model(directory, str(secret))  # replaces model.onnx
     metadata = json.loads((directory / "zoo.json").read_text())
-    metadata["files"] = describe_files(directory)  # hashes match: only the reference is wrong
+    metadata["files"] = as_json(describe_files(directory))  # hashes match: only the reference is wrong
     write_json(directory / "zoo.json", metadata)
     proc = zoo("verify", check=False)
     assert proc.returncode == 3 and "is an absolute path" in proc.stdout

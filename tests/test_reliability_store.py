@@ -31,6 +31,7 @@ from helpers import (
 )
 
 from zoo.errors import IntegrityError
+from zoo.record import Record
 from zoo.store import MODEL_FILE, Store, StoreWriteError, _host
 
 # A miss against the shared tiny store (another opset, so another key): a cheap real export.
@@ -111,11 +112,11 @@ def test_rename_race_returns_the_winner_and_discards_the_copy(home: Path, monkey
     key = "0123456789abcdef0123"
 
     def produce_as(label: bytes, inner: bool):
-        def produce(directory: Path) -> dict:
+        def produce(directory: Path) -> Record:
             (directory / MODEL_FILE).write_bytes(label)
             if inner:  # the other writer completes first
                 store.create(key, produce_as(b"winner", inner=False))
-            return {"name": label.decode()}
+            return Record(name=label.decode(), ref="test:race")
         return produce
 
     entry, created = store.create(key, produce_as(b"loser", inner=True))

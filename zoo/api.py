@@ -1,161 +1,299 @@
-"""zoo as a library: pull, export, list, info, remove, verify.
+"""zoo as a library: pull, export, find, list, remove, verify, gc, run, bench, push.
 
-The CLI is a thin layer over these functions. Recipe flags are keyword arguments named
-as in ``Recipe`` (``opset``, ``batch``, ``dynamic_batch``, ``size``, ``dtype``,
-``exporter``, ``reparameterize``); ``None`` means "not given".
+The CLI is a thin layer over these functions, and every one of them is importable from
+``zoo``. A function that names a model takes the selection (weights, recipe flags, source
+options) as keyword arguments, the fields of ``Selection``; ``None`` means "not given".
+This module finds or pulls an entry, checks it, then hands the located model to
+``zoo.runtime`` and ``zoo.benchmark``, which never reach back into the store or plugins.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import NotInStoreError
+from .errors import IntegrityError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
-from .host import PluginHost, PluginInfo, get_host  # noqa: F401 (get_host: CLI)
+from .host import PluginHost, PluginInfo, get_host
+from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
-from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+from .runtime import ProviderOptions, Target, check_provider, read_file
+from .store import METADATA_FILE, Entry, Store, describe_files, refused_write, write_json
+
+_KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which model and entry a name means: weights, recipe flags and source options.
+
+    Every library function that names a model takes these as keyword arguments; ``None``
+    means "not given" (the registry's or the source's default applies). A misspelled
+    keyword is a ``TypeError``.
+    """
+
+    weights: str | None = None
+    registry: str | Path | None = None
+    # recipe flags (zoo.recipe.Recipe)
+    opset: int | None = None
+    batch: int | None = None
+    dynamic_batch: bool | None = None
+    size: int | None = None
+    dtype: str | None = None
+    exporter: str | None = None
+    reparameterize: bool | None = None
+    input_names: str | Sequence[str] | None = None  # "input" by default; "a,b" or ["a", "b"]
+    output_names: str | Sequence[str] | None = None  # the source's by default ("logits")
+    # source options: local checkpoints (`local:PATH`) and sources that take them
+    arch: str | None = None
+    num_classes: int | None = None
+    strict: bool | None = None
+    options: Mapping[str, Any] | None = None  # any other source's options, by name
+
+    def recipe_flags(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in RECIPE_FLAGS}
+
+    def source_options(self) -> dict[str, Any] | None:
+        named = {k: v for k in ("arch", "num_classes", "strict") if (v := getattr(self, k)) is not None}
+        merged = {**(self.options or {}), **named}
+        return merged or None
+
+    def narrows(self) -> bool:
+        """Whether anything beyond the name was given (to pick one of several entries)."""
+        return self.weights is not None or any(v is not None for v in self.recipe_flags().values())
+
+
+RECIPE_FLAGS = ("opset", "batch", "dynamic_batch", "size", "dtype", "exporter", "reparameterize", "input_names",
+                "output_names")
 
 
 @dataclass
 class PullResult:
     entry: Entry
-    cached: bool
+    cached: bool | str  # True: local hit; False: exported here; "remote": downloaded from the remote
     resolved: Resolved
+    remote: str | None = None  # the remote's URL when downloaded from it
 
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.resolved.name,
-            "ref": self.resolved.spec.ref,
+            "ref": self.entry.ref,
             "path": str(self.entry.model_path),
             "sha256": self.entry.sha256,
             "cached": self.cached,
             "key": self.entry.key,
-            "exporter": self.entry.metadata.get("exporter"),
+            "exporter": self.entry.record.exporter,
+            **({"remote": self.remote} if self.remote else {}),
         }
 
 
-def resolve_name(
-    name: str,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    host: PluginHost | None = None,
-    options: dict[str, Any] | None = None,
-    **recipe_flags: Any,
-) -> Resolved:
-    """Resolve ``name`` and recipe flags to a spec, recipe and cache key.
-
-    ``options``: source settings for a ``source:name`` ref (``{"arch": "timm:repvit_m0_9"}``
-    for ``local:PATH``), passed to the source's ``spec`` method.
-    """
+def resolve_name(name: str, *, host: PluginHost | None = None, **selection: Any) -> Resolved:
+    """Resolve ``name`` and the selection (see ``Selection``) to a spec, recipe and cache key."""
+    chosen = Selection(**selection)
     precheck(name)  # a name that could act as a path is refused before any file is read
     host = host or get_host()
     precheck(name, host)
-    return resolve(name, host, Registry.load(registry), weights, recipe_flags, options)
+    return resolve(name, host, Registry.load(chosen.registry), chosen.weights, chosen.recipe_flags(),
+                   chosen.source_options())
 
 
-def pull(
-    name: str,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    force: bool = False,
-    progress: Progress | None = None,
-    store: Store | None = None,
-    options: dict[str, Any] | None = None,
-    **recipe_flags: Any,
-) -> PullResult:
-    """The stored entry for ``name``, building and exporting it on a miss."""
+def pull(name: str, *, force: bool = False, progress: Progress | None = None, store: Store | None = None,
+         remote: str | bool | None = None, upload: bool = True, **selection: Any) -> PullResult:
+    """The stored entry for ``name``, building and exporting it on a miss (``selection``: see ``Selection``).
+
+    ``name`` may also be a stored entry's key (or a unique prefix of one): ``force`` then
+    exports that entry again from its record, the way a repair hint says. On a local miss
+    the remote cache is asked first (``remote``: a URL, ``False`` for none, ``None`` for the
+    configured one; see ``zoo.remote``); a fresh export is uploaded to it unless ``upload``
+    is False.
+    """
+    from .remote import remote_for_pull, upload_quietly
+
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
+    key = _by_key(name, store)
+    stored = store.get(key) if key else None
+    resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     if not force and (entry := store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
+    shared = remote_for_pull(remote)
+    if shared is not None and not force and (hit := shared.fetch(resolved.key, store, progress)) is not None:
+        entry, created = hit
+        return PullResult(entry, "remote" if created else True, resolved, shared.url if created else None)
     produce = _producer(resolved, get_host(), progress)
     entry, created = store.create(resolved.key, produce, force=force)
+    if shared is not None and created and upload:
+        upload_quietly(shared, entry, progress)
     return PullResult(entry, not created, resolved)
 
 
-def export(
-    name: str,
-    out_dir: str | Path,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    progress: Progress | None = None,
-    options: dict[str, Any] | None = None,
-    **recipe_flags: Any,
-) -> Entry:
-    """Export ``name`` into a directory of the user's choosing (``model.onnx`` + ``zoo.json``).
+def export(name: str, output: str | Path, *, force: bool = False, progress: Progress | None = None,
+           **selection: Any) -> Entry:
+    """Export ``name`` to a place of the user's choosing; ``selection`` as in ``Selection``.
 
-    Files are written next to the target first and moved in when complete. ``options`` as
-    in ``resolve_name`` (``zoo export local:ckpt.pth --arch timm:repvit_m0_9``).
+    ``output`` ending in ``.onnx`` is the file to write, its record beside it as ``FILE.json``;
+    any other ``output`` is a directory that gets ``model.onnx`` and ``zoo.json``. An existing
+    file is never replaced unless ``force``. Files are written next to the target first and
+    moved in when complete. ``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9")``.
     """
-    out = Path(out_dir).expanduser()
-    resolved = resolve_name(name, weights, registry, options=options, **recipe_flags)
+    out = Path(output).expanduser()
+    if out.suffix == ".onnx":
+        directory, model_name, record_name = out.parent, out.name, out.with_suffix(".json").name
+        if out.is_dir():
+            raise UserError(f"{out} is a directory: give a file name ending in .onnx, or the directory alone")
+    else:
+        directory, model_name, record_name = out, MODEL_FILE, METADATA_FILE
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--output {out} is not a directory: give a directory to write {MODEL_FILE} and "
+                            f"{METADATA_FILE} into, or a file name ending in .onnx")
+    if not force:
+        for existing in (directory / model_name, directory / record_name):
+            if existing.exists():
+                raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
+    resolved = resolve_name(name, **selection)
     produce = _producer(resolved, get_host(), progress)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=out))
+    tmp: Path | None = None
     try:
-        metadata = produce(tmp)
-        metadata["files"] = describe_files(tmp)
-        write_json(tmp / METADATA_FILE, metadata)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
+        record = produce(tmp)
+        if model_name != MODEL_FILE:
+            (tmp / MODEL_FILE).rename(tmp / model_name)
+        record.files = describe_files(tmp)
+        write_json(tmp / METADATA_FILE, record.to_json())
+        if record_name != METADATA_FILE:
+            (tmp / METADATA_FILE).rename(tmp / record_name)
         for path in sorted(tmp.iterdir()):
-            path.replace(out / path.name)
+            path.replace(directory / path.name)
+    except BaseException as exc:
+        refused = refused_write(exc, directory, tmp)  # full or read-only: exit 4, like the store
+        if refused is not None:
+            raise refused from None
+        raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return Entry(key=resolved.key, dir=out, metadata=metadata)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Entry(key=resolved.key, dir=directory, record=record, model_file=model_name)
 
 
-def find(
-    name: str,
-    weights: str | None = None,
-    registry: str | Path | None = None,
-    store: Store | None = None,
-    **recipe_flags: Any,
-) -> Entry:
-    """The stored entry for ``name`` and recipe, or ``NotInStoreError``.
+def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
+    """The stored entry for ``name`` and selection, or ``NotInStoreError``.
 
     With no weights or recipe flags given, a single stored entry pulled under this name
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
-    resolved = resolve_name(name, weights, registry, **recipe_flags)
-    entry = store.get(resolved.key)
-    if entry is not None:
+    if (key := _by_key(name, store)) is not None:
+        entry = store.get(key)
+        if entry is None:
+            raise RecordError(f"entry {key} has no {METADATA_FILE}; remove it with `zoo rm {key}`")
         return entry
-    if weights is None and all(v is None for v in recipe_flags.values()):
-        named = [e for e in store.entries() if name in (e.name, e.ref, e.metadata.get("alias"))]
+    try:
+        resolved = resolve_name(name, **selection)
+    except UserError:
+        # The weights file an entry was pulled with may be gone: it is still found by its name.
+        if Selection(**selection).narrows():
+            raise
+        resolved = None
+    if resolved is not None and (entry := store.get(resolved.key)) is not None:
+        return entry
+    if not Selection(**selection).narrows():
+        named = [e for e in store.entries() if name in (e.name, e.ref, e.record.alias)]
         if len(named) == 1:
             return named[0]
         if named:
             choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe "
-                                f"{e.metadata.get('recipe')})" for e in named)
+                                f"{e.record.recipe})" for e in named)
             raise NotInStoreError(f"several stored entries match {name}: {choices}; "
-                                  "select one with --weights and recipe flags")
+                                  "name one by its key, or select it with --weights and recipe flags")
+    if resolved is None:
+        resolve_name(name, **selection)  # raises the reason the name does not resolve
     raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
                           f"is not in the store: run `zoo pull {name}` first")
 
 
-def entries(store: Store | None = None) -> list[Entry]:
+def resolved_from_record(entry: Entry) -> Resolved:
+    """What ``entry`` was made from (source, name, weights, options, recipe), as recorded.
+
+    Refused when it no longer names the same export (a weights file changed since).
+    """
+    from .recipe import Recipe, cache_key
+    from .spec import ModelSpec
+
+    record = entry.record
+    source, _, name = record.ref.partition(":")
+    try:
+        if record.weights is None:
+            raise TypeError("no weights recorded")
+        spec = ModelSpec(source, name, record.weights.tag, tuple(sorted(record.options.items())))
+        recipe = Recipe(**record.recipe)
+    except (TypeError, UserError) as exc:
+        raise IntegrityError(f"entry {entry.key} does not record how it was made ({exc}); "
+                             f"remove it with `zoo rm {entry.key}`") from None
+    if cache_key(spec, recipe) != entry.key:
+        raise UserError(f"entry {entry.key} ({entry.ref}) can no longer be made again: its weights "
+                        f"{spec.weights} changed since it was exported; pull the name again instead")
+    return Resolved(name=entry.name or entry.ref, spec=spec, recipe=recipe, key=entry.key, alias=None)
+
+
+def entries(*, store: Store | None = None) -> list[Entry]:
+    """Every complete entry in the store."""
     return list((store or Store()).entries())
 
 
-def remove(name: str, store: Store | None = None, **kwargs: Any) -> Entry:
-    """Remove the entry for ``name`` (with the recipe flags that selected it)."""
+def scan(*, store: Store | None = None) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The readable entries, and ``(key, problem)`` for each entry whose record is broken."""
+    found: list[Entry] = []
+    broken: list[tuple[str, str]] = []
+    for key, item in (store or Store()).scan():
+        if isinstance(item, Entry):
+            found.append(item)
+        else:
+            broken.append((key, str(item)))
+    return found, broken
+
+
+def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry | str:
+    """Remove the entry for ``name`` (with the selection that picked it).
+
+    ``name`` may be a store key (or a unique prefix of 6 characters or more): that entry
+    goes even when its record is broken, and its key is returned instead of the entry.
+    """
     store = store or Store()
-    entry = find(name, store=store, **kwargs)
+    key = _by_key(name, store)
+    if key is not None:
+        try:
+            entry: Entry | str | None = store.get(key)
+        except RecordError:
+            entry = None
+        store.remove(key)
+        return entry or key
+    entry = find(name, store=store, **selection)
     store.remove(entry.key)
     return entry
 
 
-def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+def _by_key(name: str, store: Store) -> str | None:
+    """The stored key ``name`` names (the key, or a unique prefix of at least 6 characters)."""
+    if not _KEY_PREFIX.fullmatch(name):
+        return None
+    keys = store.keys(name)
+    if len(keys) > 1:
+        raise NotInStoreError(f"{name} is the start of several stored keys ({', '.join(keys)}): give more of it")
+    return keys[0] if keys else None
+
+
+def verify(name: str | None = None, *, store: Store | None = None, **selection: Any) -> list[dict[str, Any]]:
     """Re-hash stored files; one report per entry (and per broken entry directory)."""
     store = store or Store()
-    targets = [find(name, store=store, **kwargs)] if name else list(store.entries())
+    targets = [find(name, store=store, **selection)] if name else list(store.entries())
     reports = [
         {"name": e.name, "ref": e.ref, "key": e.key, "problems": store.verify(e)} for e in targets
     ]
@@ -165,20 +303,19 @@ def verify(name: str | None = None, store: Store | None = None, **kwargs: Any) -
     return reports
 
 
-def gc(store: Store | None = None, max_age_s: float | None = None) -> list[Path]:
+def gc(*, store: Store | None = None, max_age_s: float | None = None) -> list[Path]:
     """Remove temp dirs left by writers that died (or older than ``max_age_s``)."""
     store = store or Store()
     return store.collect_garbage() if max_age_s is None else store.collect_garbage(max_age_s)
 
 
-def available(pattern: str | None = None, registry: str | Path | None = None,
+def available(pattern: str | None = None, *, registry: str | Path | None = None,
               on_error: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:
     """What can be pulled: registry aliases, then every source's catalogue.
 
     A source whose catalogue raises is reported to ``on_error(source, reason)`` and left out,
     so one broken plugin does not hide the others; without ``on_error`` it is a ``PluginError``.
     """
-    from .errors import PluginError
     from .source import match
 
     host = get_host()
@@ -206,45 +343,174 @@ def available(pattern: str | None = None, registry: str | Path | None = None,
 
 
 def plugins() -> list[PluginInfo]:
+    """Every plugin the host knows: loaded, failed or skipped."""
     return list(get_host().plugins.values())
 
 
-def run(name: str, provider: str = "cpu", images: list[str | Path] | tuple[()] = (),
-        input_file: str | Path | None = None, output_file: str | Path | None = None, topk: int = 5,
-        options: Any = None, **selection: Any) -> dict[str, Any]:
+def broken_plugins() -> list[PluginInfo]:
+    """Plugins that failed to load (the CLI warns about them)."""
+    return get_host().failed()
+
+
+def plugin_commands(taken: set[str]) -> dict[str, Any]:
+    """Plugins' extra CLI commands (``zoo_register_commands``), minus names already ``taken``."""
+    return get_host().register_commands(taken)
+
+
+def locate(name: str, *, progress: Progress | None = None, **selection: Any) -> Target:
+    """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss).
+
+    A stored entry whose files no longer match their recorded sizes and hashes is refused.
+    """
+    if name.endswith(".onnx"):
+        return read_file(name)
+    store = Store()
+    try:
+        entry = find(name, store=store, **selection)
+    except NotInStoreError:
+        entry = pull(name, store=store, progress=progress, **selection).entry
+    problems = store.verify(entry, store.trusted_hashes(entry.key))
+    if problems:
+        raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
+                             f"repair it with `zoo pull --force {entry.key}`")
+    return Target(path=entry.model_path, record=entry.record, entry=entry)
+
+
+def info(name: str, *, store: Store | None = None, **selection: Any) -> Target:
+    """The record of ``name`` and its path: a stored entry (never pulled), or a ``.onnx`` file.
+
+    ``Target.record`` is ``None`` for a file zoo did not make.
+    """
+    if name.endswith(".onnx"):
+        return read_file(name)
+    entry = find(name, store=store, **selection)
+    return Target(path=entry.model_path, record=entry.record, entry=entry)
+
+
+def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), input_file: str | Path | None = None,
+        output_file: str | Path | None = None, topk: int = 5, runtime: ProviderOptions | None = None,
+        preprocessing: Mapping[str, Any] | None = None, labels: Sequence[str] | None = None,
+        preprocess_like: str | None = None, progress: Progress | None = None, **selection: Any) -> dict[str, Any]:
     """Run ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) once with ONNX Runtime.
 
-    Returns what ``zoo run --json`` prints: ``provider`` (the one that really ran),
-    ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
+    For a ``.onnx`` file without zoo metadata, ``preprocessing`` (fields of
+    ``zoo.spec.Preprocessing``, ``size`` for a square input), ``labels`` and
+    ``preprocess_like`` (a stored or buildable model whose preprocessing to copy) say how
+    images become its input. Returns what ``zoo run --json`` prints: ``provider`` (the one
+    that really ran), ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
     """
-    from . import runtime
+    from . import runtime as rt
 
-    target = runtime.locate(name, selection)
-    return runtime.run(target, provider, images, input_file, output_file, topk, selection.get("batch"), options)
+    check_provider(provider, runtime)  # before anything is pulled or exported for it
+    if name.endswith(".onnx"):
+        target = read_file(name)
+        given = {**(preprocessing or {}), **({"size": selection["size"]} if selection.get("size") else {})}
+        if given or labels is not None or preprocess_like:
+            target = _with_preprocessing(target, given, labels, preprocess_like)
+    else:
+        if preprocessing or labels is not None or preprocess_like:
+            raise UserError("preprocessing and label flags are for .onnx files; a stored model has its own")
+        target = locate(name, progress=progress, **selection)
+    return rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
 
 
-def bench(name: str, provider: str = "cpu", batches: tuple[int, ...] = (1,), modes: tuple[str, ...] = ("naive",),
-          warmup: int = 10, iterations: int = 50, options: Any = None, compare: str | None = None,
-          **selection: Any) -> list[dict[str, Any]]:
-    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``."""
-    from . import runtime
+def _with_preprocessing(target: Target, given: Mapping[str, Any], labels: Sequence[str] | None,
+                        like: str | None) -> Target:
+    """``target`` with the preprocessing and labels a user gave for a file that carries none."""
+    from dataclasses import fields, replace
+
+    from .spec import Preprocessing
+
+    pre = _preprocessing_of(like) if like else target.preprocessing or Preprocessing()
+    known = {f.name for f in fields(Preprocessing)}
+    unknown = set(given) - known - {"size"}
+    if unknown:
+        raise UserError(f"unknown preprocessing field(s) {', '.join(sorted(unknown))}: use {', '.join(sorted(known))}")
+    if given.get("size"):
+        pre = pre.resized_to(int(given["size"]))
+    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in given.items() if k != "size"}
+    pre = replace(pre, **overrides)
+    record = target.record or Record(name=target.path.name, ref="")
+    if labels is None and like and record.labels is None:
+        labels = _labels_of(like)
+    record = replace(record, preprocessing=pre, labels=list(labels) if labels is not None else record.labels)
+    return Target(path=target.path, record=record, entry=target.entry)
+
+
+def _preprocessing_of(name: str) -> Any:
+    """A model's preprocessing: from its stored record, else as its source builds it (no export)."""
+    try:
+        stored = find(name).record.preprocessing
+        if stored is not None:
+            return stored
+    except NotInStoreError:
+        pass
+    resolved = resolve_name(name, weights="none")
+    return get_host().source(resolved.spec.source).build(resolved.spec, resolved.recipe).preprocessing
+
+
+def _labels_of(name: str) -> list[str] | None:
+    try:
+        return find(name).record.labels
+    except NotInStoreError:
+        return None
+
+
+def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), modes: Sequence[str] = ("naive",),
+          warmup: int = 10, iterations: int = 50, runtime: ProviderOptions | None = None,
+          compare: str | None = None, progress: Progress | None = None, **selection: Any) -> list[dict[str, Any]]:
+    """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``.
+
+    A static-batch entry runs one batch size, which also selects it.
+    """
     from .benchmark import bench as measure
 
-    target = runtime.locate(name, selection)
-    return measure(target, provider, batches, modes, warmup, iterations, options, compare)
+    if Selection(**selection).dynamic_batch is False:
+        if len(batches) != 1:
+            raise UserError("a --static-batch model runs one batch size: give a single --batch")
+        selection["batch"] = batches[0]
+    if compare not in (None, "torch"):
+        raise UserError(f"--compare takes 'torch', not {compare!r}")
+    check_provider(provider, runtime)  # before anything is pulled or exported for it
+    target = locate(name, progress=progress, **selection)
+    if progress:
+        progress("timing")
+    reference = (lambda: torch_module(target)) if compare == "torch" else None
+    return measure(target, provider, batches, modes, warmup, iterations, runtime, reference)
 
 
-def _producer(
-    resolved: Resolved, host: PluginHost, progress: Progress | None
-) -> Callable[[Path], dict[str, Any]]:
+def torch_module(target: Target) -> tuple[Any, Any]:
+    """The PyTorch module ``target`` was exported from, rebuilt by its source plugin, and its dtype."""
+    import torch
+
+    record = target.record
+    if record is None or record.source is None or record.weights is None:
+        raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
+                        "for --compare torch")
+    made = resolved_from_record(target.entry or Entry(record.key or "", target.path.parent, record))
+    module = get_host().source(made.spec.source).build(made.spec, made.recipe).module.eval()
+    return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
+
+
+def push(name: str, repo_id: str, *, private: bool = False, revision: str | None = None, message: str | None = None,
+         bars: bool = False, store: Store | None = None, **selection: Any) -> dict[str, Any]:
+    """Upload a stored entry to the Hugging Face Hub repo ``repo_id`` in one commit. See ``zoo.hub``."""
+    from . import hub
+
+    store = store or Store()
+    entry = find(name, store=store, **selection)
+    return hub.push(entry, repo_id, store=store, private=private, revision=revision, message=message, bars=bars)
+
+
+def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -> Callable[[Path], Record]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
     from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
-    from .metadata import SCHEMA, now, toolchain, write_props
+    from .metadata import write_props
 
     say = progress or (lambda _msg: None)
 
-    def produce(directory: Path) -> dict[str, Any]:
+    def produce(directory: Path) -> Record:
         start = time.perf_counter()
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
@@ -252,7 +518,8 @@ def _producer(
         if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
-        built = source.build(spec, recipe)
+        with _seeded():  # random init (--weights none) is the same on every run: same key, same bytes
+            built = source.build(spec, recipe)
         check_built_weights(spec, built.weights)  # a pin is never silently ignored
         if recipe.size is not None:
             built.preprocessing = built.preprocessing.resized_to(recipe.size)
@@ -260,22 +527,8 @@ def _producer(
         classes = result.outputs[0]["shape"][-1] if result.outputs else None
         if built.labels and isinstance(classes, int) and classes != len(built.labels):
             built.labels = None  # e.g. a fine-tuned head: the source's labels do not apply
-        plugin = host.source_plugin(spec.source)
-        metadata: dict[str, Any] = {
-            "schema": SCHEMA,
-            "name": resolved.name,
-            "alias": resolved.alias.alias if resolved.alias else None,
-            "ref": spec.ref,
-            "key": resolved.key,
-            "source": {
-                "name": spec.source,
-                "plugin": plugin.name,
-                "distribution": plugin.distribution,
-                "version": built.source_version or plugin.version,
-            },
+        record = _new_record(resolved, host, built.source_version, {
             "weights": {"tag": spec.weights, **built.weights},
-            "options": dict(spec.options),
-            "recipe": recipe.to_dict(),
             "exporter": result.exporter,
             "export_attempts": result.attempts,
             "inputs": result.inputs,
@@ -283,58 +536,77 @@ def _producer(
             "preprocessing": built.preprocessing.to_dict(),
             "labels": built.labels,
             "validation": result.validation,
-            "stats": {"params": _count_params(built.module), "onnx_nodes": result.node_count,
-                      **built.stats},
+            # zoo counts the parameters itself: one `params` field whatever the source reports
+            "stats": {**built.stats, "params": _count_params(built.module), "onnx_nodes": result.node_count},
             "license": built.license,
-            "toolchain": toolchain(),
-            "created": now(),
-            "export_seconds": round(time.perf_counter() - start, 3),
             **({"extra": built.extra} if built.extra else {}),
-        }
-        _post_export(host, directory / MODEL_FILE, metadata, built, resolved, say)
+        })
+        record.export_seconds = round(time.perf_counter() - start, 3)
+        record = _post_export(host, directory / MODEL_FILE, record, built, resolved, say)
         say("writing metadata")
-        write_props(directory / MODEL_FILE, metadata)
-        return metadata
+        write_props(directory / MODEL_FILE, record)
+        return record
 
     return produce
 
 
 def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
-             progress: Progress | None, start: float) -> dict[str, Any]:
-    """Metadata for a source's ready ONNX files (``Source.fetch``).
+             progress: Progress | None, start: float) -> Record:
+    """The record of a source's ready ONNX files (``Source.fetch``).
 
     The files are stored byte for byte as fetched (no ``metadata_props`` written, no
     post-export hooks), so their hashes still match where they came from.
     """
-    from .metadata import SCHEMA, now, toolchain
-
     spec = resolved.spec
     if progress:
         progress(f"fetching {spec.ref}")
-    parts = source.fetch(spec, resolved.recipe, directory, progress)
+    parts = dict(source.fetch(spec, resolved.recipe, directory, progress))
+    version = parts.pop("source_version", None)
+    record = _new_record(resolved, host, version, parts)
+    record.fetch_seconds = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _new_record(resolved: Resolved, host: PluginHost, source_version: str | None, described: dict[str, Any]) -> Record:
+    """The record of a new entry: what zoo knows of ``resolved``, plus what the source ``described``.
+
+    It goes through the same check as a record read from disk, so a source that describes
+    its model out of bounds (a resize of a million pixels, a label list of the wrong kind)
+    is refused here, naming the field, before anything is stored.
+    """
+    from .metadata import SCHEMA, now, toolchain
+
+    spec = resolved.spec
     plugin = host.source_plugin(spec.source)
-    return {
+    data = {
         "schema": SCHEMA,
         "name": resolved.name,
         "alias": resolved.alias.alias if resolved.alias else None,
         "ref": spec.ref,
         "key": resolved.key,
         "source": {"name": spec.source, "plugin": plugin.name, "distribution": plugin.distribution,
-                   "version": parts.pop("source_version", None) or plugin.version},
+                   "version": source_version or plugin.version},
         "options": dict(spec.options),
         "recipe": resolved.recipe.to_dict(),
-        **parts,
+        **described,
         "toolchain": toolchain(),
         "created": now(),
-        "fetch_seconds": round(time.perf_counter() - start, 3),
     }
+    try:
+        return Record.from_json(data, "record")
+    except RecordError as exc:
+        raise PluginError(f"source {spec.source} (plugin {plugin.name}) described the model wrongly: {exc}") from None
 
 
-def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: Any,
-                 resolved: Resolved, say: Progress) -> None:
-    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export."""
+def _post_export(host: PluginHost, path: Path, record: Record, built: Any,
+                 resolved: Resolved, say: Progress) -> Record:
+    """Plugins' after-export transforms (``zoo_post_export``), each re-validated like the export.
+
+    The hooks see the record as ``zoo.json`` data (they add findings under their own keys);
+    it is checked again afterwards like any record.
+    """
     if not host.pm.hook.zoo_post_export.get_hookimpls():
-        return
+        return record
     import torch
 
     from .exporting import check, describe, example_input, parity
@@ -343,6 +615,7 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
     example = example_input(built, recipe, max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch)
     with torch.inference_mode():
         expected = built.module(example)
+    metadata = record.to_json()
 
     def validate(candidate: Path) -> None:
         check(candidate)
@@ -351,7 +624,22 @@ def _post_export(host: PluginHost, path: Path, metadata: dict[str, Any], built: 
 
     say("running post-export transforms")
     metadata["post_export"] = host.post_export(path, metadata, resolved.spec, recipe, validate)
-    metadata["inputs"], metadata["outputs"], metadata["stats"]["onnx_nodes"] = describe(path)
+    metadata["inputs"], metadata["outputs"], nodes = describe(path)
+    metadata["stats"] = {**metadata["stats"], "onnx_nodes": nodes}
+    try:
+        return Record.from_json(metadata, "record")
+    except RecordError as exc:
+        raise PluginError(f"a zoo_post_export hook left an invalid record: {exc}") from None
+
+
+@contextmanager
+def _seeded(seed: int = 0) -> Iterator[None]:
+    """torch's CPU generator seeded for a build, and restored after it (the caller's state is kept)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def _count_params(module: Any) -> int:

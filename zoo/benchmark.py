@@ -47,9 +47,13 @@ def bench(
     warmup: int = 10,
     iterations: int = 50,
     options: ProviderOptions | None = None,
-    compare: str | None = None,
+    torch_reference: Callable[[], tuple[Any, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One result per (mode, batch): the contract keys plus timings of session and first run."""
+    """One result per (mode, batch): the contract keys plus timings of session and first run.
+
+    ``torch_reference`` builds the PyTorch module and dtype ``target`` was exported from; when
+    given, each result also times it in eager mode (``--compare torch``).
+    """
     for mode in modes:
         if mode not in MODES:
             raise UserError(f"unknown --mode {mode!r}: use one of {', '.join(MODES)}")
@@ -59,8 +63,6 @@ def bench(
         raise UserError("--warmup must be 0 or more and --iterations at least 1")
     if "cudagraph" in modes and provider == "cpu":
         raise UserError("cudagraph mode needs --provider cuda or tensorrt (CUDA graphs are a GPU feature)")
-    if compare not in (None, "torch"):
-        raise UserError(f"--compare takes 'torch', not {compare!r}")
     options = options or ProviderOptions()
     if provider == "tensorrt" and options.trt_cache_dir is None:
         options.trt_cache_dir = trt_cache_dir(target)
@@ -81,9 +83,10 @@ def bench(
                     shared = open_session(target.path, provider, options)
                 session = shared
             results.append(_measure(target, session, mode, batch, warmup, iterations))
-    if compare == "torch":
+    if torch_reference is not None:
+        built = torch_reference()
         for result in results:
-            eager = torch_eager(target, result["batch"], warmup, iterations, result["device"], options.threads)
+            eager = torch_eager(target, built, result["batch"], warmup, iterations, result["device"], options.threads)
             result["compare"] = {"torch": eager,
                                  "speedup_p50": round(eager["p50_ms"] / result["p50_ms"], 3),
                                  "speedup_throughput": round(result["throughput"] / eager["throughput"], 3)}
@@ -155,14 +158,13 @@ def _bound(session: Session, feeds: dict[str, Any]) -> Callable[[], Any]:
     return Binding(session, feeds).run
 
 
-def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device: dict[str, Any],
-                threads: int | None = None, built: tuple[Any, Any] | None = None) -> dict[str, Any]:
-    """The same model in PyTorch eager mode, built by its source with the recorded weights
-    and recipe (or ``built``: a ``build_module`` result to reuse), timed like ``naive``:
-    the input is made once, each call waits for the result."""
+def torch_eager(target: Target, built: tuple[Any, Any], batch: int, warmup: int, iterations: int,
+                device: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
+    """``built`` (the module ``target`` was exported from, and its dtype) in PyTorch eager mode,
+    timed like ``naive``: the input is made once, each call waits for the result."""
     import torch
 
-    module, dtype = built or build_module(target)
+    module, dtype = built
     on_gpu = device["kind"] == "cuda"
     torch_device = torch.device(f"cuda:{device['device_id']}" if on_gpu else "cpu")
     if on_gpu and not torch.cuda.is_available():
@@ -171,7 +173,7 @@ def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device
         torch.set_num_threads(threads)
     dtype = dtype if on_gpu else torch.float32  # float16 convolutions on CPU are not a fair baseline
     module = module.to(torch_device, dtype)
-    shape = random_feeds([{"name": "x", "shape": list(target.metadata["inputs"][0]["shape"]),
+    shape = random_feeds([{"name": "x", "shape": list(target.record.inputs[0].shape),
                            "dtype": "float32"}], batch, target.preprocessing)["x"].shape
     x = torch.randn(*shape, device=torch_device, dtype=dtype, generator=None)
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
@@ -194,26 +196,6 @@ def torch_eager(target: Target, batch: int, warmup: int, iterations: int, device
     return {**_stats(times, batch), "mode": "eager", "dtype": str(dtype).removeprefix("torch."),
             "device": str(torch_device), "threads": torch.get_num_threads(), "first_run_ms": round(first_ms, 3),
             "torch": torch.__version__}
-
-
-def build_module(target: Target) -> tuple[Any, Any]:
-    """The PyTorch module ``target`` was exported from, rebuilt by its source plugin."""
-    import torch
-
-    from .host import get_host
-    from .recipe import Recipe
-    from .spec import ModelSpec
-
-    metadata = target.metadata
-    if not metadata.get("source") or not metadata.get("ref"):
-        raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
-                        "for --compare torch")
-    recipe = Recipe(**metadata["recipe"])
-    name = metadata["ref"].split(":", 1)[1]
-    spec = ModelSpec(metadata["source"]["name"], name, metadata["weights"]["tag"],
-                     tuple(sorted((metadata.get("options") or {}).items())))
-    module = get_host().source(spec.source).build(spec, recipe).module.eval()
-    return module, torch.float16 if recipe.dtype == "float16" else torch.float32
 
 
 def versions() -> dict[str, str | None]:

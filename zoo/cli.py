@@ -9,6 +9,7 @@ import errno
 import functools
 import inspect
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +30,24 @@ app = typer.Typer(
 )
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+RemoteFlag = Annotated[str | None, typer.Option(
+    "--remote", help="The remote cache for this command, an fsspec URL (over ZOO_REMOTE and config.toml).")]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        echo(f"zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(
+    version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                          help="Print zoo's version and exit.")] = False,
+) -> None:
+    """A model zoo for ONNX: pull, export, check, store and run models."""
 
 
 # -- recipe flags, shared by every command that names a model ----------------------------
@@ -54,6 +73,17 @@ RECIPE_PARAMETERS = [
     _option("reparameterize", Annotated[bool | None, typer.Option(
         "--reparameterize/--no-reparameterize",
         help="Fuse re-parameterisable blocks before export (default on).", show_default=False)]),
+    _option("input_names", Annotated[str | None, typer.Option(
+        help="The graph's input name (default: input).")]),
+    _option("output_names", Annotated[str | None, typer.Option(
+        help="The graph's output names, comma-separated (default: the source's, logits).")]),
+    _option("arch", Annotated[str | None, typer.Option(
+        help="A checkpoint's architecture as SOURCE:NAME, e.g. timm:repvit_m0_9 (for local:PATH).")]),
+    _option("num_classes", Annotated[int | None, typer.Option(
+        help="Classes of a checkpoint's head (default: read from the checkpoint).")]),
+    _option("strict", Annotated[bool | None, typer.Option(
+        "--strict/--no-strict", help="Refuse checkpoints with missing or unexpected keys (default strict).",
+        show_default=False)]),
 ]
 RECIPE_NAMES = [p.name for p in RECIPE_PARAMETERS]
 
@@ -92,6 +122,22 @@ def warn(text: str) -> None:
     sys.stderr.write(f"zoo: warning: {text}\n")
 
 
+def note(text: str) -> None:
+    """One line for a person on stderr; stdout stays what scripts read."""
+    sys.stderr.write(f"zoo: {text}\n")
+
+
+def done_line(entry: Any, cached: bool) -> str:
+    """How a pull or export ended: in the store already, or exported (exporter, parity, size)."""
+    if cached:
+        return f"{entry.ref} was in the store ({entry.key}, {human_size(entry.size)})"
+    validation = entry.record.validation
+    diff = validation.max_abs_diff if validation else None
+    parity = f"parity max abs diff {diff:.2g}" if diff is not None else "no PyTorch parity run"
+    return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}, "
+            f"{human_size(entry.size)} ({entry.key})")
+
+
 @contextmanager
 def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
     """A spinner on stderr while long steps run, only on a terminal."""
@@ -105,7 +151,7 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
 
 
 def warn_broken_plugins() -> None:
-    for info in api.get_host().failed():
+    for info in api.broken_plugins():
         origin = f"from {info.distribution}" if info.distribution else "no distribution"
         warn(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
 
@@ -125,6 +171,9 @@ def pull(
     names: Annotated[list[str], typer.Argument(help="Aliases, SOURCE:NAME refs or bare names.")],
     selection: dict[str, Any],
     force: Annotated[bool, typer.Option(help="Export again even when cached.")] = False,
+    remote: RemoteFlag = None,
+    no_remote: Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")] = False,
+    no_upload: Annotated[bool, typer.Option("--no-upload", help="Do not upload a fresh export to the remote.")] = False,
     json_: JsonFlag = False,
 ) -> None:
     """Resolve, export on a miss, and print the path of model.onnx."""
@@ -132,7 +181,12 @@ def pull(
     results = []
     for name in names:
         with progress(not json_) as report:
-            results.append(api.pull(name, force=force, progress=report, **selection).summary())
+            pulled = api.pull(name, force=force, progress=report, remote=False if no_remote else remote,
+                              upload=not no_upload, **selection)
+        results.append(pulled.summary())
+        if not json_:
+            note(f"{name} from remote {pulled.remote}" if pulled.cached == "remote"
+                 else done_line(pulled.entry, cached=pulled.cached))
     emit(results[0] if len(results) == 1 else results, json_,
          lambda: [echo(r["path"]) for r in results])
 
@@ -141,20 +195,16 @@ def pull(
 @recipe_options
 def export_(
     selection: dict[str, Any],
-    output: Annotated[str, typer.Option("--output", "-o", help="Directory to write model.onnx and zoo.json into.")],
+    output: Annotated[str, typer.Option("--output", "-o", help=(
+        "FILE.onnx to write (its record beside it as FILE.json), or a directory to write model.onnx "
+        "and zoo.json into."))],
     name: Annotated[str | None, typer.Argument(help="Alias, SOURCE:NAME, bare name or local:PATH.")] = None,
     checkpoint: Annotated[str | None, typer.Option(
         help="A checkpoint file to export: shorthand for the ref local:PATH (needs --arch).")] = None,
-    arch: Annotated[str | None, typer.Option(
-        help="The checkpoint's architecture as SOURCE:NAME, e.g. timm:repvit_m0_9.")] = None,
-    num_classes: Annotated[int | None, typer.Option(
-        help="Classes of the checkpoint's head (default: read from the checkpoint).")] = None,
-    strict: Annotated[bool | None, typer.Option(
-        "--strict/--no-strict", help="Refuse checkpoints with missing or unexpected keys (default strict).",
-        show_default=False)] = None,
+    force: Annotated[bool, typer.Option(help="Replace files that exist at the output.")] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Export to a directory of your choosing (model.onnx + zoo.json)."""
+    """Export to a file or directory of your choosing (model.onnx + zoo.json); never replaces without --force."""
     from .errors import UserError
 
     if checkpoint and name:
@@ -163,12 +213,13 @@ def export_(
         raise UserError("name what to export: `zoo export REF -o DIR` or `zoo export --checkpoint PATH --arch "
                         "SOURCE:NAME -o DIR`")
     name = f"local:{checkpoint}" if checkpoint else name
-    options = {"arch": arch, "num_classes": num_classes, "strict": strict}
     warn_broken_plugins()
     with progress(not json_) as report:
-        entry = api.export(name, output, progress=report, options=options, **selection)
+        entry = api.export(name, output, force=force, progress=report, **selection)
     data = {"name": name, "ref": entry.ref, "path": str(entry.model_path), "sha256": entry.sha256,
             "dir": str(entry.dir)}
+    if not json_:
+        note(done_line(entry, cached=False))
     emit(data, json_, lambda: echo(data["path"]))
 
 
@@ -186,19 +237,23 @@ def list_(
 
     if available:
         warn_broken_plugins()
-        rows = api.available(pattern, registry, on_error=lambda _source, reason: warn(reason))
+        rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
-    entries = api.entries()
+    entries, broken = api.scan()
     if pattern:
         entries = [e for e in entries if match([e.name], pattern) or match([e.ref], pattern)]
     rows = [e.summary() for e in entries]
+    for key, problem in broken:  # marked, not fatal: the other entries are listed
+        warn(f"entry {key} is broken ({problem})")
 
     def table() -> None:
         echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
         for r in rows:
             echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} "
                  f"{human_size(r['size']):>9}  {r['key']}")
+        for key, _problem in broken:
+            echo(f"{'(broken)':<28} {'?':<36} {'?':<16} {'?':>9}  {key}")
 
     emit(rows, json_, table)
 
@@ -211,48 +266,36 @@ def info(
     json_: JsonFlag = False,
 ) -> None:
     """Show a stored model's metadata (zoo.json)."""
-    if name.endswith(".onnx"):
-        metadata = _file_metadata(name)
-    else:
-        entry = api.find(name, **selection)
-        metadata = {**entry.metadata, "path": str(entry.model_path)}
-
-    def show() -> None:
-        for key in ("name", "ref", "key", "path", "exporter", "created"):
-            if metadata.get(key) is not None:
-                echo(f"{key:<14} {metadata[key]}")
-        echo(f"{'weights':<14} {json.dumps(metadata.get('weights', {}))}")
-        echo(f"{'recipe':<14} {json.dumps(metadata.get('recipe', {}))}")
-        for io in ("inputs", "outputs"):
-            for value in metadata.get(io, []):
-                echo(f"{io[:-1]:<14} {value['name']} {value['shape']} {value['dtype']}")
-        echo(f"{'preprocessing':<14} {json.dumps(metadata.get('preprocessing', {}))}")
-        labels = metadata.get("labels") or []
-        echo(f"{'labels':<14} {len(labels)}" + (f" ({', '.join(labels[:3])}, ...)" if labels else ""))
-        validation = metadata.get("validation", {})
-        if validation:
-            diff = validation.get("max_abs_diff")  # absent for ready files (no PyTorch reference)
-            echo(f"{'validation':<14} passed={validation.get('passed')} "
-                 + (f"max_abs_diff={diff:.3g}" if isinstance(diff, (int, float)) else
-                    f"parity={validation.get('parity', 'not run')}"))
-        echo(f"{'stats':<14} {json.dumps(metadata.get('stats', {}))}")
-
-    emit(metadata, json_, show)
+    target = api.info(name, **selection)
+    record, path = target.record, target.path
+    metadata = {**(record.to_json() if record else {}), "path": str(path)}
+    emit(metadata, json_, lambda: _show_record(record, path))
 
 
-def _file_metadata(path: str) -> dict[str, Any]:
-    from pathlib import Path
+def _show_record(record: Any, path: Any) -> None:
+    from .record import as_json, label_preview
 
-    from .errors import UserError
-    from .metadata import read_props
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"no such file: {path}")
-    try:
-        return {**read_props(file), "path": str(file.resolve())}
-    except Exception as exc:
-        raise UserError(f"cannot read ONNX metadata from {path}: {exc}") from None
+    if record is None:
+        echo(f"{'path':<14} {path}\n(no zoo metadata in this file)")
+        return
+    for key, value in (("name", record.name), ("ref", record.ref), ("key", record.key), ("path", path),
+                       ("exporter", record.exporter), ("created", record.created)):
+        if value is not None:
+            echo(f"{key:<14} {value}")
+    echo(f"{'weights':<14} {json.dumps(as_json(record.weights) or {})}")
+    echo(f"{'recipe':<14} {json.dumps(record.recipe)}")
+    for io, values in (("input", record.inputs), ("output", record.outputs)):
+        for value in values:
+            echo(f"{io:<14} {value.name} {value.shape} {value.dtype}")
+    echo(f"{'preprocessing':<14} {json.dumps(as_json(record.preprocessing) or {})}")
+    labels = record.labels or []
+    echo(f"{'labels':<14} {len(labels)}" + (f" ({label_preview(labels, 3)})" if labels else ""))
+    validation = record.validation
+    if validation:
+        diff = validation.max_abs_diff  # absent for ready files (no PyTorch reference)
+        echo(f"{'validation':<14} passed={validation.passed} "
+             + (f"max_abs_diff={diff:.3g}" if diff is not None else f"parity={validation.parity or 'not run'}"))
+    echo(f"{'stats':<14} {json.dumps(as_json(record.stats))}")
 
 
 @app.command()
@@ -263,8 +306,13 @@ def rm(
     json_: JsonFlag = False,
 ) -> None:
     """Remove stored models."""
-    removed = [api.remove(name, **selection).summary() for name in names]
+    removed = [_removed(api.remove(name, **selection)) for name in names]
     emit({"removed": removed}, json_, lambda: [echo(f"removed {r['name']} ({r['key']})") for r in removed])
+
+
+def _removed(entry: Any) -> dict[str, Any]:
+    # A key whose record was broken: there is only the key to report.
+    return {"name": entry, "key": entry} if isinstance(entry, str) else entry.summary()
 
 
 @app.command()
@@ -279,9 +327,7 @@ def push(
     json_: JsonFlag = False,
 ) -> None:
     """Upload a stored model (model.onnx, zoo.json and a model card) to the Hub in one commit."""
-    from . import hub
-
-    data = hub.push(name, repo_id, private=private, revision=revision, message=message,
+    data = api.push(name, repo_id, private=private, revision=revision, message=message,
                     bars=not json_ and sys.stderr.isatty(), **selection)
     emit(data, json_, lambda: echo(f"pushed {data['name']} to {data['url']}\npull it with: zoo pull {data['pull']}"))
 
@@ -368,18 +414,34 @@ def run(
     input_: Annotated[str | None, typer.Option("--input", help="Input tensor(s): FILE.npy or FILE.npz.")] = None,
     output: Annotated[str | None, typer.Option("--output", help="Write every output to FILE.npz.")] = None,
     topk: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    resize: Annotated[int | None, typer.Option(
+        help="FILE.onnx without zoo metadata: resize the shorter side to this (then centre-crop).")] = None,
+    mean: Annotated[str | None, typer.Option(help="FILE.onnx: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
+    std: Annotated[str | None, typer.Option(help="FILE.onnx: per-channel std, e.g. 0.229,0.224,0.225.")] = None,
+    interpolation: Annotated[str | None, typer.Option(help="FILE.onnx: bilinear, bicubic or nearest.")] = None,
+    labels: Annotated[str | None, typer.Option(help="FILE.onnx: a text file with one label per line.")] = None,
+    preprocess_like: Annotated[str | None, typer.Option(
+        help="FILE.onnx: copy this model's preprocessing (and labels), e.g. timm:resnet50.")] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """Run a model once on images, a tensor file, or a random input of its shape."""
-    from . import runtime as rt
+    """Run a model once on images, a tensor file, or a random input of its shape.
 
+    For a FILE.onnx without zoo metadata, --size/--resize/--mean/--std/--interpolation/--labels
+    or --preprocess-like say how images become its input.
+    """
+    from .benchmark import parse_list
+
+    given: dict[str, Any] = {"resize": resize, "interpolation": interpolation}
+    for flag, text in (("mean", mean), ("std", std)):
+        given[flag] = parse_list(text, f"--{flag}", float) if text is not None else None
     warn_broken_plugins()
     with progress(not json_) as report:
         if report:
             report(f"loading {name}")
-        target = rt.locate(name, selection)
-    result = rt.run(target, provider, images=image or (), input_file=input_, output_file=output, topk=topk,
-                    batch=selection.get("batch"), options=runtime)
+        result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
+                         topk=topk, runtime=runtime, progress=report, labels=_read_labels(labels),
+                         preprocessing={k: v for k, v in given.items() if v is not None},
+                         preprocess_like=preprocess_like, **selection)
 
     def show() -> None:
         echo(f"provider: {_provider_line(result)}")
@@ -394,6 +456,19 @@ def run(
             echo(f"outputs written to {result['output_file']}")
 
     emit(result, json_, show)
+
+
+def _read_labels(path: str | None) -> list[str] | None:
+    from pathlib import Path
+
+    from .errors import UserError
+
+    if path is None:
+        return None
+    file = Path(path).expanduser()
+    if not file.is_file() or file.stat().st_size > 16 << 20:
+        raise UserError(f"--labels {path}: not a readable text file (one label per line, at most 16 MB)")
+    return [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def _provider_line(result: dict[str, Any]) -> str:
@@ -420,24 +495,16 @@ def bench(
     json_: JsonFlag = False,
 ) -> None:
     """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
-    from . import benchmark as timing
-    from . import runtime as rt
-    from .errors import UserError
+    from .benchmark import parse_list
 
     warn_broken_plugins()
-    batches = timing.parse_list(batch, "--batch", int)
-    modes = timing.parse_list(mode, "--mode")
-    if selection.get("dynamic_batch") is False:  # a static-batch entry is selected by its batch
-        if len(batches) != 1:
-            raise UserError("a --static-batch model runs one batch size: give a single --batch")
-        selection["batch"] = batches[0]
+    batches = parse_list(batch, "--batch", int)
+    modes = parse_list(mode, "--mode")
     with progress(not json_) as report:
         if report:
             report(f"loading {name}")
-        target = rt.locate(name, selection)
-        if report:
-            report("timing")
-        results = timing.bench(target, provider, batches, modes, warmup, iterations, runtime, compare)
+        results = api.bench(name, provider=provider, batches=batches, modes=modes, warmup=warmup,
+                            iterations=iterations, runtime=runtime, compare=compare, progress=report, **selection)
 
     def show() -> None:
         first = results[0]
@@ -505,23 +572,121 @@ def plugins_check(
         raise typer.Exit(1)
 
 
+remote_app = typer.Typer(help="The shared remote cache of exports (ZOO_REMOTE, an fsspec URL).",
+                         no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("list")
+def remote_list(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
+    """Entries on the remote."""
+    from .remote import require_remote
+
+    rows, problems = require_remote(remote).entries()
+    for problem in problems:
+        warn(problem)
+
+    def table() -> None:
+        echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
+        for r in rows:
+            echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} {human_size(r['size']):>9}  {r['key']}")
+
+    emit(rows, json_, table)
+
+
+@remote_app.command("push")
+@recipe_options
+def remote_push(
+    name: Annotated[str, typer.Argument(help="A stored model's name (the recipe flags select the entry) or key.")],
+    selection: dict[str, Any],
+    remote: RemoteFlag = None,
+    json_: JsonFlag = False,
+) -> None:
+    """Upload a stored entry to the remote."""
+    from .remote import push as push_remote
+
+    with progress(not json_) as report:
+        data = push_remote(name, remote, progress=report, **selection)
+    emit(data, json_, lambda: echo(f"pushed {data['name']} ({data['key']}) to {data['manifest']}, "
+                                   f"{human_size(data['uploaded_bytes'])} uploaded"))
+
+
+@remote_app.command("verify")
+def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
+    """Re-hash the remote's blobs and check its manifests (exit 3 on any problem)."""
+    from .remote import require_remote
+
+    with progress(not json_) as report:
+        data = require_remote(remote).verify(report)
+    def show() -> None:
+        for line in data["problems"]:
+            echo(line)
+        if data["ok"]:
+            echo(f"ok: {data['entries']} entries, {data['blobs']} blobs")
+
+    emit(data, json_, show)
+    if not data["ok"]:
+        raise typer.Exit(3)
+
+
+@remote_app.command("gc")
+def remote_gc(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
+    """Remove blobs no manifest names (never one younger than an hour: an upload may be in flight)."""
+    from .remote import require_remote
+
+    data = require_remote(remote).collect_garbage()
+    emit(data, json_, lambda: echo(f"removed {len(data['removed'])} unreferenced blob(s); "
+                                   f"kept {data['kept_young']} younger than an hour"))
+
+
 def add_plugin_commands() -> None:
     """Add the plugins' extra commands (``zoo_register_commands``) to the app."""
     taken = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
     taken |= {g.name for g in app.registered_groups if g.name}
-    for command, (function, _plugin) in api.get_host().register_commands(taken).items():
+    for command, (function, _plugin) in api.plugin_commands(taken).items():
         app.command(name=command)(function)
+
+
+def command() -> Any:
+    """The click command behind ``app``, its help free of type placeholders (``<bool>``, ``<str>``).
+
+    Flags show no value; options show their name as the value (``--opset OPSET``).
+    """
+    root = typer.main.get_command(app)
+
+    def plain(param: Any) -> Any:
+        flag = getattr(param, "is_flag", False) or getattr(param, "count", False) or param.param_type_name == "argument"
+        label = None if flag else (param.metavar or param.name.upper())
+        param.display_type_rich = lambda ctx: label  # per instance: typer draws the type column from it
+        return param
+
+    def tidy(cmd: Any) -> None:
+        for param in cmd.params:
+            plain(param)
+        make_help = cmd.get_help_option
+        cmd.get_help_option = lambda ctx: make_help(ctx) and plain(make_help(ctx))
+        for sub in getattr(cmd, "commands", {}).values():
+            tidy(sub)
+
+    tidy(root)
+    return root
 
 
 def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to print a result
+        if sys.stderr is not None:
+            sys.stderr.write("zoo: error: standard output is closed; redirect it instead (e.g. >/dev/null)\n")
+        sys.exit(4)
     try:
         add_plugin_commands()
-        code = app(standalone_mode=False)
+        code = command().main(standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into exit 130 itself, before the handler below
+            raise KeyboardInterrupt
     except ZooError as exc:
         if debug():
             raise
-        sys.stderr.write(f"zoo: error: {exc}\n")
+        sys.stderr.write(f"zoo: error: {_one_line(str(exc))}\n")
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
         sys.stderr.write("zoo: interrupted\n")
@@ -535,7 +700,7 @@ def main() -> None:
             where = f" ({exc.filename})" if exc.filename else ""
             sys.stderr.write(f"zoo: error: {exc.strerror}{where}; free space or choose a writable place\n")
             sys.exit(4)
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = _one_line((str(exc).strip().splitlines() or [""])[0])
         sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
                          "(run with ZOO_DEBUG=1 for the traceback)\n")
         sys.exit(1)
@@ -563,5 +728,12 @@ def _click_error(exc: Any) -> None:
     sys.exit(exc.exit_code)
 
 
+_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
+
+
 def _one_line(text: str) -> str:
+    """A message as one plain line: no terminal escape codes (torch colours its errors), no
+    control characters (a NUL in a name is shown as \\x00), whitespace runs as one space."""
+    text = _ESCAPES.sub("", text)
+    text = "".join(c if c.isprintable() or c.isspace() else ascii(c)[1:-1] for c in text)
     return " ".join(text.split())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, ParityError
+from .errors import ExportError, ParityError, UserError
 from .recipe import Recipe
 from .spec import BuiltModel
 
@@ -73,15 +73,17 @@ def export(
     example = example_input(built, recipe, trace_batch)
     with torch.inference_mode():
         expected = module(example)
+    names = graph_names(built, recipe, expected)
     attempts: list[dict[str, str]] = []
     last_error: Exception | None = None
     start = time.perf_counter()
     for exporter in exporter_order(recipe):
         try:
             say(f"exporting with {exporter} (opset {recipe.opset})")
-            _torch_export(module, example, path, exporter, recipe, built.output_names)
+            _torch_export(module, example, path, exporter, recipe, names)
             say("checking the ONNX model")
             check(path)
+            check_artefact(path, recipe, built.preprocessing.input_size, stage=exporter)
             say("comparing outputs with PyTorch")
             validation = parity(path, example, expected)
         except Exception as exc:  # any failure: record it and try the next exporter
@@ -97,6 +99,7 @@ def export(
             say("converting to float16 and comparing with float32")
             validation["float16"] = to_float16(path, tuple(example.shape))
             check(path)
+        validation["artefact"] = check_artefact(path, recipe, built.preprocessing.input_size, stage="the file")
         inputs, outputs, nodes = describe(path)
         return ExportResult(
             path=path,
@@ -113,19 +116,32 @@ def export(
     raise error(f"export failed ({reasons}); try --exporter or --opset, or ZOO_DEBUG=1") from last_error
 
 
+def graph_names(built: BuiltModel, recipe: Recipe, expected: Any) -> tuple[str, tuple[str, ...]]:
+    """The graph's input name and output names: the recipe's, else ``input`` and the source's."""
+    input_names = recipe.input_names or (INPUT_NAME,)
+    if len(input_names) != 1:
+        raise UserError(f"--input-names gives {len(input_names)} names; the model takes 1 input")
+    outputs = recipe.output_names or built.output_names
+    count = len(_as_numpy_list(expected))
+    if recipe.output_names and len(outputs) != count:
+        raise UserError(f"--output-names gives {len(outputs)} names; the model has {count} output(s)")
+    return input_names[0], tuple(outputs)
+
+
 def _torch_export(
     module: Any,
     example: Any,
     path: Path,
     exporter: str,
     recipe: Recipe,
-    output_names: tuple[str, ...],
+    names: tuple[str, tuple[str, ...]],
 ) -> None:
     import torch
 
+    input_name, output_names = names
     kwargs: dict[str, Any] = dict(
         opset_version=recipe.opset,
-        input_names=[INPUT_NAME],
+        input_names=[input_name],
         output_names=list(output_names),
         verbose=False,
     )
@@ -134,11 +150,13 @@ def _torch_export(
             kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
         kwargs["external_data"] = _parameter_bytes(module) > EXTERNAL_DATA_THRESHOLD
     elif recipe.dynamic_batch:
-        axes = {INPUT_NAME: {0: "batch"}}
+        axes = {input_name: {0: "batch"}}
         axes.update({name: {0: "batch"} for name in output_names})
         kwargs["dynamic_axes"] = axes
-    # The exporters print and warn freely; zoo's own output must stay clean (--json).
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    # The exporters print and warn freely (torch's opset conversion even prints a traceback);
+    # zoo's own output must stay clean (--json) and its errors one line.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), dynamo=exporter == "dynamo", **kwargs)
     if not path.is_file():
@@ -156,6 +174,42 @@ def check(path: Path) -> None:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         raise ExportError(f"onnx checker: {_one_line(exc)}") from exc
+
+
+def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int], stage: str) -> dict[str, Any]:
+    """What the file really is, checked against the recipe: opset, batch, input size, weights dtype.
+
+    An exporter that quietly makes something else (torch's dynamo exporter keeps opset 18 when
+    its down-conversion fails) is an export failure, so ``auto`` tries the next exporter.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    problems = []
+    if opset != recipe.opset:
+        problems.append(f"opset {opset}, not the {recipe.opset} asked for")
+    first = model.graph.input[0].type.tensor_type if model.graph.input else None
+    dims = [d.dim_param or d.dim_value for d in first.shape.dim] if first is not None else []
+    if len(dims) == 4:
+        batch, _channels, height, width = dims
+        if recipe.dynamic_batch and not isinstance(batch, str):
+            problems.append(f"a fixed batch of {batch}, not a dynamic one")
+        elif not recipe.dynamic_batch and batch != recipe.batch:
+            problems.append(f"batch {batch}, not {recipe.batch}")
+        if [height, width] != list(input_size[1:]):
+            problems.append(f"input {height}x{width}, not {input_size[1]}x{input_size[2]}")
+    io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
+    if io_types - {onnx.TensorProto.FLOAT}:
+        problems.append("inputs or outputs that are not float32")
+    weights = {t.data_type for t in model.graph.initializer if len(t.dims) > 1}
+    wanted = {"float32": onnx.TensorProto.FLOAT, "float16": onnx.TensorProto.FLOAT16}.get(recipe.dtype)
+    if wanted is not None and weights and weights != {wanted}:
+        names = sorted(onnx.helper.tensor_dtype_to_np_dtype(t).name for t in weights)
+        problems.append(f"weights of {', '.join(names)}, not {recipe.dtype}")
+    if problems:
+        raise ExportError(f"{stage} made a file with {'; '.join(problems)}")
+    return {"opset": opset, "input_shape": dims, "weights_dtype": recipe.dtype}
 
 
 def parity(path: Path, example: Any, expected: Any) -> dict[str, Any]:

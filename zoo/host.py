@@ -17,9 +17,10 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .errors import PluginError, UnknownModelError
 
+DISTRIBUTION = "zoo-onnx"  # the built-in plugins ship in zoo's own wheel
 BUILTIN_PLUGINS = ("zoo_torchvision", "zoo_hf", "zoo_timm", "zoo_local")
 ENTRY_POINT_GROUP = "zoo"
 REQUIRED_SOURCE_ATTRS = ("name", "models", "resolve", "build")
@@ -99,7 +100,7 @@ class PluginHost:
         _builtin_path()
         for module_name in BUILTIN_PLUGINS:
             info = PluginInfo(name=module_name, module=module_name, builtin=True)
-            info.distribution, info.version = "zoo", _version("zoo")
+            info.distribution, info.version = DISTRIBUTION, __version__
             self._add(info, lambda m=module_name: importlib.import_module(m))
         allowed = _allow_list()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -18,6 +18,7 @@ from typing import Any
 
 from .env import offline
 from .errors import EnvironmentProblem, IntegrityError, InvalidNameError, UnknownModelError, ZooError
+from .record import Record, SourceInfo, as_json, label_preview
 from .store import METADATA_FILE, Entry, Store
 
 CARD_FILE = "README.md"
@@ -158,48 +159,42 @@ def _first_line(exc: BaseException) -> str:
 # -- push ------------------------------------------------------------------------------------
 def commit_files(entry: Entry, repo_id: str) -> dict[str, Path | bytes]:
     """What a push puts in the repo: the entry's files, its ``zoo.json`` and a model card."""
-    files: dict[str, Path | bytes] = {f["path"]: entry.dir / f["path"] for f in entry.files}
-    metadata = shared_metadata(entry.metadata)
-    files[METADATA_FILE] = (json.dumps(metadata, indent=2) + "\n").encode("utf-8")
-    files[CARD_FILE] = model_card(metadata, repo_id).encode("utf-8")
+    files: dict[str, Path | bytes] = {f.path: entry.dir / f.path for f in entry.files}
+    files[METADATA_FILE] = (json.dumps(shared_metadata(entry.record), indent=2) + "\n").encode("utf-8")
+    files[CARD_FILE] = model_card(entry.record, repo_id).encode("utf-8")
     return files
 
 
-def shared_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+def shared_metadata(record: Record) -> dict[str, Any]:
     """``zoo.json`` as it goes to the Hub: a local weights file is named, not located
     (``/home/alice/project/ckpt.pth`` -> ``ckpt.pth``; its sha256 still identifies it)."""
-    weights = dict(metadata.get("weights") or {})
-    if isinstance(weights.get("file"), str):
-        weights["file"] = Path(weights["file"]).name
-    return {**metadata, "weights": weights}
+    data = record.to_json()
+    if record.weights is not None and record.weights.file:
+        data["weights"]["file"] = Path(record.weights.file).name
+    return data
 
 
 def push(
-    name: str,
+    entry: Entry,
     repo_id: str,
+    store: Store,
     private: bool = False,
     revision: str | None = None,
     message: str | None = None,
     bars: bool = False,
-    store: Store | None = None,
-    **selection: Any,
 ) -> dict[str, Any]:
-    """Upload the stored entry ``name`` to the Hub repo ``repo_id`` in one commit.
+    """Upload the stored ``entry`` to the Hub repo ``repo_id`` in one commit.
 
     The repo is created when missing (``private`` applies then), and the branch
     ``revision`` too. Returns the commit and the ref that pulls it back.
     """
-    from . import api
-
     check_repo_id(repo_id)
     if revision is not None:
         check_revision(revision)
-    store = store or Store()
-    entry = api.find(name, store=store, **selection)
     problems = store.verify(entry)
     if problems:
         raise IntegrityError(f"refusing to push {entry.name} ({entry.key}): {'; '.join(problems)}; "
-                             f"repair it with `zoo pull --force {entry.name}`")
+                             f"repair it with `zoo pull --force {entry.key}`")
     if offline():
         raise EnvironmentProblem("offline mode (ZOO_OFFLINE / HF_HUB_OFFLINE): cannot push; unset it to upload")
     files = commit_files(entry, repo_id)
@@ -233,18 +228,18 @@ def push(
 
 
 # -- model card ------------------------------------------------------------------------------
-def model_card(metadata: dict[str, Any], repo_id: str) -> str:
+def model_card(record: Record, repo_id: str) -> str:
     """A README.md for the Hub: YAML front matter, then what zoo knows about the model."""
-    source = metadata.get("source", {})
-    weights = metadata.get("weights") or {}
-    pre = metadata.get("preprocessing") or {}
-    labels = metadata.get("labels") or []
-    validation = metadata.get("validation") or {}
-    recipe = metadata.get("recipe") or {}
-    license_text = metadata.get("license") or "unknown"
+    source = record.source or SourceInfo(name="")
+    weights = shared_metadata(record).get("weights") or {}
+    pre = record.preprocessing.to_dict() if record.preprocessing else {}
+    labels = record.labels or []
+    validation = as_json(record.validation) if record.validation else {}
+    recipe = record.recipe
+    license_text = record.license or "unknown"
     first = license_text.split()[0].lower() if license_text.strip() else ""
     license_id = first if _CARD_LICENSE.fullmatch(first) and first != "unknown" else "other"
-    tags = ["onnx", "zoo"] + ([source["name"]] if source.get("name") else [])
+    tags = ["onnx", "zoo"] + ([source.name] if source.name else [])
     front = ["---", "library_name: onnx", f"license: {license_id}", "tags:"]
     front += [f"- {tag}" for tag in tags]
     if labels:
@@ -260,13 +255,11 @@ def model_card(metadata: dict[str, Any], repo_id: str) -> str:
             lines.append(f"| {key} | {str(shown).replace('|', '/')} |")
         return lines
 
-    inputs = metadata.get("inputs") or []
-    outputs = metadata.get("outputs") or []
     body = [
-        f"# {metadata.get('name') or repo_id}",
+        f"# {record.name or repo_id}",
         "",
-        f"ONNX model `{metadata.get('ref', '')}`, checked and shared with "
-        f"zoo {metadata.get('toolchain', {}).get('zoo') or ''}".rstrip() + ".",
+        f"ONNX model `{record.ref}`, checked and shared with "
+        f"zoo {record.toolchain.get('zoo') or ''}".rstrip() + ".",
         "",
         "## Use",
         "",
@@ -279,8 +272,8 @@ def model_card(metadata: dict[str, Any], repo_id: str) -> str:
         "",
         "## Source and weights",
         "",
-        *table({"ref": metadata.get("ref"), "source": source.get("name"), "plugin": source.get("plugin"),
-                "source version": source.get("version"), **{f"weights {k}": v for k, v in weights.items()}}),
+        *table({"ref": record.ref, "source": source.name, "plugin": source.plugin,
+                "source version": source.version, **{f"weights {k}": v for k, v in weights.items()}}),
         "",
         "## Preprocessing",
         "",
@@ -288,22 +281,21 @@ def model_card(metadata: dict[str, Any], repo_id: str) -> str:
         "",
         "## Inputs and outputs",
         "",
-        *table({f"{kind} {v['name']}": f"{v['dtype']} {v['shape']}"
-                for kind, values in (("input", inputs), ("output", outputs)) for v in values}),
+        *table({f"{kind} {v.name}": f"{v.dtype} {v.shape}"
+                for kind, values in (("input", record.inputs), ("output", record.outputs)) for v in values}),
         "",
         "## Labels",
         "",
-        (f"{len(labels)} labels: {', '.join(labels[:10])}{', ...' if len(labels) > 10 else ''}"
-         if labels else "No labels recorded."),
+        (f"{len(labels)} labels: {label_preview(labels, 10)}" if labels else "No labels recorded."),
         "",
         "## Validation",
         "",
-        *table({"exporter": metadata.get("exporter"), "opset": recipe.get("opset"),
+        *table({"exporter": record.exporter, "opset": recipe.get("opset"),
                 "dtype": recipe.get("dtype"), "dynamic batch": recipe.get("dynamic_batch"), **validation}),
         "",
         "## Toolchain",
         "",
-        *table(metadata.get("toolchain") or {}),
+        *table(record.toolchain),
         "",
         "## License",
         "",

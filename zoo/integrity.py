@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import re
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -31,7 +32,6 @@ def external_data_problems(model_path: str | Path) -> list[str]:
     if not _mentions_location(path):
         return []  # no tensor can reference external data: skip parsing the graph
     import onnx
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -39,15 +39,59 @@ def external_data_problems(model_path: str | Path) -> list[str]:
         return [f"{path.name}: not a readable ONNX file ({_one_line(exc)})"]
     folder = path.parent.resolve()
     problems = []
-    for tensor in _get_all_tensors(model):
-        if not uses_external_data(tensor):
+    for tensor in model_tensors(model):
+        location = external_location(tensor)
+        if location is None:
             continue
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
         reason = unsafe_location(location, folder)
         if reason:
             problems.append(f"{path.name}: tensor {tensor.name!r} external data {location!r} {reason}")
     return problems
+
+
+def model_tensors(model: Any) -> Iterator[Any]:
+    """Every tensor of an ONNX model that may keep its bytes in external data: initializers,
+    sparse initializers (values and indices), tensor attributes of nodes (``Constant``...),
+    in the main graph, every subgraph (``If``, ``Loop``, ``Scan``) and every local function.
+
+    The one walker zoo uses wherever external data is checked (onnx's own is private and
+    skipped sparse tensors). Iterative, so no nesting depth can exhaust the stack.
+    """
+    pending: list[Any] = [model.graph]  # graphs and functions still to walk
+    while pending:
+        owner = pending.pop()
+        nodes = owner.node
+        if hasattr(owner, "initializer"):  # a GraphProto
+            yield from owner.initializer
+            for sparse in owner.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+        else:  # a FunctionProto: its default attribute values
+            yield from _attribute_tensors(owner.attribute_proto, pending)
+        for node in nodes:
+            yield from _attribute_tensors(node.attribute, pending)
+        if owner is model.graph:
+            pending.extend(model.functions)
+
+
+def _attribute_tensors(attributes: Any, pending: list[Any]) -> Iterator[Any]:
+    for attribute in attributes:
+        if attribute.HasField("t"):
+            yield attribute.t
+        yield from attribute.tensors
+        for sparse in ([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []):
+            yield from (sparse.values, sparse.indices)
+        for sparse in attribute.sparse_tensors:
+            yield from (sparse.values, sparse.indices)
+        if attribute.HasField("g"):
+            pending.append(attribute.g)
+        pending.extend(attribute.graphs)
+
+
+def external_location(tensor: Any) -> str | None:
+    """The ``location`` a tensor's bytes are read from, or None when they are inside the model."""
+    if tensor.data_location != 1:  # TensorProto.EXTERNAL
+        return None
+    return next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
 
 
 def check_external_data(model_path: str | Path) -> None:

@@ -1,7 +1,8 @@
-"""What ``zoo.json`` holds, and the same data inside the ONNX file's ``metadata_props``.
+"""The record inside an ONNX file's ``metadata_props``, and the facts zoo records about a build.
 
-The ONNX file carries everything but the file hashes (it cannot hash itself), so
-``zoo run some/file.onnx`` works outside the store.
+The ONNX file carries the portable part of the record (``Record.portable``: no file
+hashes, times or local paths), so ``zoo run some/file.onnx`` works outside the store and
+the same spec, recipe and toolchain give the same bytes.
 """
 
 from __future__ import annotations
@@ -11,17 +12,23 @@ import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-SCHEMA = 1
+from .files import MiB, check_regular
+from .record import SCHEMA, Record, RecordError
+
+__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props"]
+
 METADATA_KEY = "zoo.metadata"
-TOOLCHAIN = ("zoo", "torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
+MAX_PROP_CHARS = 64 * MiB  # what zoo parses of one property (its labels included)
+TOOLCHAIN = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
              "onnxruntime-gpu", "numpy")
 
 
 def toolchain() -> dict[str, str | None]:
     """Versions of the libraries that made the file (read from metadata, not imported)."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    from . import __version__
+
+    versions: dict[str, str | None] = {"python": platform.python_version(), "zoo": __version__}
     for dist in TOOLCHAIN:
         try:
             versions[dist] = importlib.metadata.version(dist)
@@ -34,32 +41,39 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_props(path: Path, metadata: dict[str, Any]) -> None:
-    """Store ``metadata`` (without ``files``) in the ONNX file's ``metadata_props``."""
+def write_props(path: Path, record: Record) -> None:
+    """Store ``record.portable()`` in the ONNX file's ``metadata_props``."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    carried = {k: v for k, v in metadata.items() if k != "files"}
+    carried = record.portable()
     props = {p.key: p.value for p in model.metadata_props}
     props[METADATA_KEY] = json.dumps(carried, sort_keys=True)
-    if metadata.get("labels"):
-        props["zoo.labels"] = json.dumps(metadata["labels"])
-    props["zoo.ref"] = metadata.get("ref", "")
+    if record.labels:
+        props["zoo.labels"] = json.dumps(record.labels)
+    props["zoo.ref"] = carried["ref"]
     del model.metadata_props[:]
     for key, value in sorted(props.items()):
         model.metadata_props.add(key=key, value=value)
     model.producer_name = "zoo"
-    model.producer_version = metadata.get("toolchain", {}).get("zoo") or ""
+    model.producer_version = record.toolchain.get("zoo") or ""
     # External data (if any) stays where it is: only the graph file is rewritten.
     onnx.save(model, str(path))
 
 
-def read_props(path: Path) -> dict[str, Any]:
-    """The zoo metadata carried by an ONNX file, or ``{}`` for a foreign file."""
+def read_props(path: Path) -> Record | None:
+    """The record an ONNX file carries, or ``None`` for a file without one.
+
+    ``RecordError`` for a carried record that fails its check (the caller decides whose
+    problem that is); ``FileRefused`` for anything but a regular file.
+    """
     import onnx
 
+    check_regular(path)  # onnx.load of a FIFO would block forever
     model = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in props:
-        return {}
-    return json.loads(props[METADATA_KEY])
+    text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+    if text is None:
+        return None
+    if len(text) > MAX_PROP_CHARS:
+        raise RecordError(f"{path.name}: {METADATA_KEY}: {len(text)} characters, more than zoo reads")
+    return Record.loads(text, f"{path.name} ({METADATA_KEY})")

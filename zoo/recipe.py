@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,12 @@ class Recipe:
     dtype: str = "float32"
     exporter: str = "auto"
     reparameterize: bool = True
+    input_names: tuple[str, ...] | None = None  # None: "input"
+    output_names: tuple[str, ...] | None = None  # None: the source's ("logits")
 
     def __post_init__(self) -> None:
+        for field_name in ("input_names", "output_names"):
+            object.__setattr__(self, field_name, _names(getattr(self, field_name), field_name))
         if self.exporter not in EXPORTERS:
             raise UserError(f"unknown exporter {self.exporter!r}: use one of {', '.join(EXPORTERS)}")
         if self.dtype not in DTYPES:
@@ -53,11 +57,31 @@ class Recipe:
             merged.update({k: v for k, v in layer.items() if k in names and v is not None})
         return cls(**merged)
 
-    def with_(self, **changes: Any) -> Recipe:
-        return replace(self, **changes)
-
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON data (names as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def key_dict(self) -> dict[str, Any]:
+        """The fields that name the export; ones added later count only when set, so keys of
+        existing entries stay what they were."""
+        return {k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v is not None}
+
+
+LATER_FIELDS = ("input_names", "output_names")
+
+
+def _names(value: Any, field_name: str) -> tuple[str, ...] | None:
+    """``"a,b"`` or ``["a", "b"]`` -> ``("a", "b")``: graph input or output names."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(item).strip() for item in items)
+    flag = "--" + field_name.replace("_", "-")
+    if not names or any(not n or len(n) > 128 or not n.isprintable() for n in names):
+        raise UserError(f"{flag} takes comma-separated names of 1 to 128 printable characters, not {value!r}")
+    if len(set(names)) != len(names):
+        raise UserError(f"{flag} names {', '.join(names)} are not unique")
+    return names
 
 
 def looks_like_path(weights: str) -> bool:
@@ -94,7 +118,7 @@ def cache_key(spec: ModelSpec, recipe: Recipe) -> str:
         "name": spec.name,
         "weights": weights_identity(spec.weights),
         "options": [list(item) for item in spec.options],
-        "recipe": recipe.to_dict(),
+        "recipe": recipe.key_dict(),
     }
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

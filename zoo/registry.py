@@ -29,9 +29,11 @@ else:  # pragma: no cover
 
 from .env import config_dir
 from .errors import RegistryError
+from .files import FileRefused, MiB, read_capped
 from .integrity import SHA256
 
 SHIPPED = Path(__file__).resolve().parent / "registry.toml"
+MAX_REGISTRY_BYTES = 4 * MiB  # thousands of aliases; /dev/zero or a runaway file is refused
 
 _RECIPE_TYPES: dict[str, type | tuple[type, ...]] = {
     "opset": int,
@@ -108,13 +110,17 @@ def _check_alias(path: Path, alias: str, table: Any) -> Alias:
 def load_file(path: Path) -> dict[str, Alias]:
     """Parse one registry file; every problem is a ``RegistryError`` naming file and key."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_capped(path, MAX_REGISTRY_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise RegistryError(f"{path}: registry file not found") from None
+    except FileRefused as exc:
+        raise RegistryError(f"cannot read registry file: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RegistryError(f"{path}: cannot read registry file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise RegistryError(f"{path}: nested too deeply to be a registry") from None
     unknown = set(data) - {"models"}
     if unknown:
         raise RegistryError(f"{path}: unknown top-level key {sorted(unknown)[0]!r} (expected [models.NAME] tables)")

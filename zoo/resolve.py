@@ -113,8 +113,12 @@ def resolve(
             source=alias.source,
             name=alias.name,
             weights=weights or alias.weights or _default_weights(host, alias.source),
-            options=tuple(sorted({**alias.options, **pin}.items())),
+            options=tuple(sorted(alias.options.items())),
         )
+        source = host.sources[alias.source]
+        if hasattr(source, "spec"):  # as for SOURCE:NAME (local: the file's sha256 is its weights)
+            spec = source.spec(spec.name, spec.weights, dict(spec.options))
+        spec = ModelSpec(spec.source, spec.name, spec.weights, tuple(sorted({**dict(spec.options), **pin}.items())))
     elif source_name is not None:
         source = host.source(source_name)
         if not getattr(source, "path_names", False):

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, UserError
+from .errors import EnvironmentProblem, UserError
 from .integrity import check_external_data
+from .record import Record, RecordError
+from .spec import Preprocessing
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -38,6 +41,7 @@ AUTO_ORDER = ("cuda", "cpu")
 CONV_ALGO_SEARCH = ("EXHAUSTIVE", "HEURISTIC", "DEFAULT")
 ARENA_STRATEGIES = ("kNextPowerOfTwo", "kSameAsRequested")
 RANDOM_SEED = 0
+MAX_RANDOM_INPUT_BYTES = 4 << 30
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
@@ -219,6 +223,40 @@ def open_session(path: str | Path, provider: str = "cpu", options: ProviderOptio
                              + "; ".join(f"{p['provider']}: {p['reason']}" for p in passed_over))
 
 
+def check_provider(provider: str, options: ProviderOptions | None = None) -> None:
+    """Fail fast when ``provider`` cannot run here: a session on a one-node probe model, made
+    before any model is pulled or exported (seconds, and nothing written to the store)."""
+    if provider not in CHOICES:
+        raise UserError(f"unknown provider {provider!r}: use one of {', '.join(CHOICES)}")
+    if provider in ("cpu", "auto"):  # auto always has the CPU to fall back on, openly
+        return
+    probe_options = replace(options or ProviderOptions(), cuda_graph=False, trt_cache_dir=None)
+    with tempfile.TemporaryDirectory(prefix="zoo-probe.") as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        probe.write_bytes(_probe_model())
+        try:
+            open_session(probe, provider, probe_options)
+        except EnvironmentProblem as exc:
+            if provider != "tensorrt":
+                raise
+            try:
+                open_session(probe, "cuda", probe_options)
+            except EnvironmentProblem:  # TensorRT runs on CUDA: advising CUDA would not help
+                raise EnvironmentProblem(str(exc).replace("or use --provider cuda", "or use --provider cpu "
+                                                          "(CUDA cannot load here either)")) from None
+            raise
+
+
+def _probe_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model.SerializeToString()
+
+
 def _create(path: Path, provider: str, options: ProviderOptions, requested: str) -> Session:
     import onnxruntime as ort
 
@@ -368,10 +406,10 @@ def check_feeds(inputs: Sequence[dict[str, Any]], feeds: dict[str, Any]) -> None
                             f"{expected(inputs)}")
 
 
-def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[str, Any] | None) -> list[int]:
+def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: Preprocessing | None) -> list[int]:
     """``spec``'s shape with the batch and any other symbolic dimension filled in."""
     shape = list(spec["shape"])
-    fallback = list(preprocessing.get("input_size", [])) if preprocessing else []
+    fallback = list(preprocessing.input_size) if preprocessing else []
     for i, dim in enumerate(shape):
         if isinstance(dim, int) and dim > 0:
             if i == 0 and batch is not None and dim != batch:
@@ -389,7 +427,7 @@ def concrete_shape(spec: dict[str, Any], batch: int | None, preprocessing: dict[
 
 
 def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
-                 preprocessing: dict[str, Any] | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
+                 preprocessing: Preprocessing | None = None, seed: int = RANDOM_SEED) -> dict[str, Any]:
     """Seeded random inputs of the model's shapes (normal for floats, zeros otherwise)."""
     import numpy as np
 
@@ -397,6 +435,10 @@ def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
     feeds = {}
     for spec in inputs:
         shape = concrete_shape(spec, batch, preprocessing)
+        size = math.prod(shape) * 8  # standard_normal draws float64 before the cast
+        if size > MAX_RANDOM_INPUT_BYTES:  # a declared input of 224 GiB is refused, not allocated
+            raise UserError(f"input {spec['name']!r} of shape {shape} needs {size / 2**30:.1f} GiB, more than zoo "
+                            f"allocates for a random input ({MAX_RANDOM_INPUT_BYTES >> 30} GiB); give --input FILE.npy")
         if spec["dtype"].startswith("float"):
             feeds[spec["name"]] = rng.standard_normal(shape).astype(spec["dtype"])
         else:
@@ -435,12 +477,28 @@ def read_feeds(path: str | Path, inputs: Sequence[dict[str, Any]]) -> dict[str, 
 def write_outputs(path: str | Path, outputs: Sequence[dict[str, Any]], values: Sequence[Any]) -> Path:
     import numpy as np
 
+    file = output_path(path)
+    try:
+        np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
+    except OSError as exc:
+        from .store import refused_write
+
+        refused = refused_write(exc, file, file.parent)
+        if refused is not None:
+            raise refused from None
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return file
+
+
+def output_path(path: str | Path) -> Path:
+    """Where ``--output`` writes, checked before anything runs: a new or regular ``.npz`` file."""
     file = Path(path).expanduser()
     if file.suffix != ".npz":
         raise UserError(f"--output writes an .npz file, not {file.name}")
+    if file.is_dir():
+        raise UserError(f"--output {path} is a directory; name an .npz file to write")
     if not file.parent.is_dir():
         raise UserError(f"cannot write {path}: directory {file.parent} does not exist")
-    np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
     return file
 
 
@@ -474,55 +532,52 @@ def summarize(spec: dict[str, Any], value: Any) -> dict[str, Any]:
 # -- what to run ------------------------------------------------------------------------------
 @dataclass
 class Target:
-    """A model file and its metadata: a store entry or a bare ``.onnx`` file."""
+    """A model file and its record: a store entry, or a bare ``.onnx`` file (``record`` is
+    ``None`` for a file zoo did not make)."""
 
     path: Path
-    metadata: dict[str, Any]
+    record: Record | None
     entry: Any = None
 
     @property
-    def preprocessing(self) -> dict[str, Any]:
-        return self.metadata.get("preprocessing") or {}
+    def metadata(self) -> dict[str, Any]:
+        """The record as JSON data (``{}`` without one)."""
+        return self.record.to_json() if self.record else {}
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        return self.record.preprocessing if self.record else None
 
     @property
     def labels(self) -> list[str] | None:
-        return self.metadata.get("labels")
+        return self.record.labels if self.record else None
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.metadata.get("name") or self.path.name, "ref": self.metadata.get("ref"),
+        record = self.record
+        return {"name": (record.name if record else None) or self.path.name, "ref": record.ref if record else None,
                 "path": str(self.path), "key": self.entry.key if self.entry else None,
-                "dtype": (self.metadata.get("recipe") or {}).get("dtype")}
+                "dtype": record.dtype if record else None}
 
 
-def locate(name: str, selection: dict[str, Any] | None = None) -> Target:
-    """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss).
-
-    A stored entry whose files no longer match their recorded sizes and hashes is refused.
-    """
-    from . import api
+def read_file(name: str) -> Target:
+    """A bare ``.onnx`` file as a target, with the record it carries (if any)."""
+    from .files import FileRefused, check_regular
     from .metadata import read_props
-    from .store import Store
 
-    selection = {k: v for k, v in (selection or {}).items() if v is not None}
-    if name.endswith(".onnx"):
-        file = Path(name).expanduser()
-        if not file.is_file():
-            raise UserError(f"no such file: {name}")
-        try:
-            metadata = read_props(file)
-        except Exception as exc:
-            raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
-        return Target(path=file.resolve(), metadata=metadata)
-    store = Store()
+    file = Path(name).expanduser()
     try:
-        entry = api.find(name, store=store, **selection)
-    except NotInStoreError:
-        entry = api.pull(name, store=store, **selection).entry
-    problems = store.verify(entry)
-    if problems:
-        raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
-                             f"repair it with `zoo pull --force {name}`")
-    return Target(path=entry.model_path, metadata=entry.metadata, entry=entry)
+        check_regular(file)
+    except FileRefused as exc:
+        raise UserError(str(exc)) from None
+    except OSError:
+        raise UserError(f"no such file: {name}") from None
+    try:
+        record = read_props(file)
+    except RecordError:
+        raise
+    except Exception as exc:
+        raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
+    return Target(path=file.resolve(), record=record)
 
 
 def trt_cache_dir(target: Target) -> Path:
@@ -550,6 +605,8 @@ def run(
         raise UserError("give images (--image) or a tensor (--input), not both")
     if topk < 1:
         raise UserError(f"--topk must be at least 1, not {topk}")
+    if output_file:
+        output_path(output_file)
     options = options or ProviderOptions()
     if provider == "tensorrt" and options.trt_cache_dir is None:
         options.trt_cache_dir = trt_cache_dir(target)
@@ -560,8 +617,10 @@ def run(
     if images:
         if len(inputs) != 1:
             raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")
-        if not target.preprocessing:
-            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: give a tensor with --input")
+        if target.preprocessing is None:
+            raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: say how to read images "
+                            "with --size/--resize/--mean/--std (or --preprocess-like SOURCE:NAME), or give a "
+                            "tensor with --input")
         feeds = {inputs[0]["name"]: image_io.batch(images, target.preprocessing).astype(inputs[0]["dtype"])}
         source = {"kind": "images", "files": [str(p) for p in images]}
     elif input_file:

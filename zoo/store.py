@@ -1,18 +1,24 @@
-"""The local store: one directory per entry, written atomically.
+"""The local store: one entry per key, replaced atomically.
 
 Layout under ``ZOO_HOME``::
 
-    models/<key>/model.onnx    (+ external data files)
-    models/<key>/zoo.json      metadata, with the size and sha256 of every file
+    models/<key>               -> ../generations/<gen>   the entry: a symlink to its generation
+    generations/<gen>/model.onnx   (+ external data files)
+    generations/<gen>/zoo.json     metadata, with the size and sha256 of every file
     tmp/<key>.<pid>@<host>.<random>/   an entry being written by process ``pid``
     locks/<key>.lock           per-key lock: concurrent pulls of one model export once
 
-Correctness comes from the temp dir + rename alone: an entry is either complete or
-absent, and when two writers race, the first rename wins and the second discards its
-copy and returns the winner's entry. The lock only saves duplicate work; without it
-(``ZOO_NO_LOCK=1``, a store on a filesystem without ``flock``, a ``locks`` dir that
-cannot be created) the store stays correct. Temp dirs whose writer died are removed by
-``zoo gc`` and on the next write.
+A generation is written in a temp dir, fsynced, and renamed into ``generations/`` under the
+temp dir's name (``<gen>``); only then does the symlink ``models/<key>`` appear or swing
+over to it (one ``symlink(2)`` or ``rename(2)``, both atomic). So a key always resolves to
+a complete entry, old or new, and a forced pull puts the new one in place before the old
+one goes. When two writers race on a new key, the first symlink wins; the second discards
+its copy and returns the winner's entry. Entries written by older releases (``models/<key>``
+a plain directory) are read as they are and replaced with ``renameat2(RENAME_EXCHANGE)``
+where the OS has it. The lock only saves duplicate work; without it (``ZOO_NO_LOCK=1``, a
+store on a filesystem without ``flock``, a ``locks`` dir that cannot be created) the store
+stays correct. Temp dirs and unlinked generations whose writer died are removed by
+``zoo gc`` and on the next write. See docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import os
 import re
 import shutil
 import socket
+import stat
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -36,14 +44,21 @@ from .env import contained, home, no_lock
 from .errors import EnvironmentProblem, IntegrityError, StoreWriteError, UserError
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
+from .record import FileRecord, Record, RecordError
+from .trust import TrustedHashes
 
 METADATA_FILE = "zoo.json"
 MODEL_FILE = "model.onnx"
 _KEY = re.compile(r"[0-9a-f]{20}")
-# tmp/<key or "trash">.<pid>@<host>.<random>
-_TMP = re.compile(r"(?:[0-9a-f]{20}|trash)\.(\d+)@([A-Za-z0-9-]*)\.[A-Za-z0-9_]+")
-# A temp dir older than this is stale even when its pid is alive (pid reuse, other hosts).
+# tmp/<key or "trash">.<pid>@<host>.<random>, and generations/ under the same name.
+_TMP = re.compile(r"(?:([0-9a-f]{20})|trash)\.(\d+)@([A-Za-z0-9-]*)\.[A-Za-z0-9_]+")
+# models/<generation>.new: a symlink made to be renamed over models/<key>.
+_NEW = ".new"
+_LINK = re.compile(_TMP.pattern + re.escape(_NEW))
+# A temp dir of a writer that cannot be judged by its pid (another host) is stale after this.
 STALE_AFTER_S = 24 * 3600
+# A pid whose process started this long after the temp dir was last written is not its writer.
+_CLOCK_SLACK_S = 60.0
 # Errors that mean "this store cannot be written", not "zoo has a bug".
 _UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 # Below this many free bytes after a failed write, the disk being full is the likely cause.
@@ -52,35 +67,42 @@ _NEARLY_FULL = 1 << 20
 
 @dataclass
 class Entry:
-    """One stored model."""
+    """One stored model: its directory and its checked record."""
 
     key: str
     dir: Path
-    metadata: dict[str, Any]
+    record: Record
+    model_file: str = MODEL_FILE  # another name only for `zoo export -o FILE.onnx`
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The record as ``zoo.json`` holds it (a copy; for library users reading it as data)."""
+        return self.record.to_json()
 
     @property
     def model_path(self) -> Path:
-        return self.dir / MODEL_FILE
+        return self.dir / self.model_file
 
     @property
     def name(self) -> str:
-        return self.metadata.get("name", "")
+        return self.record.name
 
     @property
     def ref(self) -> str:
-        return self.metadata.get("ref", "")
+        return self.record.ref
 
     @property
     def sha256(self) -> str:
-        return next((f["sha256"] for f in self.files if f["path"] == MODEL_FILE), "")
+        model = self.record.file(self.model_file)
+        return model.sha256 if model else ""
 
     @property
     def size(self) -> int:
-        return sum(f["size"] for f in self.files)
+        return sum(f.size for f in self.files)
 
     @property
-    def files(self) -> list[dict[str, Any]]:
-        return self.metadata.get("files", [])
+    def files(self) -> list[FileRecord]:
+        return self.record.files
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -90,21 +112,18 @@ class Entry:
             "path": str(self.model_path),
             "size": self.size,
             "sha256": self.sha256,
-            "weights": self.metadata.get("weights", {}).get("tag"),
-            "created": self.metadata.get("created"),
+            "weights": self.record.weights_tag,
+            "created": self.record.created,
         }
 
 
-def describe_files(directory: Path) -> list[dict[str, Any]]:
+def describe_files(directory: Path) -> list[FileRecord]:
     """Size and sha256 of every file in an entry directory but ``zoo.json``."""
     files = []
     for path in sorted(directory.rglob("*")):
         if path.is_file() and path.name != METADATA_FILE:
-            files.append({
-                "path": path.relative_to(directory).as_posix(),
-                "size": path.stat().st_size,
-                "sha256": file_sha256(path),
-            })
+            files.append(FileRecord(path=path.relative_to(directory).as_posix(), size=path.stat().st_size,
+                                    sha256=file_sha256(path)))
     return files
 
 
@@ -114,45 +133,87 @@ class Store:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else home()
         self.models_dir = self.root / "models"
+        self.generations_dir = self.root / "generations"
         self.tmp_dir = self.root / "tmp"
         self.locks_dir = self.root / "locks"
+        self._check_usable()
+
+    def _check_usable(self) -> None:
+        """A store root (or ``models``) that exists but is no directory is refused (exit 4):
+        ``ZOO_HOME=/dev/null`` must not pass for an empty store."""
+        for directory in (self.root, self.models_dir):
+            try:
+                mode = os.stat(directory).st_mode
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                cause = f"{directory}: {exc.strerror or type(exc).__name__}"
+            else:
+                if stat.S_ISDIR(mode):
+                    continue
+                cause = f"{'it' if directory == self.root else directory} is {_kind(mode)}, not a directory"
+            raise EnvironmentProblem(f"cannot use the store ZOO_HOME={self.root}: {cause}; "
+                                     "point ZOO_HOME at a directory")
 
     def entry_dir(self, key: str) -> Path:
+        """``models/<key>``: the entry's stable path, a symlink to its current generation
+        (a plain directory for entries written by older releases), checked to lead to a
+        place inside the store before anything reads through it."""
+        pointer = self._pointer(key)
+        try:
+            contained(self.root, pointer)
+        except UserError:
+            raise IntegrityError(f"entry {key} leads outside the store (to {os.path.realpath(pointer)}); "
+                                 f"repair it with `zoo pull --force {key}` or delete {pointer}") from None
+        return pointer
+
+    def _pointer(self, key: str) -> Path:
+        """``models/<key>`` itself, never followed (writers replace or unlink the link)."""
         if not _KEY.fullmatch(key):
             raise UserError(f"invalid store key {key!r}")
-        return contained(self.root, self.models_dir / key)
+        return contained(self.root, self.models_dir) / key
 
     def get(self, key: str) -> Entry | None:
+        """The entry ``key``, ``None`` when there is none, ``RecordError`` when its record is bad."""
         directory = self.entry_dir(key)
         try:
-            metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+            record = Record.load(directory / METADATA_FILE)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(
-                f"entry {key} has an unreadable {METADATA_FILE} ({_one_line(exc)}); "
-                "repair it with `zoo pull --force NAME` or remove it with `zoo rm`"
-            ) from None
-        if not isinstance(metadata, dict) or not isinstance(metadata.get("files"), list):
-            raise IntegrityError(
-                f"entry {key} has an invalid {METADATA_FILE} (not zoo metadata); "
-                "repair it with `zoo pull --force NAME` or remove it with `zoo rm`"
-            )
-        return Entry(key=key, dir=directory, metadata=metadata)
+        except (OSError, RecordError) as exc:
+            problem = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({_one_line(exc)})"
+            raise RecordError(f"entry {key} has an {problem}; {_repair(key)}") from None
+        if not record.files:
+            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {_repair(key)}")
+        return Entry(key=key, dir=directory, record=record)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Keys of the entry directories (readable or not), optionally those starting with ``prefix``."""
+        try:
+            names = sorted(path.name for path in self.models_dir.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [name for name in names if _KEY.fullmatch(name) and name.startswith(prefix)]
+
+    def scan(self) -> Iterator[tuple[str, Entry | RecordError]]:
+        """Every entry directory as ``(key, entry)``, or ``(key, error)`` for a bad or missing record:
+        one bad record never hides the others."""
+        for key in self.keys():
+            try:
+                entry = self.get(key)
+            except RecordError as exc:
+                yield key, exc
+                continue
+            except IntegrityError as exc:  # a pointer leading outside the store: never followed
+                yield key, RecordError(str(exc))
+                continue
+            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {_repair(key)}")
 
     def entries(self) -> Iterator[Entry]:
-        """Every readable entry; broken ones are skipped (``zoo verify`` reports them)."""
-        if not self.models_dir.is_dir():
-            return
-        for directory in sorted(self.models_dir.iterdir()):
-            if not _KEY.fullmatch(directory.name):
-                continue
-            try:
-                entry = self.get(directory.name)
-            except IntegrityError:
-                continue
-            if entry is not None:
-                yield entry
+        """Every readable entry; broken ones are skipped (``broken``, ``zoo verify`` report them)."""
+        for _key, found in self.scan():
+            if isinstance(found, Entry):
+                yield found
 
     @contextmanager
     def lock(self, key: str) -> Iterator[bool]:
@@ -191,62 +252,103 @@ class Store:
     def create(
         self,
         key: str,
-        produce: Callable[[Path], dict[str, Any]],
+        produce: Callable[[Path], Record],
         force: bool = False,
+        describe: Callable[[Path], list[FileRecord]] = describe_files,
     ) -> tuple[Entry, bool]:
-        """The entry for ``key``, made by ``produce(tmp_dir) -> metadata`` on a miss.
+        """The entry for ``key``, made by ``produce(tmp_dir) -> Record`` on a miss.
 
         Returns ``(entry, created)``. ``produce`` writes the model files into the temp
-        dir; the store adds file hashes and ``zoo.json``, flushes everything to disk and
-        renames the dir into place. When another writer's entry appeared meanwhile, that
-        entry is returned (``created`` False) and this copy is discarded.
+        dir; the store adds file hashes and ``zoo.json``, flushes everything to disk, moves
+        the dir into ``generations/`` and points ``models/<key>`` at it. When another writer's
+        entry appeared meanwhile, that entry is returned (``created`` False) and this copy is
+        discarded. With ``force`` the old entry stays in place until the new one replaces it.
+        ``describe`` lists the files with their hashes: a producer that already hashed what it
+        wrote (a download checked against its manifest) passes that list instead of a re-hash.
         """
-        final = self.entry_dir(key)
+        pointer = self._pointer(key)
         with self.lock(key):
             existing = self.get(key) if not force else None
             if existing is not None:
                 return existing, False
             self.collect_garbage()
-            tmp: Path | None = None
+            made: Path | None = None  # our copy: the temp dir, then its generation
             try:
-                tmp = self._new_tmp(key)
-                metadata = produce(tmp)
-                if (tmp / MODEL_FILE).is_file():  # nothing that reads outside its folder gets in
-                    check_external_data(tmp / MODEL_FILE)
-                metadata["files"] = describe_files(tmp)
-                write_json(tmp / METADATA_FILE, metadata)
-                _sync_tree(tmp)
+                made = self._new_tmp(key)
+                _pause("tmp-made")
+                record = produce(made)
+                if (made / MODEL_FILE).is_file():  # nothing that reads outside its folder gets in
+                    check_external_data(made / MODEL_FILE)
+                record.files = describe(made)
+                write_json(made / METADATA_FILE, record.to_json())
+                _sync_tree(made)
+                _pause("synced")
                 self._mkdir(self.models_dir)
-                if force and final.exists():
-                    self._discard(final)
-                winner = self._rename_into_place(tmp, final)
+                self._mkdir(self.generations_dir)
+                generation = contained(self.root, self.generations_dir / made.name)
+                os.rename(made, generation)
+                made = generation
+                _sync_dir(self.generations_dir)
+                _pause("placed")
+                winner = self._point(pointer, generation, replace=force)
             except BaseException as exc:
-                full = tmp is not None and _nearly_full(tmp)
-                if tmp is not None:
-                    shutil.rmtree(tmp, ignore_errors=True)
+                full = made is not None and _nearly_full(made)
+                if made is not None and not _leads_to(pointer, made):
+                    shutil.rmtree(made, ignore_errors=True)
                 if _is_write_error(exc, full):
                     raise _as_write_error(exc, self.root) from None
                 raise
             if winner is not None:
+                shutil.rmtree(made, ignore_errors=True)
                 return winner, False
-        return Entry(key=key, dir=final, metadata=metadata), True
+        return Entry(key=key, dir=pointer, record=record), True
 
-    def _rename_into_place(self, tmp: Path, final: Path) -> Entry | None:
-        """Rename ``tmp`` to ``final``; the entry already there when another writer won."""
-        try:
-            os.rename(tmp, final)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            winner = self.get(final.name)
-            if winner is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-                return winner
-            # A directory without zoo.json is no entry (never written by this protocol): replace it.
-            self._discard(final)
-            os.rename(tmp, final)
-        _sync_dir(final.parent)
+    def _point(self, pointer: Path, generation: Path, replace: bool) -> Entry | None:
+        """Make ``pointer`` lead to ``generation``, atomically; without ``replace``, the entry
+        already there when another writer won."""
+        target = os.path.relpath(generation, pointer.parent)  # relative: the store can be moved
+        if not replace:
+            try:
+                os.symlink(target, pointer)  # fails when the key exists: the first writer wins
+            except FileExistsError:
+                winner = self.get(pointer.name)
+                if winner is not None:
+                    return winner
+                # A key without a readable entry (never written by this protocol): replace it.
+            else:
+                _sync_dir(pointer.parent)
+                return None
+        link = pointer.parent / f"{generation.name}{_NEW}"
+        os.symlink(target, link)
+        _pause("linked")
+        old = self._swap(link, pointer)
+        _sync_dir(pointer.parent)
+        _pause("swapped")
+        if old is not None:
+            self._discard(old)
         return None
+
+    def _swap(self, link: Path, pointer: Path) -> Path | None:
+        """Put ``link`` in ``pointer``'s place in one step; returns what it replaced, to delete."""
+        if pointer.is_symlink() or not os.path.lexists(pointer):
+            old = self._generation_of(pointer)
+            os.rename(link, pointer)  # replaces a symlink atomically
+            return old
+        # A directory, as older releases wrote entries: rename(2) cannot replace it.
+        if _exchange(link, pointer):
+            return link  # now the old directory
+        trash = self._new_tmp("trash")  # fallback: the key is absent between these two renames
+        os.rename(pointer, trash / pointer.name)
+        os.rename(link, pointer)
+        return trash
+
+    def _generation_of(self, pointer: Path) -> Path | None:
+        """The generation directory a pointer leads to (None if it leads anywhere else)."""
+        if not pointer.is_symlink():
+            return None
+        target = Path(os.path.realpath(pointer))
+        generations = self.generations_dir.resolve()
+        return target if target.parent == generations and _TMP.fullmatch(target.name) else None
 
     def _new_tmp(self, key: str) -> Path:
         self._mkdir(self.tmp_dir)
@@ -258,12 +360,20 @@ class Store:
         directory.mkdir(parents=True, exist_ok=True)
 
     def remove(self, key: str) -> bool:
-        directory = self.entry_dir(key)
-        if not directory.exists():
+        pointer = self._pointer(key)
+        if not os.path.lexists(pointer):
             return False
         try:
             with self.lock(key):
-                self._discard(directory)
+                if pointer.is_symlink():
+                    old = self._generation_of(pointer)
+                    os.unlink(pointer)  # the key is gone in one step; its files go next
+                    _sync_dir(pointer.parent)
+                    _pause("unlinked")
+                    if old is not None:
+                        self._discard(old)
+                elif os.path.lexists(pointer):
+                    self._discard(pointer)
         except OSError as exc:
             if _is_write_error(exc, False):
                 raise _as_write_error(exc, self.root) from None
@@ -271,78 +381,128 @@ class Store:
         return True
 
     def _discard(self, directory: Path) -> None:
-        """Move out of ``models/`` first (atomic), then delete at leisure."""
-        trash = self._new_tmp("trash")
-        os.rename(directory, trash / directory.name)
-        shutil.rmtree(trash, ignore_errors=True)
+        """Move out of sight first (atomic), then delete at leisure; a temp dir is deleted as it is."""
+        if directory.parent != self.tmp_dir.resolve():
+            trash = self._new_tmp("trash")
+            os.rename(directory, trash / directory.name)
+            directory = trash
+        _pause("trashed")
+        shutil.rmtree(directory, ignore_errors=True)
 
     def collect_garbage(self, max_age_s: float = STALE_AFTER_S) -> list[Path]:
-        """Remove temp dirs whose writer is dead (or that are older than ``max_age_s``).
+        """Remove what dead writers left: temp dirs, generations no key leads to, half-made links.
 
-        Returns the removed dirs. Best effort: a store that cannot be written keeps them.
+        A writer on this host is judged by its pid (and that pid's start time, against reuse),
+        whatever the age: a running pull is never collected. ``max_age_s`` applies only where
+        the writer cannot be judged from here (another host or pid namespace), and not while
+        the key's lock is held. Returns the removed paths. Best effort: a store that cannot
+        be written keeps them.
         """
         removed: list[Path] = []
-        try:
-            candidates = sorted(self.tmp_dir.iterdir())
-        except OSError:
-            return removed
-        now = time.time()
-        for path in candidates:
+        places = ((self.tmp_dir, _TMP), (self.generations_dir, _TMP), (self.models_dir, _LINK))
+        for directory, pattern in places:
             try:
-                age = now - path.lstat().st_mtime
+                candidates = sorted(directory.iterdir())
             except OSError:
                 continue
-            match = _TMP.fullmatch(path.name)
-            if match is None:
-                stale = age > max_age_s  # not ours to judge by pid
-            else:
-                pid, host = int(match.group(1)), match.group(2)
-                stale = age > max_age_s or (host == _host() and not _alive(pid))
-            if not stale:
-                continue
-            contained(self.root, path.parent)  # the link itself is not followed: only it goes
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            if not os.path.lexists(path):
-                removed.append(path)
+            for path in candidates:
+                match = pattern.fullmatch(path.name)
+                if directory is not self.tmp_dir and match is None:
+                    continue  # entries, and anything zoo did not name, are not garbage
+                if self._in_use(path, match, max_age_s):
+                    continue
+                if directory is self.generations_dir and self._is_linked(path, match):
+                    continue  # checked after its writer is known dead: that writer links no more
+                contained(self.root, path.parent)  # the link itself is not followed: only it goes
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError:
+                        pass
+                if not os.path.lexists(path):
+                    removed.append(path)
         return removed
 
-    def verify(self, entry: Entry) -> list[str]:
-        """Problems with an entry's files: missing, resized, re-hashed or unsafe."""
+    def _in_use(self, path: Path, match: re.Match[str] | None, max_age_s: float) -> bool:
+        """Whether the writer of a temp dir, generation or link may still be using it."""
+        try:
+            mtime = path.lstat().st_mtime
+        except OSError:
+            return True  # already gone
+        young = time.time() - mtime <= max_age_s
+        if match is None:
+            return young  # not named by zoo: age is all there is to judge by
+        key, pid, host = match.group(1), int(match.group(2)), match.group(3)
+        if host == _host():
+            return _writer_alive(pid, mtime)
+        return young or (key is not None and self._lock_held(key))
+
+    def _is_linked(self, generation: Path, match: re.Match[str] | None) -> bool:
+        if match is None or match.group(1) is None:
+            return False
+        return self._generation_of(self.models_dir / match.group(1)) == generation.resolve()
+
+    def _lock_held(self, key: str) -> bool:
+        """Whether some process holds ``key``'s lock now (a writer on another host, over NFS)."""
+        try:
+            import fcntl
+        except ImportError:
+            return False
+        try:
+            fd = os.open(self.locks_dir / f"{key}.lock", os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return False
+
+    def verify(self, entry: Entry, hashes: TrustedHashes | None = None) -> list[str]:
+        """Problems with an entry's files: missing, resized, re-hashed or unsafe.
+
+        With ``hashes``, a file whose stat identity is unchanged since it was last hashed is
+        not read again (``zoo.trust``).
+        """
+        sha256 = hashes.sha256 if hashes else file_sha256
         problems = []
         for record in entry.files:
             try:
-                path = contained(entry.dir, entry.dir / record["path"])
+                path = contained(entry.dir, entry.dir / record.path)
             except UserError:
-                problems.append(f"{record['path']}: points outside the entry")
+                problems.append(f"{record.path}: points outside the entry")
                 continue
             if not path.is_file():
-                problems.append(f"{record['path']}: missing")
-            elif path.stat().st_size != record["size"]:
-                problems.append(f"{record['path']}: size {path.stat().st_size} != {record['size']}")
-            elif file_sha256(path) != record["sha256"]:
-                problems.append(f"{record['path']}: sha256 mismatch")
+                problems.append(f"{record.path}: missing")
+            elif path.stat().st_size != record.size:
+                problems.append(f"{record.path}: size {path.stat().st_size} != {record.size}")
+            elif sha256(path) != record.sha256:
+                problems.append(f"{record.path}: sha256 mismatch")
         if not entry.files:
             problems.append(f"{METADATA_FILE}: lists no files")
         elif not problems and entry.model_path.is_file():
             problems += external_data_problems(entry.model_path)
+        if hashes and not problems:
+            hashes.save()
         return problems
 
+    def trusted_hashes(self, key: str) -> TrustedHashes:
+        """The remembered hashes of entry ``key``'s files (see ``zoo.trust``)."""
+        return TrustedHashes(self.root / "hashes" / f"{key}.json")
+
     def broken(self) -> list[tuple[str, str]]:
-        """Entry directories whose ``zoo.json`` is missing or unreadable."""
-        found = []
-        if self.models_dir.is_dir():
-            for directory in sorted(self.models_dir.iterdir()):
-                if not _KEY.fullmatch(directory.name):
-                    continue
-                try:
-                    if self.get(directory.name) is None:
-                        found.append((directory.name, f"{METADATA_FILE} missing"))
-                except IntegrityError as exc:
-                    found.append((directory.name, str(exc)))
-        return found
+        """Entry directories whose ``zoo.json`` is missing, unreadable or invalid, with the reason."""
+        return [(key, str(found)) for key, found in self.scan() if isinstance(found, RecordError)]
+
+
+def _repair(key: str) -> str:
+    return f"remove it with `zoo rm {key}` or make it again with `zoo pull --force {key}`"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -369,6 +529,71 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # alive, owned by another user
         return True
     return True
+
+
+def _writer_alive(pid: int, last_written: float) -> bool:
+    """Whether process ``pid`` may still be the writer of something last written at
+    ``last_written``: it runs, and (where the OS tells) it started before that write."""
+    if not _alive(pid):
+        return False
+    started = _started_at(pid)
+    return started is None or started <= last_written + _CLOCK_SLACK_S
+
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), on Linux; None where it cannot be told."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@functools.cache
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise ValueError("no btime in /proc/stat")
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two names in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the OS or
+    filesystem cannot."""
+    if sys.platform != "linux" or os.environ.get("ZOO_NO_EXCHANGE"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:  # glibc before 2.28
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _leads_to(pointer: Path, directory: Path) -> bool:
+    return pointer.is_symlink() and os.path.realpath(pointer) == str(directory.resolve())
+
+
+def _kind(mode: int) -> str:
+    kinds = {stat.S_ISREG: "a regular file", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a directory")
+
+
+def _pause(point: str) -> None:
+    """Test seam: ``ZOO_TEST_PAUSE=POINT`` stops a store write at POINT, said on stderr, so
+    fault tests can kill or interrupt it exactly there."""
+    if os.environ.get("ZOO_TEST_PAUSE") == point:
+        sys.stderr.write(f"zoo: test pause at {point}\n")
+        sys.stderr.flush()
+        time.sleep(600)
 
 
 def _sync_tree(directory: Path) -> None:
@@ -431,6 +656,21 @@ def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     else:
         advice = "make it writable or point ZOO_HOME at a writable directory"
     return StoreWriteError(f"cannot write to the store {root}: {reason}; {advice} (stored entries are unchanged)")
+
+
+def refused_write(exc: BaseException, target: Path, partial: Path | None = None) -> EnvironmentProblem | None:
+    """The one-line error (exit 4) when ``exc`` means the filesystem under ``target`` refused a
+    write (full, read-only, no permission); None for any other error. ``partial``: what was
+    being written, whose disk being nearly full makes "full" the likely cause."""
+    if not _is_write_error(exc, partial is not None and _nearly_full(partial)):
+        return None
+    cause = _os_error(exc)
+    reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
+    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free some space or choose another directory"
+    else:
+        advice = "make it writable or choose another directory"
+    return EnvironmentProblem(f"cannot write to {target}: {reason}; {advice}")
 
 
 def _one_line(exc: BaseException) -> str:

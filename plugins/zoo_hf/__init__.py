@@ -252,9 +252,13 @@ class Remote:
                     break
 
     def read_json(self, path: str) -> dict[str, Any]:
+        """A small JSON file of the repo (a config, a pushed ``zoo.json``): regular, capped, or ``{}``."""
+        from zoo.files import FileRefused, read_capped
+        from zoo.record import MAX_RECORD_BYTES
+
         try:
-            data = json.loads(self.download(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_capped(self.download(path), MAX_RECORD_BYTES))
+        except (OSError, ValueError, RecursionError, FileRefused):
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -288,26 +292,14 @@ def _forget(local: Path) -> None:
 def external_data(model_path: Path) -> list[str]:
     """The external-data files an ONNX graph names, checked to stay next to it."""
     import onnx
-    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    from zoo.integrity import external_location, model_tensors
 
     model = onnx.load(str(model_path), load_external_data=False)
-
-    def tensors(graph: Any) -> Iterator[Any]:
-        yield from graph.initializer
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("g"):
-                    yield from tensors(attr.g)
-                for sub in attr.graphs:
-                    yield from tensors(sub)
-
     locations: list[str] = []
-    for tensor in tensors(model.graph):
-        if uses_external_data(tensor):
-            location = ExternalDataInfo(tensor).location
+    for tensor in model_tensors(model):
+        location = external_location(tensor)
+        if location is not None:
             normal = posixpath.normpath(location)
             if (location.startswith("/") or "\\" in location or normal.startswith("..")
                     or normal in (MODEL_FILE, METADATA_FILE)):
@@ -320,14 +312,15 @@ def external_data(model_path: Path) -> list[str]:
 def _describe(found: dict[str, dict[str, Any]], model_sha: str, inputs: list[dict[str, Any]],
               outputs: list[dict[str, Any]], say: Callable[[str], None]) -> dict[str, Any]:
     """Preprocessing, labels, validation... from the repo's config files, best source first."""
-    pushed = found.get(METADATA_FILE) or {}
-    pushed_sha = next((f.get("sha256") for f in pushed.get("files", []) if f.get("path") == MODEL_FILE), None)
-    if pushed and pushed_sha == model_sha:
+    pushed = _pushed_record(found.get(METADATA_FILE), say)
+    pushed_file = pushed.file(MODEL_FILE) if pushed else None
+    if pushed and pushed_file and pushed_file.sha256 == model_sha:
         # The repo's zoo.json describes exactly this file: keep what zoo learnt when exporting it.
-        described = {key: pushed[key] for key in CARRIED if key in pushed}
-        described["stats"] = dict(pushed.get("stats") or {})
+        shared = pushed.to_json()
+        described = {key: shared[key] for key in CARRIED if key in shared}
+        described["stats"] = dict(shared.get("stats") or {})
         described["preprocessing_from"] = METADATA_FILE
-        described["origin"] = {k: pushed.get(k) for k in ("name", "ref", "key", "weights", "recipe", "source",
+        described["origin"] = {k: shared.get(k) for k in ("name", "ref", "key", "weights", "recipe", "source",
                                                            "toolchain", "created")}
         return described
     if pushed:
@@ -352,6 +345,19 @@ def _describe(found: dict[str, dict[str, Any]], model_sha: str, inputs: list[dic
     if isinstance(config.get("license"), str):
         described["license"] = config["license"]
     return described
+
+
+def _pushed_record(data: dict[str, Any] | None, say: Callable[[str], None]) -> Any:
+    """The repo's ``zoo.json`` as a checked record; ``None`` (and a note) when it fails the check."""
+    from zoo.record import Record, RecordError
+
+    if not data:
+        return None
+    try:
+        return Record.from_json(data, f"{METADATA_FILE} in the repo")
+    except RecordError as exc:
+        say(f"ignoring {exc}")
+        return None
 
 
 @hookimpl

@@ -63,7 +63,7 @@ class LocalSource(Source):
         return ModelSpec(
             source=self.name,
             name=str(path.resolve()),
-            weights="sha256:" + file_sha256(path),
+            weights="sha256:" + _checkpoint_sha256(path),
             options=tuple(sorted((k, v) for k, v in settings.items() if v is not None)),
         )
 
@@ -74,7 +74,7 @@ class LocalSource(Source):
         path = Path(spec.name)
         if not path.is_file():
             raise UserError(f"checkpoint file not found: {path}")
-        digest = file_sha256(path)
+        digest = _checkpoint_sha256(path)
         if "sha256:" + digest != spec.weights:  # the key promised that content
             raise UserError(f"{path} changed since it was resolved; run the command again")
         arch_source, arch_name = split_ref(spec.option("arch"))
@@ -83,7 +83,16 @@ class LocalSource(Source):
         built = get_host().source(arch_source).build(arch_spec, recipe)
         built.weights = {**built.weights, "file": str(path), "sha256": digest, "arch": spec.option("arch")}
         built.stats = {**built.stats, "checkpoint_bytes": path.stat().st_size}
+        built.source_version = None  # the entry's source is this plugin (its version), not the arch's library
         return built
+
+
+def _checkpoint_sha256(path: Path) -> str:
+    """The checkpoint's sha256; a file that cannot be read (``/proc/self/mem``) is the user's to fix."""
+    try:
+        return file_sha256(path)
+    except OSError as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
 
 
 @hookimpl

@@ -64,7 +64,8 @@ class TorchvisionSource(Source):
             weights_info = {"resolved": reference.name, "url": reference.url,
                             "file": str(file), "sha256": file_sha256(file)}
         meta = reference.meta
-        stats = {"num_params": meta.get("num_params"), "gflops": meta.get("_ops"),
+        # No parameter count here: the host counts `params` for every source (one field, one truth).
+        stats = {"gflops": meta.get("_ops"),
                  "file_size_mb": meta.get("_file_size")}
         if tag.lower() != "none" and not looks_like_path(tag):
             stats["accuracy"] = meta.get("_metrics")

@@ -1,0 +1,143 @@
+"""What zoo says is what the file is (opset, names, outputs that are never replaced in silence),
+and a provider that cannot run is refused before any export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+
+import zoo
+from zoo.errors import ExportError, UserError
+
+TINY = "timm:test_resnet"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``zoo ARGS`` in process, through the same entry point and error handling as the command."""
+    from zoo.cli import main
+
+    argv = sys.argv
+    sys.argv = ["zoo", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def opset_of(path: Path) -> int:
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def test_the_file_has_the_opset_asked_for(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(capsys, "pull", TINY, "--weights", "none", "--opset", "13", "--json")
+    assert code == 0, err
+    pulled = json.loads(out)
+    assert opset_of(Path(pulled["path"])) == 13
+    record = zoo.info(pulled["key"]).record
+    assert record.recipe["opset"] == 13 and record.validation.other["artefact"]["opset"] == 13
+    assert "Traceback" not in err and len(err.splitlines()) <= 1
+    with pytest.raises(ExportError, match="opset 18, not the 13 asked for"):  # dynamo alone cannot make it
+        zoo.pull(TINY, weights="none", opset=13, exporter="dynamo")
+
+
+def test_export_to_a_file_never_replaces_without_force(home: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "out" / "tiny.onnx"
+    code, out, err = cli(capsys, "export", TINY, "--weights", "none", "-o", str(target), "--input-names", "images",
+                         "--output-names", "scores", "--json")
+    assert code == 0, err
+    assert target.is_file() and target.with_suffix(".json").is_file() and not (target.parent / "model.onnx").exists()
+    graph = onnx.load(str(target), load_external_data=False).graph
+    assert [v.name for v in graph.input] == ["images"] and [v.name for v in graph.output] == ["scores"]
+    record = json.loads(target.with_suffix(".json").read_text())
+    assert record["files"][0]["path"] == "tiny.onnx"
+    assert record["key"] != zoo.resolve_name(TINY, weights="none").key  # the names are part of the key
+    before = target.read_bytes()
+    code, _out, err = cli(capsys, "export", TINY, "--weights", "none", "-o", str(target))
+    assert code == 1 and str(target) in err and "--force" in err and len(err.splitlines()) == 1
+    assert target.read_bytes() == before
+    code, _out, err = cli(capsys, "export", TINY, "--weights", "none", "-o", str(target.parent))
+    assert code == 0, err  # a directory: model.onnx and zoo.json beside tiny.onnx
+    assert (target.parent / "model.onnx").is_file() and (target.parent / "zoo.json").is_file()
+    code, _out, err = cli(capsys, "export", TINY, "--weights", "none", "-o", str(target.parent))
+    assert code == 1 and "model.onnx exists" in err
+    code, _out, err = cli(capsys, "export", TINY, "--weights", "none", "-o", str(target), "--force")
+    assert code == 0, err
+
+
+def test_names_that_do_not_fit_the_model_are_refused(home: Path) -> None:
+    with pytest.raises(UserError, match="--output-names gives 2 names"):
+        zoo.export(TINY, "unused", weights="none", output_names="a,b")
+    with pytest.raises(UserError, match="not unique"):
+        zoo.resolve_name(TINY, weights="none", output_names="a,a")
+
+
+def test_a_provider_that_cannot_load_is_refused_before_any_export(home: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.errors import EnvironmentProblem
+    from zoo.runtime import check_provider
+
+    try:
+        check_provider("cuda")
+    except EnvironmentProblem:
+        pass
+    else:
+        pytest.skip("CUDA runs on this machine: nothing to refuse")
+    for provider in ("cuda", "tensorrt"):
+        code, _out, err = cli(capsys, "run", TINY, "--weights", "none", "--provider", provider)
+        assert code == 4 and len(err.splitlines()) == 1, err
+        assert "use --provider cuda" not in err
+    assert not home.exists() or not any(home.rglob("*.onnx"))
+
+
+def bare_classifier(path: Path, side: int = 32, classes: int = 4) -> Path:
+    """An ONNX classifier with no zoo metadata: mean colour per channel, then a linear layer."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(3 * classes, dtype=np.float32).reshape(classes, 3) / 10, "w")
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "w"], ["y"], transB=1)],
+        "bare", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", classes])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return path
+
+
+def test_a_bare_onnx_file_runs_on_images_with_the_preprocessing_given(home: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    model = bare_classifier(tmp_path / "bare.onnx")
+    image = tmp_path / "red.png"
+    Image.new("RGB", (50, 40), (255, 0, 0)).save(image)
+    code, _out, err = cli(capsys, "run", str(model), "--image", str(image))
+    assert code == 1 and "--size" in err and "--preprocess-like" in err
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog, the big one\nbird\nfish\n")
+    code, out, err = cli(capsys, "run", str(model), "--image", str(image), "--size", "32", "--mean", "0,0,0",
+                         "--std", "1,1,1", "--labels", str(labels), "--topk", "1", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    # red (1, 0, 0) after mean 0 / std 1: logits 0.0, 0.3, 0.6, 0.9; softmax of the last
+    best = 1 / sum(2.718281828 ** (x - 0.9) for x in (0.0, 0.3, 0.6, 0.9))
+    assert result["predictions"][0] == [{"index": 3, "label": "fish", "score": pytest.approx(best, rel=1e-5)}]
+
+
+def test_error_lines_are_plain_single_lines(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import _one_line
+
+    assert _one_line("\x1b[1;31mRuntimeError\x1b[0m: bad\n  input\x00") == "RuntimeError: bad input\\x00"
+    code, _out, err = cli(capsys, "pull", "no\x1b[31msuch\x00model")
+    assert code != 0 and "\x1b" not in err and "\x00" not in err and len(err.splitlines()) == 1, err

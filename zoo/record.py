@@ -1,0 +1,523 @@
+"""The entry record: what ``zoo.json`` holds, typed, checked and bounded.
+
+``Record.from_json`` is the only way zoo reads a record (a store entry's ``zoo.json``, the
+copy an ``.onnx`` file carries, a Hub repo's pushed ``zoo.json``): every field is checked
+for its type and its bounds before anything uses it, so a hostile or damaged record is
+one ``RecordError`` naming the field (exit 3), never a crash or a 22 GB resize later on.
+``Record.to_json`` writes it back; a record read and written again is unchanged, keys the
+current zoo does not know included (kept under ``other``, bounded like the rest).
+
+Schema 1 (zoo 0.1) and 2 read; a record from a newer zoo is refused with advice to
+upgrade. Schema 2 added the load report under ``weights`` and keeps machine-local facts
+(times, durations, paths) out of the ``.onnx`` copy (see ``Record.portable``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import IntegrityError
+from .files import FileRefused, MiB, read_capped
+from .images import INTERPOLATIONS
+from .spec import Preprocessing
+
+SCHEMA = 2
+READABLE_SCHEMAS = (1, 2)
+MAX_RECORD_BYTES = 64 * MiB  # 100,000 labels and room to spare
+MAX_DEPTH = 32  # nesting of free-form values (a record's own nesting is 4)
+MAX_SIDE = 4096  # pixels: resize, crop and input size (``--size`` stops there too)
+MAX_LABELS = 100_000
+MAX_STRING = 4096
+MAX_ITEMS = 1024
+MAX_BYTES = 1 << 50  # a file size beyond a petabyte is damage, not a model
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class RecordError(IntegrityError):
+    """A record (``zoo.json`` or the metadata an ``.onnx`` carries) that fails its check."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    """Bounds of a field: numbers in [low, high], strings up to ``length`` characters
+    (from ``choices`` when given), lists and maps up to ``items`` entries. A list's
+    bounds apply to its elements too."""
+
+    low: float | None = None
+    high: float | None = None
+    length: int = MAX_STRING
+    items: int = MAX_ITEMS
+    choices: tuple[str, ...] = ()
+
+
+_DEFAULT = Limit()
+_COUNT = Limit(low=0, high=MAX_BYTES)
+_SIDE = Limit(low=1, high=MAX_SIDE)
+_KEYS = Limit(items=MAX_LABELS, length=1024)
+# Every bound in one place: "Class.field" -> Limit.
+LIMITS: dict[str, Limit] = {
+    "Record.schema": Limit(low=1, high=1000),
+    "Record.labels": _KEYS,
+    "Record.files": Limit(items=100_000, length=1024),
+    "Record.export_seconds": Limit(low=0, high=1e9),
+    "Record.fetch_seconds": Limit(low=0, high=1e9),
+    "FileRecord.size": _COUNT,
+    "FileRecord.path": Limit(length=1024),
+    "TensorInfo.shape": Limit(low=-1, high=2**31 - 1, items=32, length=128),  # -1: "unknown" in some files
+    "TensorInfo.name": Limit(length=1024),
+    "Weights.tensors_loaded": _COUNT,
+    "Weights.missing_keys": _KEYS,
+    "Weights.unexpected_keys": _KEYS,
+    "Stats.params": _COUNT,
+    "Stats.onnx_nodes": _COUNT,
+    "Stats.gflops": Limit(low=0, high=1e12),
+    "Validation.max_abs_diff": Limit(low=0),
+    "Validation.max_rel_diff": Limit(low=0),
+    "Preprocessing.input_size": Limit(low=1, high=MAX_SIDE),
+    "Preprocessing.resize": Limit(low=1, high=2 * MAX_SIDE),  # --size 4096 resizes to 4681 before its crop
+    "Preprocessing.crop": _SIDE,
+    "Preprocessing.crop_mode": Limit(choices=("center", "squash")),
+    "Preprocessing.interpolation": Limit(choices=INTERPOLATIONS),
+    "Preprocessing.mean": Limit(low=-1e6, high=1e6, items=16),
+    "Preprocessing.std": Limit(low=-1e6, high=1e6, items=16),
+    "Preprocessing.channel_order": Limit(choices=("RGB", "BGR", "rgb", "bgr")),
+    "Preprocessing.layout": Limit(choices=("NCHW", "NHWC", "nchw", "nhwc")),
+}
+
+
+def _optional() -> Any:
+    """A field left out of the JSON while it is ``None`` (added by later versions or some sources)."""
+    return field(default=None, metadata={"omit": True})
+
+
+@dataclass
+class FileRecord:
+    """One file of an entry, as hashed when it was stored."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class TensorInfo:
+    """A graph input or output: symbolic dimensions are names (``"batch"``)."""
+
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+
+@dataclass
+class SourceInfo:
+    """The source that made the model, and the plugin that registered it."""
+
+    name: str
+    plugin: str | None = None
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass
+class Weights:
+    """Where the weights came from. ``tag`` as asked; the rest as the source knows it
+    (``url``, ``hub_id``, ``file`` and its ``sha256``...); the load report of a checkpoint
+    (``tensors_loaded``, ``missing_keys``, ``unexpected_keys``) when one was loaded."""
+
+    tag: str
+    file: str | None = _optional()
+    sha256: str | None = _optional()
+    url: str | None = _optional()
+    hub_id: str | None = _optional()
+    arch: str | None = _optional()
+    tensors_loaded: int | None = _optional()
+    missing_keys: list[str] | None = _optional()
+    unexpected_keys: list[str] | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Attempt:
+    """One exporter tried: ``error`` is empty for the one that worked."""
+
+    exporter: str
+    error: str = ""
+
+
+@dataclass
+class Validation:
+    """How the file was checked: the checker, and parity with PyTorch where there was one."""
+
+    checker: str | None = _optional()
+    input: Any = _optional()
+    max_abs_diff: float | None = _optional()
+    max_rel_diff: float | None = _optional()
+    tolerance: dict[str, float] | None = _optional()
+    parity: str | None = _optional()
+    passed: bool | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    """Figures about the model: ``params`` counted by zoo, the rest as the source reports."""
+
+    params: int | None = _optional()
+    onnx_nodes: int | None = _optional()
+    gflops: float | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class Record:
+    """One entry's ``zoo.json``. ``files`` is empty in the copy an ``.onnx`` carries."""
+
+    schema: int = SCHEMA
+    name: str
+    ref: str
+    alias: str | None = None
+    key: str | None = None
+    source: SourceInfo | None = None
+    weights: Weights | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    exporter: str | None = None
+    export_attempts: list[Attempt] | None = _optional()
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    preprocessing: Preprocessing | None = None
+    preprocessing_from: str | None = _optional()
+    labels: list[str] | None = None
+    validation: Validation | None = _optional()
+    stats: Stats = field(default_factory=Stats)
+    license: str | None = None
+    toolchain: dict[str, str | None] = field(default_factory=dict)
+    created: str | None = _optional()
+    export_seconds: float | None = _optional()
+    fetch_seconds: float | None = _optional()
+    extra: dict[str, Any] | None = _optional()
+    post_export: list[dict[str, Any]] | None = _optional()
+    hub_files: dict[str, str] | None = _optional()
+    origin: dict[str, Any] | None = _optional()
+    files: list[FileRecord] = field(default_factory=list)
+    other: dict[str, Any] = field(default_factory=dict)
+
+    # -- reading and writing ------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, data: Any, where: str = "zoo.json") -> Record:
+        """The record in ``data`` (parsed JSON), or ``RecordError`` naming the bad field."""
+        if isinstance(data, dict) and "schema" in data:
+            schema = data["schema"]
+            if isinstance(schema, int) and not isinstance(schema, bool) and schema > max(READABLE_SCHEMAS):
+                raise RecordError(f"invalid {where}: schema {schema} is from a newer zoo (this one reads "
+                                  f"{', '.join(map(str, READABLE_SCHEMAS))}): upgrade zoo")
+        try:
+            record = _parse_record(cls, data, "", 0)
+        except RecordError as exc:
+            raise RecordError(f"invalid {where}: {exc}") from None
+        if record.schema not in READABLE_SCHEMAS:
+            raise RecordError(f"invalid {where}: schema: unknown version {record.schema}")
+        return record
+
+    @classmethod
+    def loads(cls, text: str | bytes, where: str = "zoo.json") -> Record:
+        """The record in JSON ``text``: invalid or absurdly nested JSON is a ``RecordError`` too."""
+        return cls.from_json(parse_json(text, where), where)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Record:
+        """The record in the file ``path`` (a regular file, at most ``MAX_RECORD_BYTES``).
+
+        ``FileNotFoundError`` propagates (a missing record is the caller's case).
+        """
+        try:
+            text = read_capped(path, MAX_RECORD_BYTES)
+        except FileRefused as exc:
+            raise RecordError(f"unreadable {Path(path).name}: {exc}") from None
+        return cls.loads(text, Path(path).name)
+
+    def to_json(self) -> dict[str, Any]:
+        return _dump(self)
+
+    def portable(self) -> dict[str, Any]:
+        """What the ``.onnx`` file carries: the record less machine-local facts.
+
+        Times, durations, export attempts, parity measured on this machine and absolute
+        paths stay in ``zoo.json``, so the same spec, recipe and toolchain give the same
+        bytes on any machine. The file hashes cannot be carried (a file cannot hash itself).
+        """
+        data = self.to_json()
+        for local in ("created", "export_seconds", "fetch_seconds", "export_attempts", "validation", "files"):
+            data.pop(local, None)
+        weights = data.get("weights") or {}
+        if isinstance(weights.get("file"), str):
+            weights["file"] = Path(weights["file"]).name  # its sha256 still identifies it
+        if self.source is not None and self.source.name and Path(self.ref.partition(":")[2]).is_absolute():
+            # local:/home/alice/ckpt.pth -> local:ckpt.pth (the name part of a path-named source)
+            short = f"{self.source.name}:{Path(self.ref.partition(':')[2]).name}"
+            data["name"] = short if data.get("name") == self.ref else data.get("name")
+            data["ref"] = short
+        return data
+
+    # -- what other modules ask ---------------------------------------------------------------
+    @property
+    def weights_tag(self) -> str | None:
+        return self.weights.tag if self.weights else None
+
+    @property
+    def dtype(self) -> str | None:
+        value = self.recipe.get("dtype")
+        return value if isinstance(value, str) else None
+
+    def file(self, path: str) -> FileRecord | None:
+        return next((f for f in self.files if f.path == path), None)
+
+
+def parse_json(text: str | bytes, where: str = "zoo.json") -> Any:
+    """JSON ``text`` parsed, or a ``RecordError``: invalid, not UTF-8, or nested past recursion."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise RecordError(f"unreadable {where}: nested too deeply to be a zoo record") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError(f"unreadable {where}: invalid JSON ({_one_line(exc)})") from None
+
+
+# -- the checker --------------------------------------------------------------------------------
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _parse_record(cls: type, data: Any, where: str, depth: int) -> Any:
+    if not isinstance(data, dict):
+        raise RecordError(f"{where or 'the record'}: expected an object, got {_kind(data)}")
+    hints, known = _hints(cls), {f.name: f for f in fields(cls) if f.name != "other"}
+    values: dict[str, Any] = {}
+    for name, spec in known.items():
+        here = _at(where, name)
+        if name in data:
+            limit = LIMITS.get(f"{cls.__name__}.{name}", _DEFAULT)
+            values[name] = _parse(hints[name], data[name], here, limit, depth + 1)
+        elif spec.default is MISSING and spec.default_factory is MISSING:
+            raise RecordError(f"{here}: missing")
+    unknown = {k: v for k, v in data.items() if k not in known}
+    if unknown:
+        if "other" not in {f.name for f in fields(cls)}:
+            raise RecordError(f"{_at(where, sorted(unknown, key=str)[0])}: unknown field")
+        values["other"] = _parse(dict[str, Any], unknown, where, _DEFAULT, depth)
+    record = cls(**values)
+    check = _CHECKS.get(cls)
+    if check is not None:
+        check(record, where)
+    return record
+
+
+def _at(where: str, name: Any) -> str:
+    return f"{where}.{name}" if where else str(name)
+
+
+def _parse(hint: Any, value: Any, where: str, limit: Limit, depth: int) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return _free(value, where, depth)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for option in options:
+            if _matches(option, value):
+                return _parse(option, value, where, limit, depth)
+        wanted = " or ".join(_name(a) for a in args)
+        raise RecordError(f"{where}: expected {wanted}, got {_kind(value)}")
+    if is_dataclass(hint):
+        if depth > MAX_DEPTH:
+            raise RecordError(f"{where}: nested too deeply")
+        return _parse_record(hint, value, where, depth)
+    if origin in (list, tuple):
+        if not isinstance(value, list):
+            raise RecordError(f"{where}: expected a list, got {_kind(value)}")
+        fixed = origin is tuple and not (len(args) == 2 and args[1] is Ellipsis)
+        if fixed and len(value) != len(args):
+            raise RecordError(f"{where}: expected {len(args)} values, got {len(value)}")
+        if len(value) > limit.items:
+            raise RecordError(f"{where}: {len(value)} items, more than {limit.items}")
+        if args == (str,) and not limit.choices and all(type(s) is str and len(s) <= limit.length for s in value):
+            return list(value)  # labels, key lists: the common case, checked at once
+        items = [_parse(args[i] if fixed else args[0], item, f"{where}[{i}]", limit, depth + 1)
+                 for i, item in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecordError(f"{where}: expected an object, got {_kind(value)}")
+        if len(value) > limit.items:
+            raise RecordError(f"{where}: {len(value)} keys, more than {limit.items}")
+        return {_string(key, f"{where} key", _DEFAULT): _parse(args[1], item, _at(where, key), limit, depth + 1)
+                for key, item in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise RecordError(f"{where}: expected true or false, got {_kind(value)}")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RecordError(f"{where}: expected an integer, got {_kind(value)}")
+        return _bounded(value, where, limit)
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise RecordError(f"{where}: expected a number, got {_kind(value)}")
+        return float(_bounded(value, where, limit))
+    if hint is str:
+        return _string(value, where, limit)
+    raise TypeError(f"record field type {hint!r} has no checker")  # a zoo bug, found by the tests
+
+
+def _matches(hint: Any, value: Any) -> bool:
+    """Whether ``value`` is of ``hint``'s JSON kind (which union member to check it against)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if is_dataclass(hint) or origin is dict:
+        return isinstance(value, dict)
+    if origin in (list, tuple):
+        return isinstance(value, list)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else False
+
+
+def _bounded(value: float, where: str, limit: Limit) -> float:
+    if (limit.low is not None and value < limit.low) or (limit.high is not None and value > limit.high):
+        low = "" if limit.low is None else f"{limit.low:g}"
+        high = "" if limit.high is None else f"{limit.high:g}"
+        raise RecordError(f"{where}: {value} is outside [{low}, {high}]")
+    return value
+
+
+def _string(value: Any, where: str, limit: Limit) -> str:
+    if not isinstance(value, str):
+        raise RecordError(f"{where}: expected a string, got {_kind(value)}")
+    if len(value) > limit.length:
+        raise RecordError(f"{where}: a string of {len(value)} characters, more than {limit.length}")
+    if limit.choices and value not in limit.choices:
+        raise RecordError(f"{where}: {value[:40]!r} is not one of {', '.join(limit.choices)}")
+    return value
+
+
+def _free(value: Any, where: str, depth: int) -> Any:
+    """A free-form JSON value (a plugin's findings, unknown keys): JSON kinds, bounded nesting."""
+    if depth > MAX_DEPTH:
+        raise RecordError(f"{where}: nested too deeply")
+    if isinstance(value, dict):
+        if len(value) > MAX_LABELS:
+            raise RecordError(f"{where}: {len(value)} keys, more than {MAX_LABELS}")
+        return {_string(k, f"{where} key", _DEFAULT): _free(v, _at(where, k), depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) > MAX_LABELS:
+            raise RecordError(f"{where}: {len(value)} items, more than {MAX_LABELS}")
+        return [_free(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(f"{where}: {value} is not a finite number")
+    if isinstance(value, str) and len(value) > 64 * 1024:
+        raise RecordError(f"{where}: a string of {len(value)} characters, more than {64 * 1024}")
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise RecordError(f"{where}: {_kind(value)} is not JSON")
+
+
+def _check_file(record: FileRecord, where: str) -> None:
+    if not _HEX64.fullmatch(record.sha256):
+        raise RecordError(f"{_at(where, 'sha256')}: expected 64 lowercase hex digits")
+
+
+def _check_preprocessing(pre: Preprocessing, where: str) -> None:
+    channels = pre.input_size[0]
+    if channels > 16:
+        raise RecordError(f"{_at(where, 'input_size')}: {channels} channels, more than 16")
+    for name in ("mean", "std"):
+        values = getattr(pre, name)
+        if len(values) not in (1, channels):
+            raise RecordError(f"{_at(where, name)}: {len(values)} values for {channels} channels")
+    if any(value == 0 for value in pre.std):
+        raise RecordError(f"{_at(where, 'std')}: a zero would divide by zero")
+
+
+def _check_record(record: Record, where: str) -> None:
+    if ":" not in record.ref:
+        raise RecordError(f"{_at(where, 'ref')}: expected SOURCE:NAME, got {record.ref[:60]!r}")
+    for group in ("options", "recipe"):
+        for name, value in getattr(record, group).items():  # flat settings: a value, or a list of values
+            _free(value, _at(_at(where, group), name), MAX_DEPTH - 1)
+
+
+_CHECKS: dict[type, Any] = {FileRecord: _check_file, Preprocessing: _check_preprocessing, Record: _check_record}
+
+
+# -- writing ------------------------------------------------------------------------------------
+def label_preview(labels: list[str], count: int) -> str:
+    """The first ``count`` labels, quoted, so that a comma inside a label stays inside it."""
+    shown = ", ".join(json.dumps(label, ensure_ascii=False) for label in labels[:count])
+    return shown + (", ..." if len(labels) > count else "")
+
+
+def as_json(value: Any) -> Any:
+    """A record or any part of it as JSON data (what ``zoo.json`` holds for it)."""
+    return _dump(value)
+
+
+def _dump(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        out: dict[str, Any] = {}
+        for spec in fields(value):
+            item = getattr(value, spec.name)
+            if spec.name == "other":
+                out.update({k: _dump(v) for k, v in item.items() if k not in out})
+            elif item is not None or not spec.metadata.get("omit"):
+                out[spec.name] = _dump(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_dump(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _dump(v) for k, v in value.items()}
+    return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple):
+        return "a list"
+    if origin is dict or is_dataclass(hint):
+        return "an object"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
