@@ -26,6 +26,7 @@ from helpers import (
 from PIL import Image
 
 from zoo import images
+from zoo.spec import Preprocessing
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_preprocessing_equals_torchvision_transforms(tmp_path: Path, size: tuple
 
     image = Image.open(write_image(tmp_path / "x.png", *size)).convert("RGB")
     for weights in (ResNet18_Weights.DEFAULT, EfficientNet_B3_Weights.DEFAULT):  # bilinear 256/224, bicubic 320/300
-        mine = images.preprocess(image, _preprocessing(weights).to_dict())
+        mine = images.preprocess(image, _preprocessing(weights))
         np.testing.assert_array_equal(mine, weights.transforms()(image).numpy())
 
 
@@ -92,8 +93,8 @@ def test_preprocessing_equals_timm_transforms(tmp_path: Path, name: str, crop_mo
     model = timm.create_model(name, pretrained=False)
     if crop_mode:
         model.pretrained_cfg = {**model.pretrained_cfg, "crop_mode": crop_mode}
-    spec = preprocessing(model).to_dict()
-    assert spec["crop_mode"] == (crop_mode or "center")
+    spec = preprocessing(model)
+    assert spec.crop_mode == (crop_mode or "center")
     reference = create_transform(**resolve_data_config({}, model=model))
     for size in ((640, 480), (333, 517), (200, 90)):
         image = Image.open(write_image(tmp_path / "x.png", *size)).convert("RGB")
@@ -104,8 +105,8 @@ def test_preprocessing_pads_small_images_like_torchvision(tmp_path: Path) -> Non
     from torchvision import transforms
 
     image = Image.open(write_image(tmp_path / "x.png", 300, 180)).convert("RGB")
-    spec = {"input_size": [3, 224, 224], "resize": 200, "crop": [224, 224], "crop_mode": "center",
-            "interpolation": "bicubic", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    spec = Preprocessing(input_size=(3, 224, 224), resize=200, crop=(224, 224), crop_mode="center",
+                         interpolation="bicubic", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     reference = transforms.Compose([
         transforms.Resize(200, interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.CenterCrop(224), transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.25] * 3)])
@@ -218,13 +219,14 @@ def test_bare_onnx_file_reads_its_own_metadata(copy_store: Path, zoo, tmp_path: 
 
 
 def test_damaged_entry_is_refused(copy_store: Path, zoo) -> None:
-    path = Path(json.loads(zoo("pull", *TINY, "--json").stdout)["path"])
+    pulled = json.loads(zoo("pull", *TINY, "--json").stdout)
+    path = Path(pulled["path"])
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF  # same size, different bytes: only the hash can tell
     path.write_bytes(bytes(data))
     proc = zoo("run", *TINY, check=False)
     assert proc.returncode == 3
-    assert_one_line_error(proc, "sha256 mismatch", "zoo pull --force timm:test_resnet")
+    assert_one_line_error(proc, "sha256 mismatch", f"zoo pull --force {pulled['key']}")
     path.write_bytes(bytes(data[:-10]))
     proc = zoo("run", *TINY, check=False)
     assert_one_line_error(proc, "model.onnx: size")
@@ -246,7 +248,8 @@ def test_float16_recipe_keeps_float32_io_and_agrees(checkpoint_store: tuple[Path
     home = tmp_path / "zoo-home"
     shutil.copytree(root, home)  # holds the float32 export of the same checkpoint
     env = home_env(home)
-    ref = ("timm:test_resnet", "--weights", str(checkpoint), "--exporter", "torchscript")
+    ref = ("timm:test_resnet", "--weights", str(checkpoint))
+    # The default exporter: torchscript leaves float32 weights, which zoo refuses to record as float16.
     pulled = json.loads(invoke("pull", *ref, "--dtype", "float16", "--json", env=env).stdout)
     metadata = metadata_of(pulled)
     assert metadata["recipe"]["dtype"] == "float16"
@@ -257,10 +260,12 @@ def test_float16_recipe_keeps_float32_io_and_agrees(checkpoint_store: tuple[Path
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
 
     image = str(write_image(tmp_path / "a.jpg"))
-    runs = {dtype: json.loads(invoke("run", *ref, "--dtype", dtype, "--image", image, "--output",
+    flags = {"float16": ["--dtype", "float16"], "float32": ["--exporter", "torchscript"]}  # the stored float32 entry
+    runs = {dtype: json.loads(invoke("run", *ref, *flags[dtype], "--image", image, "--output",
                                      str(tmp_path / f"{dtype}.npz"), "--json", env=env).stdout)
             for dtype in ("float16", "float32")}
-    assert runs["float16"]["dtype"] == "float16" and runs["float16"]["path"] != runs["float32"]["path"]
+    assert runs["float16"]["dtype"] == "float16" and runs["float32"]["dtype"] == "float32"
+    assert runs["float16"]["path"] != runs["float32"]["path"]
     half, full = (np.load(tmp_path / f"{d}.npz")["logits"] for d in ("float16", "float32"))
     np.testing.assert_allclose(half, full, atol=0.05, rtol=0.05)
     assert half.argmax() == full.argmax()
