@@ -72,7 +72,7 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def copy_store(home: Path, tiny_store: Path) -> Path:
     """This test's store, starting as a copy of the shared tiny store."""
-    shutil.copytree(tiny_store, home, dirs_exist_ok=True)
+    shutil.copytree(tiny_store, home, symlinks=True, dirs_exist_ok=True)  # entries are links to generations
     return home
 
 

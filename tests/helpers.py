@@ -127,9 +127,14 @@ def tree(root: Path) -> set[str]:
 
 
 def store_files(root: Path) -> dict[str, bytes]:
-    """Every file under models/ with its content: what "entries intact" means."""
-    models = root / "models"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()}
+    """Every file under models/ (through the entries' links) with its content: what "entries
+    intact" means."""
+    files = {}
+    for folder, _dirs, names in os.walk(root / "models", followlinks=True):
+        for name in names:
+            path = Path(folder) / name
+            files[str(path.relative_to(root))] = path.read_bytes()
+    return dict(sorted(files.items()))
 
 
 def entry_dirs(root: Path) -> list[str]:

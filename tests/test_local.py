@@ -150,8 +150,8 @@ def test_head_size_is_read_from_the_checkpoint_or_given(zoo, tmp_path: Path) -> 
     with torch.inference_mode():
         want = model(x).numpy()
     assert np.abs(onnx_logits(out / "model.onnx", x) - want).max() < TOLERANCE
-    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "--num-classes", "7", "-o", str(out),
-               check=False)
+    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "--num-classes", "7", "-o",
+               str(tmp_path / "out7"), check=False)
     assert proc.returncode == 1
     assert "shape mismatch" in proc.stderr and "--num-classes" in proc.stderr
 
@@ -241,5 +241,5 @@ def test_checkpoint_with_another_code_bases_names_is_paired_by_position(zoo, tmp
     assert meta["outputs"][0]["shape"] == ["batch", 6]  # head size read by position too
     shuffled = dict(reversed(list(renamed.items())))
     torch.save({"model": shuffled}, ckpt)
-    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(out), check=False)
+    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(tmp_path / "shuffled"), check=False)
     assert proc.returncode == 1 and "does not fit the model" in proc.stderr

@@ -275,11 +275,11 @@ def test_full_store_fails_cleanly_and_keeps_entries(tiny_store: Path, tmp_path: 
     root = tmp_path / "small-disk"
     root.mkdir()
     size = sum(p.stat().st_size for p in tiny_store.rglob("*") if p.is_file())
-    with mounted("-t", "tmpfs", "-o", f"size={size + (512 << 10)}", "tmpfs", target=root):
-        shutil.copytree(tiny_store, root, dirs_exist_ok=True)
+    with mounted("-t", "tmpfs", "-o", f"size={size + (1 << 20)}", "tmpfs", target=root):
+        shutil.copytree(tiny_store, root, symlinks=True, dirs_exist_ok=True)
         before = store_files(root)
         env = home_env(root)
-        proc = invoke("pull", *MISS, env=env, check=False)  # a 2 MB model, ~0.5 MB free
+        proc = invoke("pull", *MISS, env=env, check=False)  # a 2 MB model, ~1 MB free
         one_line_error(proc, 4, "cannot write to the store", "No space left on device", "free some space")
         assert store_files(root) == before
         assert temp_dirs(root) == []  # the partial export was removed, its space given back

@@ -246,7 +246,7 @@ def test_float16_recipe_keeps_float32_io_and_agrees(checkpoint_store: tuple[Path
 
     root, checkpoint = checkpoint_store
     home = tmp_path / "zoo-home"
-    shutil.copytree(root, home)  # holds the float32 export of the same checkpoint
+    shutil.copytree(root, home, symlinks=True)  # holds the float32 export of the same checkpoint
     env = home_env(home)
     ref = ("timm:test_resnet", "--weights", str(checkpoint))
     # The default exporter: torchscript leaves float32 weights, which zoo refuses to record as float16.
