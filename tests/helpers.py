@@ -325,3 +325,15 @@ def host_with(*sources):  # -> zoo.host.PluginHost
     host = PluginHost()
     host.sources = {s.name: s for s in sources}
     return host
+
+
+def hf_settings(server, tmp_path: Path) -> dict[str, str]:  # server: hubserver.HubServer
+    """The environment that points the real huggingface_hub client at the local Hub ``server``.
+
+    Xet off: uploads take the plain LFS route this server speaks (downloads use it anyway,
+    since the server sends no xet headers).
+    """
+    from hubserver import TOKEN
+
+    return {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
+            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, zoo_env
+from helpers import REPO, run_cli, zoo_env
 
 EXAMPLE = REPO / "examples" / "zoo-hubconf"
 
