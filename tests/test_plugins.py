@@ -101,8 +101,8 @@ def test_a_failing_catalogue_leaves_the_others_listed(tmp_path: Path) -> None:
     site = make_site(tmp_path, {"badcat": ("zoo-test-bad-catalogue", "zoo_test_bad_catalogue")})
     proc = run_cli("list", "--available", "mobilenet_v3_s*", "--json", env=plugin_env(tmp_path / "home", site))
     assert "torchvision:mobilenet_v3_small" in [row["name"] for row in json.loads(proc.stdout)]
-    assert ("the catalogue of source badcat (plugin badcat, from zoo-test-bad-catalogue) failed: "
-            "RuntimeError: catalogue service down") in proc.stderr
+    assert ("plugin badcat (zoo-test-bad-catalogue 1.2.3) failed listing the models of source badcat: "
+            "RuntimeError: catalogue service down; left out of the list") in proc.stderr
 
 
 def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
@@ -110,7 +110,8 @@ def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
 
     def loaded(**extra: str) -> set[str]:
         env = plugin_env(tmp_path / "home", site, **extra)
-        return {p["name"] for p in json.loads(run_cli("plugins", "--json", env=env).stdout) if not p["builtin"]}
+        rows = json.loads(run_cli("plugins", "--json", env=env).stdout)
+        return {p["name"] for p in rows if not p["builtin"] and p["status"] != "skipped (ZOO_LOAD_PLUGINS)"}
 
     assert {"tiny", "raises"} <= loaded()  # unset: every entry point
     assert loaded(ZOO_LOAD_PLUGINS="") == set()  # empty: built-ins only
@@ -150,8 +151,8 @@ def test_check_passes_a_conforming_source(tmp_path: Path) -> None:
     data = json.loads(run_cli("plugins", "check", "tiny", "--json", env=env).stdout)
     steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
     assert data["passed"] is True
-    assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "unknown", "build", "export",
-                                   "checker", "parity"), "pass")
+    assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "alias", "unknown", "blame", "build",
+                                   "export", "checker", "parity"), "pass")
 
 
 def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None:
@@ -162,7 +163,8 @@ def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None
     assert steps["light"]["status"] == "fail" and "imported torch" in steps["light"]["detail"]
     assert steps["catalogue"]["status"] == "fail" and "apply the pattern" in steps["catalogue"]["detail"]
     assert steps["unknown"]["status"] == "fail" and "KeyError" in steps["unknown"]["detail"]
-    assert all(steps[s]["status"] == "pass" for s in ("plugin", "resolve", "build", "export", "checker", "parity"))
+    assert all(steps[s]["status"] == "pass"
+               for s in ("plugin", "resolve", "alias", "blame", "build", "export", "checker", "parity"))
 
 
 def test_check_of_a_source_of_ready_onnx_files(tmp_path: Path) -> None:
@@ -170,8 +172,8 @@ def test_check_of_a_source_of_ready_onnx_files(tmp_path: Path) -> None:
     data = json.loads(run_cli("plugins", "check", "ready", "--json", env=env).stdout)
     steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
     assert data["passed"] is True, data
-    assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "unknown", "fetch", "checker", "run"),
-                                  "pass")
+    assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "alias", "unknown", "blame", "fetch",
+                                   "checker", "run"), "pass")
 
 
 def test_check_of_a_broken_plugin_or_unknown_name(broken_env: dict[str, str]) -> None:

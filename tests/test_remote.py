@@ -281,11 +281,11 @@ def test_sigkill_mid_blob_upload_leaves_nothing_visible(seed: Seed, tmp_path: Pa
     shared = tmp_path / "shared"
     script = (
         "import os, sys, time\n"
-        "import zoo.remote as remote\n"
+        "import zoo.api as api\n"
         "def stall(message):\n"
         "    print('writing', message, flush=True)\n"
         "    time.sleep(60)\n"
-        f"remote.push({seed.pulled['key']!r}, {shared.as_uri()!r}, progress=stall)\n"
+        f"api.remote_push({seed.pulled['key']!r}, url={shared.as_uri()!r}, progress=stall)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env=zoo_env(seed.home), stdout=subprocess.PIPE,
                             text=True, cwd=REPO)
@@ -303,12 +303,12 @@ def test_sigkill_mid_blob_upload_leaves_nothing_visible(seed: Seed, tmp_path: Pa
 # -- S3 ---------------------------------------------------------------------------------------
 def test_s3_round_trip_without_torch(seed: Seed, s3: str, home: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from zoo.remote import push
+    from zoo.api import remote_push
     from zoo.store import Store
 
     url = f"s3://{s3}/round-trip"
     key = seed.pulled["key"]
-    assert push(key, url, store=Store(seed.home))["manifest"] == f"{url}/entries/{key}.json"
+    assert remote_push(key, url=url, store=Store(seed.home))["manifest"] == f"{url}/entries/{key}.json"
     stored = s3_fs().find(f"{s3}/round-trip")
     assert sorted(stored) == [f"{s3}/round-trip/blobs/sha256/{seed.pulled['sha256']}",
                               f"{s3}/round-trip/entries/{key}.json"]
@@ -334,7 +334,8 @@ def test_s3_sigkill_before_the_manifest_leaves_no_entry(seed: Seed, s3: str, hom
         "    print('manifest next', flush=True)\n"
         "    time.sleep(60)\n"
         "remote.Remote._put_bytes = stall\n"
-        f"remote.push({key!r}, {url!r})\n"
+        "import zoo.api as api\n"
+        f"api.remote_push({key!r}, url={url!r})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], env=zoo_env(seed.home), stdout=subprocess.PIPE,
                             text=True, cwd=REPO)
@@ -361,10 +362,10 @@ def test_s3_flipped_byte_warns_once_and_exports_locally(seed: Seed, s3: str, hom
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"s3://{s3}/flipped"
     key = seed.pulled["key"]
-    from zoo.remote import push
+    from zoo.api import remote_push
     from zoo.store import Store
 
-    push(key, url, store=Store(seed.home))
+    remote_push(key, url=url, store=Store(seed.home))
     blob = f"{s3}/flipped/blobs/sha256/{seed.pulled['sha256']}"
     fs = s3_fs()
     data = bytearray(fs.cat_file(blob))

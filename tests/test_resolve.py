@@ -17,7 +17,7 @@ def test_one_claimant_wins_several_is_an_error() -> None:
     assert resolve("net_b", host, registry).spec.ref == "beta:net_b"
     with pytest.raises(AmbiguousNameError, match=r"alpha:shared, beta:shared"):
         resolve("shared", host, registry)
-    with pytest.raises(UnknownModelError, match="did you mean: net_a"):
+    with pytest.raises(UnknownModelError, match="did you mean: alpha:net_a"):
         resolve("net_aa", host, registry)
 
 

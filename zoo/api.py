@@ -21,12 +21,13 @@ from typing import Any
 
 from .errors import IntegrityError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
-from .host import PluginHost, PluginInfo, get_host
+from .files import refused_write
+from .host import GuardedSource, PluginHost, PluginInfo, get_host
 from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .runtime import ProviderOptions, Target, check_provider, read_file
-from .store import METADATA_FILE, Entry, Store, describe_files, refused_write, write_json
+from .store import METADATA_FILE, Entry, Store, describe_files, write_json
 
 _KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
 
@@ -52,6 +53,8 @@ class Selection:
     reparameterize: bool | None = None
     input_names: str | Sequence[str] | None = None  # "input" by default; "a,b" or ["a", "b"]
     output_names: str | Sequence[str] | None = None  # the source's by default ("logits")
+    calibration: str | Path | None = None  # --dtype int8: a folder of calibration images
+    calibration_size: int | None = None  # --dtype int8: how many of them (default: up to 256)
     # source options: local checkpoints (`local:PATH`) and sources that take them
     arch: str | None = None
     num_classes: int | None = None
@@ -72,7 +75,7 @@ class Selection:
 
 
 RECIPE_FLAGS = ("opset", "batch", "dynamic_batch", "size", "dtype", "exporter", "reparameterize", "input_names",
-                "output_names")
+                "output_names", "calibration", "calibration_size")
 
 
 @dataclass
@@ -204,6 +207,10 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
         resolved = None
     if resolved is not None and (entry := store.get(resolved.key)) is not None:
         return entry
+    if resolved is not None and resolved.recipe.dtype == "int8" and resolved.recipe.calibration is None:
+        from .quantize import stored_int8
+
+        return stored_int8(store, resolved)  # `--dtype int8` alone: the one int8 entry stored
     if not Selection(**selection).narrows():
         named = [e for e in store.entries() if name in (e.name, e.ref, e.record.alias)]
         if len(named) == 1:
@@ -219,10 +226,10 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
                           f"is not in the store: run `zoo pull {name}` first")
 
 
-def resolved_from_record(entry: Entry) -> Resolved:
+def resolved_from_record(entry: Entry, exact: bool = True) -> Resolved:
     """What ``entry`` was made from (source, name, weights, options, recipe), as recorded.
 
-    Refused when it no longer names the same export (a weights file changed since).
+    ``exact``: refused when it no longer names the same export (a weights file changed since).
     """
     from .recipe import Recipe, cache_key
     from .spec import ModelSpec
@@ -237,7 +244,7 @@ def resolved_from_record(entry: Entry) -> Resolved:
     except (TypeError, UserError) as exc:
         raise IntegrityError(f"entry {entry.key} does not record how it was made ({exc}); "
                              f"remove it with `zoo rm {entry.key}`") from None
-    if cache_key(spec, recipe) != entry.key:
+    if exact and cache_key(spec, recipe) != entry.key:
         raise UserError(f"entry {entry.key} ({entry.ref}) can no longer be made again: its weights "
                         f"{spec.weights} changed since it was exported; pull the name again instead")
     return Resolved(name=entry.name or entry.ref, spec=spec, recipe=recipe, key=entry.key, alias=None)
@@ -313,28 +320,31 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
               on_error: Callable[[str, str], None] | None = None) -> list[dict[str, Any]]:
     """What can be pulled: registry aliases, then every source's catalogue.
 
-    A source whose catalogue raises is reported to ``on_error(source, reason)`` and left out,
-    so one broken plugin does not hide the others; without ``on_error`` it is a ``PluginError``.
+    ``pattern`` is shell-style: a bare one (``resnet*``) matches aliases and every source's
+    model names; ``SOURCE:PATTERN`` (``timm:*``) lists that source's matching models only.
+    A source whose catalogue fails is reported to ``on_error(source, reason)`` and left out,
+    so one broken plugin does not hide the others; without ``on_error`` it is raised.
     """
+    from .errors import ZooError
+    from .names import split_ref
     from .source import match
 
     host = get_host()
-    reg = Registry.load(registry)
+    only, pattern = split_ref(pattern) if pattern else (None, pattern)
     rows: list[dict[str, Any]] = []
-    for alias in reg:
-        if match([alias.alias], pattern):
-            rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
-                         "description": alias.description})
-    for source_name, source in sorted(host.sources.items()):
+    if only is None:
+        for alias in Registry.load(registry):
+            if match([alias.alias], pattern):
+                rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
+                             "description": alias.description})
+    for source_name in [only] if only else sorted(host.sources):
+        source = host.source(source_name)
         try:
-            models = list(source.models(pattern))
-        except Exception as exc:
-            plugin = host.source_plugin(source_name)
-            reason = (f"the catalogue of source {source_name} (plugin {plugin.name}, from "
-                      f"{plugin.distribution}) failed: {type(exc).__name__}: {exc}".splitlines()[0])
-            if on_error is None:
-                raise PluginError(reason) from exc
-            on_error(source_name, reason)
+            models = source.models(pattern or None)
+        except ZooError as exc:
+            if on_error is None or only:
+                raise
+            on_error(source_name, f"{exc}; left out of the list")
             continue
         for model in models:
             rows.append({"name": f"{source_name}:{model}", "ref": f"{source_name}:{model}",
@@ -347,9 +357,9 @@ def plugins() -> list[PluginInfo]:
     return list(get_host().plugins.values())
 
 
-def broken_plugins() -> list[PluginInfo]:
-    """Plugins that failed to load (the CLI warns about them)."""
-    return get_host().failed()
+def plugin_problems() -> list[str]:
+    """What the CLI warns about: plugins that failed to load, ``ZOO_LOAD_PLUGINS`` names matching none."""
+    return get_host().problems()
 
 
 def plugin_commands(taken: set[str]) -> dict[str, Any]:
@@ -469,14 +479,73 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
         if len(batches) != 1:
             raise UserError("a --static-batch model runs one batch size: give a single --batch")
         selection["batch"] = batches[0]
-    if compare not in (None, "torch"):
-        raise UserError(f"--compare takes 'torch', not {compare!r}")
     check_provider(provider, runtime)  # before anything is pulled or exported for it
     target = locate(name, progress=progress, **selection)
+    other = locate_stored(compare) if compare not in (None, "torch") else None
     if progress:
         progress("timing")
     reference = (lambda: torch_module(target)) if compare == "torch" else None
-    return measure(target, provider, batches, modes, warmup, iterations, runtime, reference)
+    return measure(target, provider, batches, modes, warmup, iterations, runtime, reference, other)
+
+
+def locate_stored(name: str) -> Target:
+    """What ``--compare`` names: a ``.onnx`` file, or a stored entry (key, key prefix or name),
+    verified. Never pulls: comparing is with what is there."""
+    if name.endswith(".onnx"):
+        return read_file(name)
+    store = Store()
+    try:
+        entry = find(name, store=store)
+    except UserError as exc:
+        raise UserError(f"--compare takes 'torch', a stored KEY or name, or a FILE.onnx; {name!r}: {exc}") from None
+    problems = store.verify(entry, store.trusted_hashes(entry.key))
+    if problems:
+        raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)}); "
+                             f"repair it with `zoo pull --force {entry.key}`")
+    return Target(path=entry.model_path, record=entry.record, entry=entry)
+
+
+def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = None, limit: int | None = None,
+             batch: int | None = None, provider: str = "cpu", runtime: ProviderOptions | None = None,
+             compare: str | None = None, per_class: bool = False, bars: bool = False,
+             progress: Progress | None = None, **selection: Any) -> dict[str, Any]:
+    """Top-1/top-5 of ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) on the labelled
+    folder ``data``; ``compare``: ``torch``, or a stored KEY, name or FILE.onnx on the same images.
+
+    A stored entry keeps the result in its record under ``evaluations``. See ``zoo.accuracy``.
+    """
+    from . import accuracy as evaluation
+
+    check_provider(provider, runtime)
+    target = locate(name, progress=progress, **selection)
+    against: Any = None
+    if compare == "torch":
+        against = lambda: torch_module(target)  # noqa: E731 (built only when the evaluation starts)
+    elif compare is not None:
+        against = locate_stored(compare)
+    result = evaluation.evaluate(target, data, labels_map=labels_map, limit=limit,
+                                 batch=batch or evaluation.DEFAULT_BATCH, provider=provider, options=runtime,
+                                 compare=compare, against=against, per_class=per_class, bars=bars)
+    if target.entry is not None:
+        record_evaluation(target.entry.key, result)
+    return result
+
+
+def record_evaluation(key: str, result: dict[str, Any], *, store: Store | None = None) -> None:
+    """Add ``result`` to entry ``key``'s ``evaluations`` (by data set fingerprint): the record is
+    re-read and rewritten atomically under the key's lock; the model files are untouched."""
+    from .accuracy import RECORDED_FAILURES
+    from .metadata import now
+
+    summary = {k: v for k, v in result.items() if k not in ("model", "failed_images")}
+    summary["failed"] = len(result["failed_images"])
+    summary["failed_images"] = [item["path"] for item in result["failed_images"][:RECORDED_FAILURES]]
+    summary["created"] = now()
+
+    def add(record: Record) -> None:
+        record.evaluations = {**(record.evaluations or {}), result["dataset"]["fingerprint"]: summary}
+
+    (store or Store()).update_record(key, add)
 
 
 def torch_module(target: Target) -> tuple[Any, Any]:
@@ -487,9 +556,45 @@ def torch_module(target: Target) -> tuple[Any, Any]:
     if record is None or record.source is None or record.weights is None:
         raise UserError(f"{target.path.name} carries no zoo metadata, so zoo cannot rebuild it in PyTorch "
                         "for --compare torch")
-    made = resolved_from_record(target.entry or Entry(record.key or "", target.path.parent, record))
-    module = get_host().source(made.spec.source).build(made.spec, made.recipe).module.eval()
+    if target.entry is not None:
+        made = resolved_from_record(target.entry)
+    else:  # a bare file carries its record less local paths: its full record may lie beside it
+        full = _full_record(target.path, record)
+        made = resolved_from_record(Entry(record.key or "", target.path.parent, full), exact=False)
+    with _seeded():  # as when it was exported: random init (--weights none) gives the same network
+        module = get_host().source(made.spec.source).build(made.spec, made.recipe).module.eval()
     return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
+
+
+def remote_cache(url: str | None = None) -> Any:
+    """The remote cache at ``url``, else the configured one (``ZOO_REMOTE``, ``config.toml``), as a
+    ``zoo.remote.Remote``; a one-line error when none is configured."""
+    from .remote import require_remote
+
+    return require_remote(url)
+
+
+def remote_push(name: str, *, url: str | None = None, progress: Progress | None = None, store: Store | None = None,
+                **selection: Any) -> dict[str, Any]:
+    """Upload the stored entry ``name`` (a name with its selection, or a key) to the remote cache."""
+    from .remote import push as upload
+
+    store = store or Store()
+    return upload(find(name, store=store, **selection), url, store, progress)
+
+
+def _full_record(path: Path, carried: Record) -> Record:
+    """The record ``zoo export`` wrote beside the file ``path`` (``zoo.json`` or ``FILE.json``) when it
+    is this file's; else ``carried``, the one inside the file."""
+    for beside in (path.with_suffix(".json"), path.parent / METADATA_FILE):
+        try:
+            record = Record.load(beside)
+        except (OSError, RecordError):
+            continue
+        model = record.file(path.name)
+        if record.key == carried.key and model is not None and model.size == path.stat().st_size:
+            return record
+    return carried
 
 
 def push(name: str, repo_id: str, *, private: bool = False, revision: str | None = None, message: str | None = None,
@@ -507,6 +612,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
     from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
     from .metadata import write_props
+    from .quantize import require_calibration
 
     say = progress or (lambda _msg: None)
 
@@ -515,7 +621,8 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
         check_pinned_path(spec)  # before any source opens the file
-        if callable(getattr(source, "fetch", None)):  # ready ONNX files: no build, no export
+        require_calibration(recipe)  # int8 without images: refused before anything is built
+        if source.fetches:  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
         with _seeded():  # random init (--weights none) is the same on every run: same key, same bytes
@@ -550,7 +657,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
     return produce
 
 
-def _fetched(resolved: Resolved, host: PluginHost, source: Any, directory: Path,
+def _fetched(resolved: Resolved, host: PluginHost, source: GuardedSource, directory: Path,
              progress: Progress | None, start: float) -> Record:
     """The record of a source's ready ONNX files (``Source.fetch``).
 

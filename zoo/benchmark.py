@@ -48,11 +48,13 @@ def bench(
     iterations: int = 50,
     options: ProviderOptions | None = None,
     torch_reference: Callable[[], tuple[Any, Any]] | None = None,
+    other: Target | None = None,
 ) -> list[dict[str, Any]]:
     """One result per (mode, batch): the contract keys plus timings of session and first run.
 
     ``torch_reference`` builds the PyTorch module and dtype ``target`` was exported from; when
-    given, each result also times it in eager mode (``--compare torch``).
+    given, each result also times it in eager mode (``--compare torch``). ``other`` (another
+    model, e.g. the float32 parent of an int8 entry) is timed right after, per mode and batch.
     """
     for mode in modes:
         if mode not in MODES:
@@ -83,6 +85,8 @@ def bench(
                     shared = open_session(target.path, provider, options)
                 session = shared
             results.append(_measure(target, session, mode, batch, warmup, iterations))
+    if other is not None:
+        _compare_with(other, results, provider, options, warmup, iterations)
     if torch_reference is not None:
         built = torch_reference()
         for result in results:
@@ -91,6 +95,23 @@ def bench(
                                  "speedup_p50": round(eager["p50_ms"] / result["p50_ms"], 3),
                                  "speedup_throughput": round(result["throughput"] / eager["throughput"], 3)}
     return results
+
+
+def _compare_with(other: Target, results: list[dict[str, Any]], provider: str, options: ProviderOptions,
+                  warmup: int, iterations: int) -> None:
+    """Time ``other`` per result (same provider, mode and batch) right after this model."""
+    session = open_session(other.path, provider, options)
+    for result in results:
+        if result["mode"] == "cudagraph":
+            session_for = open_session(other.path, provider, replace(options, cuda_graph=True))
+        else:
+            session_for = session
+        theirs = _measure(other, session_for, result["mode"], result["batch"], warmup, iterations)
+        keep = ("batch", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "throughput", "mode", "provider",
+                "first_run_ms", "session_create_ms", "input_shape", "model")
+        result["compare"] = {"other": {k: theirs[k] for k in keep},
+                             "speedup_p50": round(theirs["p50_ms"] / result["p50_ms"], 3),
+                             "speedup_throughput": round(result["throughput"] / theirs["throughput"], 3)}
 
 
 def _why_cpu(session: Session) -> str:

@@ -116,11 +116,13 @@ def _pairs(module: Any, state: dict[str, Any]) -> list[tuple[Any, Any]]:
     return [(own[k], v) for k, v in state.items() if k in own]
 
 
-def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool = True) -> None:
+def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool = True,
+              hint: str | None = None) -> None:
     """``module.load_state_dict`` with a one-line error naming a few bad keys.
 
     ``strict=False`` loads what fits and leaves missing tensors as initialised; shapes
-    must match either way.
+    must match either way. ``hint`` ends the error with what your users can change (your
+    source's options, e.g. ``--num-classes``); without it the advice names no flag.
     """
     own = module.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -129,7 +131,7 @@ def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool
         raise UserError(
             f"{path}: shape mismatch for {k}: checkpoint {tuple(state[k].shape)} vs model "
             f"{tuple(own[k].shape)} ({len(mismatched)} tensors differ); "
-            "is it the right architecture (--arch) and number of classes (--num-classes)?"
+            + (hint or "is it a checkpoint of this architecture, with this number of classes?")
         )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -140,8 +142,8 @@ def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys ({_few(unexpected)})")
         raise UserError(
-            f"{path} does not fit the model: {'; '.join(parts)}; check --arch, "
-            "or pass --no-strict to load the matching tensors anyway"
+            f"{path} does not fit the model: {'; '.join(parts)}; "
+            + (hint or "is it a checkpoint of this architecture? (non-strict loading takes the matching tensors)")
         )
     module.load_state_dict(state, strict=False)
 

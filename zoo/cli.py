@@ -11,6 +11,7 @@ import inspect
 import json
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -19,7 +20,7 @@ import typer
 
 from . import api
 from .env import debug
-from .errors import ZooError
+from .errors import ZooError, ZooWarning
 
 app = typer.Typer(
     name="zoo",
@@ -67,7 +68,11 @@ RECIPE_PARAMETERS = [
         "--dynamic-batch/--static-batch", help="Dynamic batch dimension (default dynamic).",
         show_default=False)]),
     _option("size", Annotated[int | None, typer.Option(help="Square input side (default: the model's).")]),
-    _option("dtype", Annotated[str | None, typer.Option(help="float32 or float16.")]),
+    _option("dtype", Annotated[str | None, typer.Option(help="float32, float16 or int8 (needs --calibration).")]),
+    _option("calibration", Annotated[str | None, typer.Option(
+        help="int8: a folder of calibration images, read with the model's preprocessing.")]),
+    _option("calibration_size", Annotated[int | None, typer.Option(
+        help="int8: how many calibration images to use, spread over the folder (default 256).")]),
     _option("exporter", Annotated[str | None, typer.Option(
         help="dynamo, torchscript or auto (dynamo, falling back to torchscript).")]),
     _option("reparameterize", Annotated[bool | None, typer.Option(
@@ -151,9 +156,8 @@ def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
 
 
 def warn_broken_plugins() -> None:
-    for info in api.broken_plugins():
-        origin = f"from {info.distribution}" if info.distribution else "no distribution"
-        warn(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
+    for problem in api.plugin_problems():  # broken plugins, ZOO_LOAD_PLUGINS names matching none
+        warn(problem)
 
 
 def human_size(size: int) -> str:
@@ -225,7 +229,8 @@ def export_(
 
 @app.command("list")
 def list_(
-    pattern: Annotated[str | None, typer.Argument(help="Shell-style filter, e.g. 'resnet*'.")] = None,
+    pattern: Annotated[str | None, typer.Argument(
+        help="Shell-style filter, e.g. 'resnet*'; with --available, 'SOURCE:PATTERN' lists one source.")] = None,
     available: Annotated[
         bool, typer.Option("--available", help="List what the sources can build, not what is cached.")
     ] = False,
@@ -238,6 +243,9 @@ def list_(
     if available:
         warn_broken_plugins()
         rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
+        if not rows:
+            sys.stderr.write(f"zoo: nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`\n"
+                             if pattern else "zoo: nothing available: no aliases, and no source lists models\n")
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
     entries, broken = api.scan()
@@ -296,6 +304,15 @@ def _show_record(record: Any, path: Any) -> None:
         echo(f"{'validation':<14} passed={validation.passed} "
              + (f"max_abs_diff={diff:.3g}" if diff is not None else f"parity={validation.parity or 'not run'}"))
     echo(f"{'stats':<14} {json.dumps(as_json(record.stats))}")
+    int8 = validation.other.get("int8") if validation else None
+    if isinstance(int8, dict):
+        echo(f"{'int8':<14} passed={int8.get('passed')} top1_agreement={int8.get('top1_agreement')} "
+             f"max_abs_diff={int8.get('max_abs_diff')} on {int8.get('images')} calibration images "
+             f"({(int8.get('calibration') or {}).get('fingerprint')})")
+    for mark, run in (record.evaluations or {}).items():
+        if isinstance(run, dict):
+            echo(f"{'evaluation':<14} top1={run.get('top1')} top5={run.get('top5')} on {run.get('images')} images "
+                 f"of {(run.get('dataset') or {}).get('root')} ({mark}, {run.get('provider')}, {run.get('created')})")
 
 
 @app.command()
@@ -491,7 +508,9 @@ def bench(
     mode: Annotated[str, typer.Option(help="naive, iobinding, cudagraph, or a list: naive,iobinding.")] = "naive",
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 10,
     iterations: Annotated[int, typer.Option(help="Timed runs.")] = 50,
-    compare: Annotated[str | None, typer.Option(help="'torch': also time PyTorch eager on the same weights.")] = None,
+    compare: Annotated[str | None, typer.Option(
+        help="'torch': also time PyTorch eager on the same weights; or a KEY, name or FILE.onnx to time "
+             "against this one (e.g. float32 vs its int8 twin).")] = None,
     json_: JsonFlag = False,
 ) -> None:
     """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
@@ -515,15 +534,68 @@ def bench(
             echo(f"{r['mode']:<10} {r['batch']:>5} {r['first_run_ms']:>9.2f} {r['p50_ms']:>9.2f} "
                  f"{r['p90_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['mean_ms']:>9.2f} {r['throughput']:>9.1f}")
             if "compare" in r:
-                t = r["compare"]["torch"]
-                echo(f"{'torch':<10} {t['batch']:>5} {t['first_run_ms']:>9.2f} {t['p50_ms']:>9.2f} "
-                     f"{t['p90_ms']:>9.2f} {t['p99_ms']:>9.2f} {t['mean_ms']:>9.2f} {t['throughput']:>9.1f}"
-                     f"   onnxruntime {r['compare']['speedup_p50']:.2f}x faster (p50)")
+                t = r["compare"].get("torch") or r["compare"]["other"]
+                label = "torch" if "torch" in r["compare"] else str(t["model"].get("dtype") or "other")
+                note = (f"onnxruntime {r['compare']['speedup_p50']:.2f}x faster (p50)" if label == "torch" else
+                        f"{t['model']['key'] or t['model']['path']}: {t['throughput'] / r['throughput']:.2f}x "
+                        "the throughput")
+                echo(f"{label:<10} {t['batch']:>5} {t['first_run_ms']:>9.2f} {t['p50_ms']:>9.2f} "
+                     f"{t['p90_ms']:>9.2f} {t['p99_ms']:>9.2f} {t['mean_ms']:>9.2f} {t['throughput']:>9.1f}   {note}")
 
     # One batch and one mode: exactly one result object; several: a document with `results`.
     data: Any = results[0] if len(results) == 1 else {
         "provider": results[0]["provider"], "results": results}
     emit(data, json_, show)
+
+
+@app.command("eval")
+@recipe_options
+@runtime_options
+def eval_(
+    name: Annotated[str, typer.Argument(help="A model name or key (pulled on a miss) or a .onnx file.")],
+    selection: dict[str, Any],
+    provider: str,
+    runtime: Any,
+    data: Annotated[str, typer.Option(
+        help="Labelled images: DIR/<class>/<image>, class = index, WordNet id or label.")],
+    labels_map: Annotated[str | None, typer.Option(
+        help="A file mapping class folders to indices or labels (JSON, or FOLDER INDEX|LABEL lines).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate at most N images, spread over the classes.")] = None,
+    batch: Annotated[int, typer.Option(help="Images per run.")] = 32,
+    compare: Annotated[str | None, typer.Option(
+        help="'torch' (the PyTorch model), or a KEY, name or FILE.onnx, evaluated on the same images.")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """Measure top-1 and top-5 accuracy on a labelled image folder (recorded in a stored entry)."""
+    warn_broken_plugins()
+    if selection.get("dynamic_batch") is False:  # a static-batch entry is selected by its batch
+        selection["batch"] = batch
+    result = api.evaluate(name, data, labels_map=labels_map, limit=limit, batch=batch, provider=provider,
+                          runtime=runtime, compare=compare, per_class=per_class,
+                          bars=not json_ and sys.stderr.isatty(), **selection)
+
+    def show() -> None:
+        def line(label: str, r: dict[str, Any]) -> str:
+            return (f"{label}: top-1 {_percent(r['top1'])}  top-5 {_percent(r['top5'])}  "
+                    f"({r['images']} images)")
+
+        echo(line(result["model"]["name"], result) + f" on {result['provider']} in {result['seconds']:.1f} s")
+        if result["compare"]:
+            c = result["compare"]
+            echo(line(c["against"], c) + f", top-1 agreement {_percent(c['top1_agreement'])}")
+            if c["model"].get("note"):
+                warn(c["model"]["note"])
+        for item in result["failed_images"]:
+            warn(f"skipped {item['path']}: {item['error']}")
+        echo(f"data: {result['dataset']['root']} ({result['dataset']['images']} images, "
+             f"fingerprint {result['dataset']['fingerprint']})")
+
+    emit(result, json_, show)
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
 
 
 plugins_app = typer.Typer(help="List plugins, or check a source plugin with `zoo plugins check NAME`.")
@@ -535,6 +607,8 @@ def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """List plugins: name, version, distribution, hooks, sources and status."""
     if ctx.invoked_subcommand is not None:
         return
+    for problem in api.get_host().problems(broken=False):  # the table shows the broken ones
+        warn(problem)
     infos = [p.to_dict() for p in api.plugins()]
 
     def table() -> None:
@@ -580,9 +654,7 @@ app.add_typer(remote_app, name="remote")
 @remote_app.command("list")
 def remote_list(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Entries on the remote."""
-    from .remote import require_remote
-
-    rows, problems = require_remote(remote).entries()
+    rows, problems = api.remote_cache(remote).entries()
     for problem in problems:
         warn(problem)
 
@@ -603,10 +675,8 @@ def remote_push(
     json_: JsonFlag = False,
 ) -> None:
     """Upload a stored entry to the remote."""
-    from .remote import push as push_remote
-
     with progress(not json_) as report:
-        data = push_remote(name, remote, progress=report, **selection)
+        data = api.remote_push(name, url=remote, progress=report, **selection)
     emit(data, json_, lambda: echo(f"pushed {data['name']} ({data['key']}) to {data['manifest']}, "
                                    f"{human_size(data['uploaded_bytes'])} uploaded"))
 
@@ -614,10 +684,8 @@ def remote_push(
 @remote_app.command("verify")
 def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Re-hash the remote's blobs and check its manifests (exit 3 on any problem)."""
-    from .remote import require_remote
-
     with progress(not json_) as report:
-        data = require_remote(remote).verify(report)
+        data = api.remote_cache(remote).verify(report)
     def show() -> None:
         for line in data["problems"]:
             echo(line)
@@ -632,9 +700,7 @@ def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
 @remote_app.command("gc")
 def remote_gc(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Remove blobs no manifest names (never one younger than an hour: an upload may be in flight)."""
-    from .remote import require_remote
-
-    data = require_remote(remote).collect_garbage()
+    data = api.remote_cache(remote).collect_garbage()
     emit(data, json_, lambda: echo(f"removed {len(data['removed'])} unreferenced blob(s); "
                                    f"kept {data['kept_young']} younger than an hour"))
 
@@ -678,6 +744,7 @@ def main() -> None:
         if sys.stderr is not None:
             sys.stderr.write("zoo: error: standard output is closed; redirect it instead (e.g. >/dev/null)\n")
         sys.exit(4)
+    warnings.showwarning = _show_warning
     try:
         add_plugin_commands()
         code = command().main(standalone_mode=False)
@@ -708,6 +775,17 @@ def main() -> None:
 
 
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """zoo's own warnings (``ZooWarning``) as one ``zoo: warning:`` line; others as Python shows them."""
+    if issubclass(category, ZooWarning):
+        warn(str(message))
+    else:
+        _python_show_warning(message, category, *args, **kwargs)
+
+
+_python_show_warning = warnings.showwarning
 
 
 def _is_click_error(exc: BaseException) -> bool:

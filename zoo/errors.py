@@ -69,3 +69,15 @@ class WeightsUnavailableError(EnvironmentProblem):
 
 class PluginError(ZooError):
     """A plugin failed to import, validate or register."""
+
+
+class PluginFailure(PluginError):
+    """An exception escaped a plugin's code: reported as that plugin's failure, not zoo's."""
+
+    def __init__(self, message: str, plugin: str | None = None) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class ZooWarning(UserWarning):
+    """Something zoo worked around (e.g. a post-export transform undone); the CLI prints it on one line."""

@@ -99,6 +99,11 @@ def export(
             say("converting to float16 and comparing with float32")
             validation["float16"] = to_float16(path, tuple(example.shape))
             check(path)
+        if recipe.dtype == "int8":  # float32 parity first, then int8 against float32 on real images
+            from .quantize import quantize
+
+            validation["int8"] = quantize(path, built.preprocessing, recipe, say)
+            check(path)
         validation["artefact"] = check_artefact(path, recipe, built.preprocessing.input_size, stage="the file")
         inputs, outputs, nodes = describe(path)
         return ExportResult(

@@ -7,11 +7,12 @@ is read, and a regular file larger than the cap is refused without reading it.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
 
-from .errors import ZooError
+from .errors import EnvironmentProblem, IntegrityError, UserError, ZooError
 
 MiB = 1 << 20
 
@@ -71,3 +72,52 @@ def _kind(mode: int) -> str:
 
 def _size(limit: int) -> str:
     return f"{limit / MiB:g} MiB" if limit >= MiB else f"{limit} bytes"
+
+
+# -- writes the machine refused ---------------------------------------------------------------
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# Below this many free bytes after a failed write, the disk being full is the likely cause.
+NEARLY_FULL = 1 << 20
+
+
+def nearly_full(path: Path) -> bool:
+    try:
+        stats = os.statvfs(path if path.exists() else path.parent)
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail * stats.f_frsize < NEARLY_FULL
+
+
+def os_error(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc`` (itself, its cause or context) that a full or read-only store raises."""
+    seen = 0
+    current: BaseException | None = exc
+    while current is not None and seen < 20:
+        if isinstance(current, OSError) and current.errno in UNWRITABLE:
+            return current
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def is_write_error(exc: BaseException, full: bool) -> bool:
+    """Whether ``exc`` means the filesystem refused a write (``full``: the disk is nearly full,
+    so any failure of the writer is taken for that)."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, UserError, IntegrityError, EnvironmentProblem)):
+        return False
+    return os_error(exc) is not None or (full and isinstance(exc, Exception))
+
+
+def refused_write(exc: BaseException, target: Path, partial: Path | None = None) -> EnvironmentProblem | None:
+    """The one-line error (exit 4) when ``exc`` means the filesystem under ``target`` refused a
+    write (full, read-only, no permission); None for any other error. ``partial``: what was
+    being written, whose disk being nearly full makes "full" the likely cause."""
+    if not is_write_error(exc, partial is not None and nearly_full(partial)):
+        return None
+    cause = os_error(exc)
+    reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
+    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        advice = "free some space or choose another directory"
+    else:
+        advice = "make it writable or choose another directory"
+    return EnvironmentProblem(f"cannot write to {target}: {reason}; {advice}")

@@ -3,8 +3,9 @@
 A plugin is a module (built-in, or from an entry point in group ``zoo``) with functions
 decorated by ``zoo.hookimpl``. Hooks are called once per plugin, each call guarded: a
 plugin that raises is reported by ``zoo plugins`` and the others keep working.
-Plugins must not import heavy libraries (torch, timm, onnxruntime) at module level or in
-these hooks: do it inside ``Source.build`` so that ``zoo --help`` and cache hits stay fast.
+Plugins import what they need from ``zoo.plugin``, and must not import heavy libraries
+(torch, timm, onnxruntime) at module level or in these hooks: do it inside ``Source.build``
+so that ``zoo --help`` and cache hits stay fast.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ hookimpl = pluggy.HookimplMarker("zoo")
 def zoo_register_sources(register: Callable[[Any], None]) -> None:
     """Register model sources: call ``register(source)`` once per source.
 
-    A source is any object with the ``zoo.Source`` interface: a unique ``name``
-    (the prefix in ``name:model``), ``models(pattern)``, ``resolve(name)`` and
-    ``build(spec, recipe)``. Registering a name another plugin already took is an error
-    reported against this plugin.
+    A source is a ``zoo.plugin.Source`` (or any object with its interface): a unique
+    ``name`` (the prefix in ``name:model``), ``models(pattern)``, ``resolve(name)`` and
+    ``build(spec, recipe)`` or ``fetch(...)``. Registering a name another plugin already took
+    is an error reported against this plugin.
     """
 
 
@@ -39,11 +40,13 @@ def zoo_post_export(path: Path, metadata: dict[str, Any], spec: Any, recipe: Any
     findings under a key named after your plugin), ``spec`` the ``ModelSpec`` and ``recipe``
     the ``Recipe``. Implement only the arguments you need. Afterwards the host checks the
     file again and compares its outputs with PyTorch (float32 recipes; float16 files get
-    the checker only); a transform that raises or breaks the model is undone, and
-    ``metadata["post_export"]`` records what each plugin did. Transforms run on new exports
-    only: not on ready files from ``Source.fetch``, and entries already in the store stay
-    as they are until pulled again with ``--force``. Import heavy libraries (onnx...)
-    inside the function.
+    the checker only). Transforms run on new exports only: not on ready files from
+    ``Source.fetch``, and entries already in the store stay as they are until pulled again
+    with ``--force``. Import heavy libraries (onnx...) inside the function.
+
+    A transform that raises or breaks the model is undone whole (file and ``metadata``),
+    with a one-line warning naming the plugin; ``metadata["post_export"]`` records what
+    each plugin did.
     """
 
 

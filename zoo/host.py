@@ -7,10 +7,16 @@ that fails to import, validate or register is recorded with its reason and skipp
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import importlib.metadata
 import os
+import shutil
 import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +24,17 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import PluginError, UnknownModelError
+from .errors import PluginError, PluginFailure, UnknownModelError, ZooError, ZooWarning
+from .recipe import Recipe
+from .source import Progress, Source, implements, sources_in_reach
+from .spec import BuiltModel, ModelSpec
 
 DISTRIBUTION = "zoo-onnx"  # the built-in plugins ship in zoo's own wheel
 BUILTIN_PLUGINS = ("zoo_torchvision", "zoo_hf", "zoo_timm", "zoo_local")
 ENTRY_POINT_GROUP = "zoo"
-REQUIRED_SOURCE_ATTRS = ("name", "models", "resolve", "build")
+ALLOW_LIST = "ZOO_LOAD_PLUGINS"
+REQUIRED_SOURCE_ATTRS = ("name", "models", "resolve")  # and build or fetch: the kit checks
+SKIPPED = f"skipped ({ALLOW_LIST})"
 
 
 @dataclass
@@ -39,10 +50,18 @@ class PluginInfo:
     sources: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: bool = False  # installed, but left out by ZOO_LOAD_PLUGINS
 
     @property
     def status(self) -> str:
+        if self.skipped:
+            return SKIPPED
         return "loaded" if self.error is None else f"error: {self.error}"
+
+    def describe(self) -> str:
+        """``plugin NAME (DISTRIBUTION VERSION)``: who to blame, and which release."""
+        origin = " ".join(part for part in (self.distribution, self.version) if part) or "no distribution"
+        return f"plugin {self.name} ({origin})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +86,7 @@ def _builtin_path() -> None:
 
 def _allow_list() -> set[str] | None:
     """``ZOO_LOAD_PLUGINS``: unset loads every entry point; set, only those named."""
-    value = os.environ.get("ZOO_LOAD_PLUGINS")
+    value = os.environ.get(ALLOW_LIST)
     if value is None:
         return None
     return {item.strip() for item in value.split(",") if item.strip()}
@@ -85,6 +104,85 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+def _control_flow(exc: BaseException) -> bool:
+    """Typer's ``Exit``/``Abort`` and usage errors: a command's way to end, not a failure."""
+    # Typer ships its own copy of click, so its exception classes are matched by name.
+    return any(cls.__name__ in ("Exit", "Abort", "ClickException") for cls in type(exc).__mro__)
+
+
+@contextmanager
+def blame(plugin: PluginInfo | None, doing: str, lookup: Callable[[str], Any] | None = None) -> Iterator[None]:
+    """Run plugin code: an exception other than a ``ZooError`` becomes that plugin's ``PluginFailure``.
+
+    ``lookup`` (the host's ``source``) lets the code reach the other sources (``build_model``).
+    """
+    try:
+        if lookup is None:
+            yield
+        else:
+            with sources_in_reach(lookup):
+                yield
+    except ZooError:
+        raise
+    except (Exception, SystemExit) as exc:  # a plugin's sys.exit must not end zoo silently
+        who = plugin.describe() if plugin else "a source registered without a plugin"
+        message = f"{who} failed {doing}: {_one_line(exc)}"
+        # One line, whatever the name held (names of path-like sources reach the message as given).
+        raise PluginFailure(message.replace("\r", "\\r").replace("\n", "\\n"),
+                            plugin.name if plugin else None) from exc
+
+
+class GuardedSource(Source):
+    """A registered source as zoo calls it, whether or not it subclasses ``Source``.
+
+    Every method is the plugin's own, run under ``blame``; ``spec``, ``build`` and ``fetch``
+    fall back to ``Source``'s defaults where the plugin has none. ``wrapped`` is the
+    plugin's object itself.
+    """
+
+    def __init__(self, source: Any, plugin: PluginInfo | None, lookup: Callable[[str], Any]) -> None:
+        self.wrapped, self.plugin, self._lookup = source, plugin, lookup
+        self.name = source.name
+        self.version = getattr(source, "version", None)
+        self.path_names = bool(getattr(source, "path_names", False))
+        self.example = getattr(source, "example", None)
+        self.default_weights = getattr(source, "default_weights", "default")
+
+    @property
+    def fetches(self) -> bool:
+        return implements(self.wrapped, "fetch")
+
+    def _blame(self, doing: str) -> Any:
+        return blame(self.plugin, doing, self._lookup)
+
+    def models(self, pattern: str | None = None) -> list[str]:
+        with self._blame(f"listing the models of source {self.name}"):
+            return list(self.wrapped.models(pattern))
+
+    def resolve(self, name: str) -> ModelSpec | None:
+        with self._blame(f"resolving {name!r} in source {self.name}"):
+            return self.wrapped.resolve(name)
+
+    def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
+        if not implements(self.wrapped, "spec"):
+            return super().spec(name, weights, options)
+        with self._blame(f"reading {self.name}:{name}"):
+            return self.wrapped.spec(name, weights, dict(options))
+
+    def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
+        if not implements(self.wrapped, "build"):
+            return super().build(spec, recipe)
+        with self._blame(f"building {spec.ref}"):
+            return self.wrapped.build(spec, recipe)
+
+    def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
+              progress: Progress | None = None) -> dict[str, Any]:
+        if not self.fetches:
+            return super().fetch(spec, recipe, directory, progress)
+        with self._blame(f"fetching {spec.ref}"):
+            return self.wrapped.fetch(spec, recipe, directory, progress)
+
+
 class PluginHost:
     """The plugin manager plus the sources the plugins registered."""
 
@@ -92,8 +190,9 @@ class PluginHost:
         self.pm = pluggy.PluginManager("zoo")
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
-        self.sources: dict[str, Any] = {}
+        self.sources: dict[str, Any] = {}  # name -> the plugin's own object (see ``source`` for calls)
         self._source_plugin: dict[str, str] = {}
+        self.unmatched: list[str] = []  # ZOO_LOAD_PLUGINS names no installed plugin has
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> PluginHost:
@@ -103,9 +202,8 @@ class PluginHost:
             info.distribution, info.version = DISTRIBUTION, __version__
             self._add(info, lambda m=module_name: importlib.import_module(m))
         allowed = _allow_list()
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if allowed is not None and ep.name not in allowed:
-                continue
+        installed = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        for ep in installed:
             dist = getattr(ep, "dist", None)
             info = PluginInfo(
                 name=ep.name,
@@ -113,7 +211,12 @@ class PluginHost:
                 distribution=dist.name if dist else None,
                 version=dist.version if dist else None,
             )
+            if allowed is not None and ep.name not in allowed:
+                info.skipped = True
+                self.plugins.setdefault(info.name, info)
+                continue
             self._add(info, ep.load)
+        self.unmatched = sorted((allowed or set()) - {ep.name for ep in installed})
         self._register_sources()
         return self
 
@@ -145,15 +248,15 @@ class PluginHost:
             added: list[str] = []
 
             def register(source: Any, info: PluginInfo = info, added: list[str] = added) -> None:
-                missing = [a for a in REQUIRED_SOURCE_ATTRS if not hasattr(source, a)]
-                if missing:
-                    raise PluginError(f"source {source!r} lacks {', '.join(missing)}")
-                name = source.name
+                name = getattr(source, "name", None)
                 if not isinstance(name, str) or not name.isidentifier():
-                    raise PluginError(f"source name {name!r} is not an identifier")
+                    raise PluginError(f"source name {name!r} of {source!r} is not an identifier")
                 if name in self.sources:
                     owner = self._source_plugin[name]
                     raise PluginError(f"source {name!r} is already registered by {owner}")
+                missing = [a for a in REQUIRED_SOURCE_ATTRS if not hasattr(source, a)]
+                if missing:
+                    raise PluginError(f"source {name!r} lacks {', '.join(missing)}")
                 added.append(name)
                 self.sources[name] = source
                 self._source_plugin[name] = info.name
@@ -193,7 +296,7 @@ class PluginHost:
                 if command in taken or command in commands or command in added:
                     owner = commands.get(command, (None, "zoo"))[1]
                     raise PluginError(f"command {command!r} is already registered by {owner}")
-                added[command] = (function, info.name)
+                added[command] = (_guarded_command(function, command, info), info.name)
 
             try:
                 impl.function(register=register)
@@ -209,22 +312,29 @@ class PluginHost:
         """Run every ``zoo_post_export`` transform on ``path``, one plugin at a time.
 
         ``validate(path)`` re-checks the file after each transform (checker and parity);
-        a transform that raises or fails validation is undone (the file is restored) and
-        the others still run. Returns one record per plugin for ``zoo.json``.
+        a transform that raises or fails validation is undone (the file and ``metadata``
+        restored, a ``ZooWarning`` naming the plugin issued) and the others still run.
+        Returns one record per plugin for ``zoo.json``.
         """
-        import shutil
-
         records: list[dict[str, str]] = []
         backup = path.with_name(path.name + ".before-post-export")
         # One at a time rather than through pluggy's call (newest first): load order, each guarded.
         for impl in self.pm.hook.zoo_post_export.get_hookimpls():
             arguments = {"path": path, "metadata": metadata, "spec": spec, "recipe": recipe}
             shutil.copyfile(path, backup)
+            before = copy.deepcopy(metadata)
             try:
-                impl.function(**{name: arguments[name] for name in impl.argnames})
+                with sources_in_reach(self.source):
+                    impl.function(**{name: arguments[name] for name in impl.argnames})
                 validate(path)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 backup.replace(path)
+                metadata.clear()
+                metadata.update(before)
+                who = self.plugins[impl.plugin_name].describe()
+                where = f" on {spec.ref}" if isinstance(spec, ModelSpec) else ""
+                warnings.warn(ZooWarning(f"{who}: its post-export transform failed{where} and was undone: "
+                                         f"{_one_line(exc)}"), stacklevel=2)
                 records.append({"plugin": impl.plugin_name, "status": f"undone: {_one_line(exc)}"})
                 continue
             backup.unlink()
@@ -232,20 +342,58 @@ class PluginHost:
         return records
 
     # -- queries -------------------------------------------------------------------------
-    def source(self, name: str) -> Any:
-        try:
-            return self.sources[name]
-        except KeyError:
-            known = ", ".join(sorted(self.sources)) or "none"
-            raise UnknownModelError(
-                f"unknown source {name!r}: known sources are {known} (see `zoo plugins`)"
-            ) from None
+    def source(self, name: str) -> GuardedSource:
+        """The source called ``name``, its calls guarded (see ``GuardedSource``)."""
+        if name not in self.sources:
+            raise UnknownModelError(self.unknown_source(name))
+        plugin = self.plugins.get(self._source_plugin.get(name, ""))
+        return GuardedSource(self.sources[name], plugin, self.source)
+
+    def unknown_source(self, name: str) -> str:
+        """Why ``name`` is no source, pointing at installed plugins ``ZOO_LOAD_PLUGINS`` left out."""
+        known = ", ".join(sorted(self.sources)) or "none"
+        text = f"unknown source {name!r}: known sources are {known} (see `zoo plugins`)"
+        skipped = [p for p in self.plugins.values() if p.skipped]
+        if skipped:
+            listed = ", ".join(f"{p.name} (from {p.distribution})" for p in skipped)
+            text += (f"; {ALLOW_LIST}={os.environ.get(ALLOW_LIST, '')!r} skips installed plugin(s) {listed}, "
+                     f"which may provide it: add it to {ALLOW_LIST} or unset it")
+        return text
 
     def source_plugin(self, source_name: str) -> PluginInfo:
         return self.plugins[self._source_plugin[source_name]]
 
     def failed(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.error]
+
+    def problems(self, broken: bool = True) -> list[str]:
+        """One warning line per broken plugin (unless ``broken=False``), and for ``ZOO_LOAD_PLUGINS``
+        names no installed plugin answers to."""
+        lines = []
+        for info in self.failed() if broken else []:
+            origin = f"from {info.distribution}" if info.distribution else "no distribution"
+            lines.append(f"plugin {info.name} ({origin}) skipped: {info.error} (see `zoo plugins`)")
+        if self.unmatched:
+            installed = ", ".join(sorted(p.name for p in self.plugins.values() if not p.builtin)) or "none"
+            lines.append(f"{ALLOW_LIST} names {', '.join(self.unmatched)}: no installed plugin is called that "
+                         f"(installed: {installed})")
+        return lines
+
+
+def _guarded_command(function: Callable[..., Any], command: str, plugin: PluginInfo) -> Callable[..., Any]:
+    """A plugin's CLI command whose exceptions (other than zoo's and Typer's) are the plugin's failure."""
+
+    @functools.wraps(function)  # Typer reads the parameters through __wrapped__
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            if _control_flow(exc):
+                raise
+            with blame(plugin, f"in command {command!r}"):
+                raise
+
+    return run
 
 
 def _version(dist: str) -> str | None:

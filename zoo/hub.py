@@ -228,6 +228,22 @@ def push(
 
 
 # -- model card ------------------------------------------------------------------------------
+def _accuracy(evaluations: dict[str, Any]) -> list[str]:
+    """The card's accuracy table: one row per `zoo eval` data set recorded."""
+    if not evaluations:
+        return []
+    lines = ["## Accuracy (`zoo eval`)", "", "| data | images | top-1 | top-5 | provider | date |",
+             "|---|---|---|---|---|---|"]
+    for mark, run in evaluations.items():
+        def percent(value: Any) -> str:
+            return f"{value:.2%}" if isinstance(value, (int, float)) else "n/a"
+
+        root = Path(str((run.get("dataset") or {}).get("root", ""))).name
+        lines.append(f"| {root} ({mark}) | {run.get('images')} | {percent(run.get('top1'))} | "
+                     f"{percent(run.get('top5'))} | {run.get('provider')} | {run.get('created')} |")
+    return [*lines, ""]
+
+
 def model_card(record: Record, repo_id: str) -> str:
     """A README.md for the Hub: YAML front matter, then what zoo knows about the model."""
     source = record.source or SourceInfo(name="")
@@ -293,6 +309,7 @@ def model_card(record: Record, repo_id: str) -> str:
         *table({"exporter": record.exporter, "opset": recipe.get("opset"),
                 "dtype": recipe.get("dtype"), "dynamic batch": recipe.get("dynamic_batch"), **validation}),
         "",
+        *_accuracy(record.evaluations or {}),
         "## Toolchain",
         "",
         *table(record.toolchain),

@@ -16,7 +16,7 @@ from .errors import UserError
 from .spec import ModelSpec
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
-DTYPES = ("float32", "float16")
+DTYPES = ("float32", "float16", "int8")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pth.tar", ".npz")
 
 
@@ -33,6 +33,9 @@ class Recipe:
     reparameterize: bool = True
     input_names: tuple[str, ...] | None = None  # None: "input"
     output_names: tuple[str, ...] | None = None  # None: the source's ("logits")
+    # int8 only: a directory of calibration images, and how many of them to use (see zoo.quantize).
+    calibration: str | None = None
+    calibration_size: int | None = None
 
     def __post_init__(self) -> None:
         for field_name in ("input_names", "output_names"):
@@ -47,6 +50,10 @@ class Recipe:
             raise UserError(f"--size must be between 16 and 4096, not {self.size}")
         if not 7 <= self.opset <= 30:
             raise UserError(f"--opset must be between 7 and 30, not {self.opset}")
+        if (self.calibration is not None or self.calibration_size is not None) and self.dtype != "int8":
+            raise UserError("--calibration and --calibration-size are for --dtype int8 only")
+        if self.calibration_size is not None and self.calibration_size < 1:
+            raise UserError(f"--calibration-size must be at least 1, not {self.calibration_size}")
 
     @classmethod
     def from_layers(cls, *layers: dict[str, Any]) -> Recipe:
@@ -58,16 +65,13 @@ class Recipe:
         return cls(**merged)
 
     def to_dict(self) -> dict[str, Any]:
-        """As JSON data (names as lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    def key_dict(self) -> dict[str, Any]:
-        """The fields that name the export; ones added later count only when set, so keys of
-        existing entries stay what they were."""
-        return {k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v is not None}
+        """As JSON data (names as lists). Fields added after the first release appear only when
+        set, so the records and cache keys of other recipes stay what they were."""
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return {k: v for k, v in data.items() if k not in LATER_FIELDS or v is not None}
 
 
-LATER_FIELDS = ("input_names", "output_names")
+LATER_FIELDS = ("input_names", "output_names", "calibration", "calibration_size")
 
 
 def _names(value: Any, field_name: str) -> tuple[str, ...] | None:
@@ -118,7 +122,11 @@ def cache_key(spec: ModelSpec, recipe: Recipe) -> str:
         "name": spec.name,
         "weights": weights_identity(spec.weights),
         "options": [list(item) for item in spec.options],
-        "recipe": recipe.key_dict(),
+        "recipe": recipe.to_dict(),
     }
+    if recipe.calibration is not None:  # the images count by their names and sizes, not their path
+        from .imageset import calibration_set
+
+        payload["recipe"]["calibration"] = calibration_set(recipe.calibration, recipe.calibration_size).fingerprint
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -204,6 +204,7 @@ class Record:
     fetch_seconds: float | None = _optional()
     extra: dict[str, Any] | None = _optional()
     post_export: list[dict[str, Any]] | None = _optional()
+    evaluations: dict[str, Any] | None = _optional()  # `zoo eval` results, by data set fingerprint
     hub_files: dict[str, str] | None = _optional()
     origin: dict[str, Any] | None = _optional()
     files: list[FileRecord] = field(default_factory=list)
@@ -254,11 +255,15 @@ class Record:
         bytes on any machine. The file hashes cannot be carried (a file cannot hash itself).
         """
         data = self.to_json()
-        for local in ("created", "export_seconds", "fetch_seconds", "export_attempts", "validation", "files"):
+        for local in ("created", "export_seconds", "fetch_seconds", "export_attempts", "validation", "files",
+                      "evaluations"):
             data.pop(local, None)
         weights = data.get("weights") or {}
         if isinstance(weights.get("file"), str):
             weights["file"] = Path(weights["file"]).name  # its sha256 still identifies it
+        recipe = data.get("recipe") or {}
+        if isinstance(recipe.get("calibration"), str):
+            recipe["calibration"] = Path(recipe["calibration"]).name  # the key holds its fingerprint
         if self.source is not None and self.source.name and Path(self.ref.partition(":")[2]).is_absolute():
             # local:/home/alice/ckpt.pth -> local:ckpt.pth (the name part of a path-named source)
             short = f"{self.source.name}:{Path(self.ref.partition(':')[2]).name}"

@@ -133,19 +133,15 @@ def upload_quietly(remote: Remote, entry: Entry, progress: Progress | None = Non
         return None
 
 
-def push(name: str, url: str | None = None, store: Store | None = None, progress: Progress | None = None,
-         **selection: Any) -> dict[str, Any]:
-    """Upload the stored entry ``name`` (a name with recipe flags, or a store key) to the remote."""
-    from . import api
-
+def push(entry: Entry, url: str | None = None, store: Store | None = None,
+         progress: Progress | None = None) -> dict[str, Any]:
+    """Upload the stored ``entry`` to the remote at ``url`` (else the configured one), verified first."""
     remote = require_remote(url)
     store = store or Store()
-    entry = store.get(name) if KEY.fullmatch(name) else None
-    entry = entry or api.find(name, store=store, **selection)
     problems = store.verify(entry)
     if problems:
         raise IntegrityError(f"refusing to push {entry.name} ({entry.key}): {'; '.join(problems)}; "
-                             f"repair it with `zoo pull --force {entry.name}`")
+                             f"repair it with `zoo pull --force {entry.key}`")
     return remote.upload(entry, progress)
 
 

@@ -1,28 +1,26 @@
 """From what the user typed to a ``ModelSpec``, a ``Recipe`` and a cache key.
 
 Order: a registry alias; else ``source:name``; else every source is asked whether it
-claims the bare name (one claimant wins, several is an error listing them). Aliases and
-``source:name`` refs never call into a source beyond its cheap optional ``spec`` method,
-so a cache hit stays free of torch.
+claims the bare name (one claimant wins, several is an error listing them). An alias and a
+``source:name`` ref take the same path, through the source's cheap ``spec`` method, so
+both give one cache key, and a cache hit stays free of torch.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import AmbiguousNameError, InvalidNameError, RegistryError, UnknownModelError, UserError
 from .host import PluginHost
 from .integrity import PIN_OPTION
+from .names import MAX_NAME, check_name, split_ref
 from .recipe import Recipe, cache_key
 from .registry import Alias, Registry
 from .spec import ModelSpec
 
-MAX_NAME = 200
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
-_SOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+__all__ = ["MAX_NAME", "Resolved", "check_name", "precheck", "resolve", "split_ref", "suggest"]
 
 
 @dataclass(frozen=True)
@@ -34,23 +32,6 @@ class Resolved:
     recipe: Recipe
     key: str
     alias: Alias | None = None
-
-
-def check_name(name: str, what: str = "model name") -> str:
-    """Refuse names that could act as paths before they reach any filesystem call."""
-    if not name:
-        raise InvalidNameError(f"empty {what}: give a model name, e.g. `zoo pull resnet18`")
-    shown = name if len(name) <= 60 else name[:57] + "..."
-    if "\x00" in name:
-        raise InvalidNameError(f"invalid {what} {shown!r}: it contains a NUL character")
-    if len(name) > MAX_NAME:
-        raise InvalidNameError(f"invalid {what} {shown!r}: longer than {MAX_NAME} characters")
-    if ".." in name or not _SAFE_NAME.fullmatch(name):
-        raise InvalidNameError(
-            f"invalid {what} {shown!r}: use letters, digits and . _ + - only "
-            "(no path separators or '..'; for a checkpoint file use local:PATH)"
-        )
-    return name
 
 
 def precheck(text: str, host: PluginHost | None = None) -> None:
@@ -65,17 +46,8 @@ def precheck(text: str, host: PluginHost | None = None) -> None:
     if source_name is None:
         check_name(model)
     elif host is not None and source_name in host.sources:
-        if not getattr(host.sources[source_name], "path_names", False):
+        if not host.source(source_name).path_names:
             check_name(model)
-
-
-def split_ref(text: str) -> tuple[str | None, str]:
-    """``"timm:resnet50"`` -> ``("timm", "resnet50")``; a bare name -> ``(None, name)``."""
-    source, sep, name = text.partition(":")
-    # "C:\\x" is a drive path, not a source called "C".
-    if sep and _SOURCE_NAME.fullmatch(source) and len(source) > 1:
-        return source, name
-    return None, text
 
 
 def resolve(
@@ -104,32 +76,13 @@ def resolve(
         alias = registry.get(model)
     if alias is not None:
         if alias.source not in host.sources:
-            known = ", ".join(sorted(host.sources)) or "none"
-            raise RegistryError(f"{alias.origin}: models.{alias.alias}.source: unknown source {alias.source!r} "
-                                f"(known sources: {known}; see `zoo plugins`)")
-        # The pin belongs to the alias's own weights, not to weights the user chose instead.
-        pin = {PIN_OPTION: alias.weights_sha256} if alias.weights_sha256 and weights is None else {}
-        spec = ModelSpec(
-            source=alias.source,
-            name=alias.name,
-            weights=weights or alias.weights or _default_weights(host, alias.source),
-            options=tuple(sorted(alias.options.items())),
-        )
-        source = host.sources[alias.source]
-        if hasattr(source, "spec"):  # as for SOURCE:NAME (local: the file's sha256 is its weights)
-            spec = source.spec(spec.name, spec.weights, dict(spec.options))
-        spec = ModelSpec(spec.source, spec.name, spec.weights, tuple(sorted({**dict(spec.options), **pin}.items())))
+            raise RegistryError(f"{alias.origin}: models.{alias.alias}.source: {host.unknown_source(alias.source)}")
+        spec = _explicit(host, alias.source, alias.name, weights or alias.weights, alias.options)
+        if alias.weights_sha256 and weights is None:  # the pin is for the alias's own weights only
+            pinned = {**dict(spec.options), PIN_OPTION: alias.weights_sha256}
+            spec = replace(spec, options=tuple(sorted(pinned.items())))
     elif source_name is not None:
-        source = host.source(source_name)
-        if not getattr(source, "path_names", False):
-            check_name(model)
-        elif not model:
-            raise InvalidNameError(f"empty model name after {source_name!r}: write {source_name}:NAME")
-        spec = ModelSpec(source_name, model, weights or _default_weights(host, source_name))
-        if hasattr(source, "spec"):
-            spec = source.spec(spec.name, spec.weights, options)
-        elif options:
-            raise UserError(f"source {source_name!r} takes no {_flags(options)}")
+        spec = _explicit(host, source_name, model, weights, options)
     else:
         spec = _claim(model, host, registry)
         spec = ModelSpec(spec.source, spec.name, weights or spec.weights, spec.options)
@@ -137,18 +90,25 @@ def resolve(
     return Resolved(name=text, spec=spec, recipe=recipe, key=cache_key(spec, recipe), alias=alias)
 
 
+def _explicit(host: PluginHost, source_name: str, model: str, weights: str | None,
+              options: dict[str, Any]) -> ModelSpec:
+    """``source:model`` (typed, or behind an alias) through the source's ``spec``: one path, one key."""
+    source = host.source(source_name)
+    if not source.path_names:
+        check_name(model)
+    elif not model:
+        raise InvalidNameError(f"empty model name after {source_name!r}: write {source_name}:NAME")
+    return source.spec(model, weights or source.default_weights, options)
+
+
 def _flags(options: dict[str, Any]) -> str:
     return ", ".join("--" + k.replace("_", "-") for k in sorted(options))
 
 
-def _default_weights(host: PluginHost, source_name: str) -> str:
-    return getattr(host.source(source_name), "default_weights", "default")
-
-
 def _claim(name: str, host: PluginHost, registry: Registry) -> ModelSpec:
     claims: list[ModelSpec] = []
-    for source in host.sources.values():
-        spec = source.resolve(name)
+    for source_name in host.sources:
+        spec = host.source(source_name).resolve(name)
         if spec is not None:
             claims.append(spec)
     if len(claims) == 1:
@@ -159,17 +119,24 @@ def _claim(name: str, host: PluginHost, registry: Registry) -> ModelSpec:
     raise UnknownModelError(f"unknown model {name!r}{suggest(name, host, registry)}")
 
 
-def suggest(name: str, host: PluginHost, registry: Registry, source: str | None = None) -> str:
-    """``"; did you mean: a, b?"`` from aliases and catalogues, or a hint to list them."""
-    candidates = [] if source else [a.alias for a in registry]
-    for source_name, src in host.sources.items():
-        if source and source_name != source:
-            continue
+def suggest(name: str, host: PluginHost, registry: Registry) -> str:
+    """``"; did you mean: a, tiny:b?"``: aliases and ``source:name`` refs close to ``name``, or a hint.
+
+    Catalogue names are compared bare but shown as refs, so a model its source does not
+    claim by bare name is suggested in a spelling that works (never the input itself).
+    """
+    shown: dict[str, list[str]] = {}  # compared -> what to suggest
+    for alias in registry:
+        shown.setdefault(alias.alias, []).append(alias.alias)
+    for source_name in sorted(host.sources):
         try:
-            candidates.extend(src.models(None))
+            models = host.source(source_name).models(None)
         except Exception:  # a catalogue that fails must not hide the real error
             continue
-    close = difflib.get_close_matches(name, list(dict.fromkeys(candidates)), n=4, cutoff=0.6)
-    if close:
-        return f"; did you mean: {', '.join(close)}?"
+        for model in models:
+            shown.setdefault(model, []).append(f"{source_name}:{model}")
+    close = difflib.get_close_matches(name, list(shown), n=4, cutoff=0.6)
+    refs = [ref for candidate in close for ref in shown[candidate] if ref != name][:4]
+    if refs:
+        return f"; did you mean: {', '.join(refs)}?"
     return "; see `zoo list --available`"

@@ -481,7 +481,7 @@ def write_outputs(path: str | Path, outputs: Sequence[dict[str, Any]], values: S
     try:
         np.savez(file, **{spec["name"]: value for spec, value in zip(outputs, values, strict=True)})
     except OSError as exc:
-        from .store import refused_write
+        from .files import refused_write
 
         refused = refused_write(exc, file, file.parent)
         if refused is not None:

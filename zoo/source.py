@@ -1,47 +1,46 @@
-"""The interface a source plugin implements.
+"""The interface a source plugin implements: ``Source``, and ``match`` for catalogues.
 
-Sources are duck-typed: subclassing ``Source`` is optional but documents the contract and
-gives defaults. Everything but ``build`` must stay cheap: no torch import.
+``Source`` is the abstract base class that declares the interface: a source implements
+``build`` (a PyTorch model that zoo exports), ``fetch`` (ready ONNX files) or both, and
+overrides ``models`` (its catalogue), ``resolve`` (claiming bare names) and ``spec`` (its
+options) where the defaults (nothing listed, nothing claimed, no options) do not fit.
+Everything but ``build`` and ``fetch`` must stay cheap: no torch import. Sources that do
+not subclass it keep working: the host reads every source through the same declared
+methods (``zoo.host.GuardedSource``).
 """
 
 from __future__ import annotations
 
+import abc
 import fnmatch
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
 
+from .errors import ExportError, PluginError, UserError
+from .recipe import Recipe
 from .spec import BuiltModel, ModelSpec
 
-if TYPE_CHECKING:
-    from .recipe import Recipe
+Progress = Callable[[str], None]
 
 
-class Source:
-    """Base class for model sources.
+# Nothing is abstract at instantiation, so that sources written for the earlier base class
+# (which gave every method a default) keep loading; ``zoo plugins check`` reports a source
+# that implements neither ``build`` nor ``fetch``, and calling the missing one says so.
+class Source(abc.ABC):  # noqa: B024
+    """Base class for model sources: implement ``build`` or ``fetch``, or both.
 
-    ``name``: the prefix users type (``torchvision`` in ``torchvision:resnet50``).
+    ``name``: the prefix users type (``torchvision`` in ``torchvision:resnet50``), a Python
+    identifier unique across plugins.
     ``path_names``: set True when model names are paths or contain ``/`` (local files, hub
     repos); otherwise the host refuses such names before calling the source.
-    ``version``: reported in ``zoo plugins`` and stored in each entry's provenance.
+    ``version``: reported in ``zoo plugins`` and stored in each entry's provenance (else
+    the plugin distribution's version).
     ``example``: a small model this source builds quickly, exercised by
     ``zoo plugins check`` (``zoo.testing.check_source``) when no model is given.
-
-    Optional method ``spec(name, weights, options) -> ModelSpec``: when a source defines
-    it, the host calls it for explicit ``source:name`` refs instead of building the spec
-    itself, passing the command line's source options (``arch``, ``num_classes``,
-    ``strict``...; only those given). It must stay cheap (no torch) because the cache key
-    is made from its result: put whatever identifies the model into the spec, e.g. a
-    file's sha256 as ``weights`` and the options into ``options``. Raise ``UserError`` for
-    options the source does not take. Sources without it take no options.
-
-    Optional method ``fetch(spec, recipe, directory, progress) -> dict``: for sources of
-    ready ONNX files (a hub, a registry of exported models). When a source defines it, the
-    host calls it instead of ``build`` + the export pipeline: it writes ``model.onnx`` (and
-    any external-data files) into ``directory`` and returns the metadata parts it knows
-    (``weights``, ``inputs``, ``outputs``, ``preprocessing``, ``labels``, ``validation``,
-    ``stats``, ``license``...); the host adds identity, recipe, toolchain and times.
-    ``progress`` is None when nothing may be shown (``--json``, no terminal). It must not
-    import torch.
+    ``default_weights``: the weights when the user gives no ``--weights``.
     """
 
     name: str = ""
@@ -51,25 +50,65 @@ class Source:
     default_weights: str = "default"
 
     def models(self, pattern: str | None = None) -> Iterable[str]:
-        """Names this source can build, filtered by a shell-style ``pattern``."""
+        """Names this source can build, filtered by a shell-style ``pattern`` (use ``match``).
+
+        The default lists nothing (sources whose names are paths or repos).
+        """
         return []
 
     def resolve(self, name: str) -> ModelSpec | None:
-        """Claim ``name``: return a spec when this source can build it, else None.
+        """Claim a bare ``name``: a spec when this source has it, else None (the default).
 
-        Called for ``source:name`` refs and for bare names (every source is asked; more
-        than one claimant is an ambiguity error). Raise ``UnknownModelError`` with
-        suggestions when the name is for this source but unknown.
+        Every source is asked; more than one claimant is an ambiguity error. Return the
+        spec ``spec(name, default_weights, {})`` would, so both spellings share a cache key.
         """
         return None
+
+    def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
+        """The spec for ``source:name`` and for a registry alias to it: its result is the cache key.
+
+        ``weights`` is already defaulted (the user's ``--weights``, else the alias's, else
+        ``default_weights``); ``options`` are the source settings given (command line or
+        the alias's ``options`` table). Cheap: no torch. This default takes no options.
+        """
+        refuse_options(self.name, options)
+        return ModelSpec(self.name, name, weights)
 
     def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         """Build the model with ``spec.weights`` ("none", "default", a tag or a path).
 
-        Raise ``WeightsUnavailableError`` when weights cannot be fetched, naming the URL
-        or hub id and suggesting ``--weights none`` or ``--weights PATH``.
+        Check the name here too (the conformance kit calls ``build`` directly). Raise
+        ``WeightsUnavailableError`` when weights cannot be fetched, naming the URL or hub
+        id and suggesting ``--weights none`` or ``--weights PATH``.
         """
-        raise NotImplementedError
+        if self.fetches:
+            raise ExportError(f"{spec.ref}: source {self.name!r} serves ready ONNX files; it builds nothing")
+        raise ExportError(f"{spec.ref}: source {self.name!r} implements neither build nor fetch (a plugin bug)")
+
+    @property
+    def fetches(self) -> bool:
+        """Whether this source serves ready ONNX files (implements ``fetch``) instead of building."""
+        return implements(self, "fetch")
+
+    def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
+              progress: Progress | None = None) -> dict[str, Any]:
+        """Write ``model.onnx`` (and external data) into ``directory``; return the metadata known.
+
+        For sources of ready ONNX files, called instead of ``build`` + export. ``progress``
+        is None when nothing may be shown. Must not import torch.
+        """
+        raise ExportError(f"{spec.ref}: source {self.name!r} builds models; it has no ready ONNX files")
+
+
+def implements(source: Any, method: str) -> bool:
+    """Whether ``source`` has its own ``method`` rather than ``Source``'s placeholder.
+
+    Works for sources that do not subclass ``Source`` too.
+    """
+    found = getattr(type(source), method, None)
+    if found is None:
+        return callable(getattr(source, method, None))
+    return callable(found) and found is not getattr(Source, method, None)
 
 
 def match(names: Iterable[str], pattern: str | None) -> list[str]:
@@ -78,3 +117,37 @@ def match(names: Iterable[str], pattern: str | None) -> list[str]:
         return sorted(names)
     pattern = pattern.lower()
     return sorted(n for n in names if fnmatch.fnmatchcase(n.lower(), pattern))
+
+
+def refuse_options(source: str, options: Mapping[str, Any], taken: Iterable[str] = ()) -> None:
+    """``UserError`` naming the options (as command-line flags) that ``source`` does not take."""
+    unknown = sorted(set(options) - set(taken))
+    if unknown:
+        flags = ", ".join("--" + key.replace("_", "-") for key in unknown)
+        raise UserError(f"source {source!r} takes no {flags}")
+
+
+# The sources of the host that is calling into a plugin, for ``build_model``.
+_in_reach: ContextVar[Callable[[str], Any] | None] = ContextVar("zoo_sources_in_reach", default=None)
+
+
+@contextmanager
+def sources_in_reach(lookup: Callable[[str], Any]) -> Iterator[None]:
+    """While a plugin runs: let ``build_model`` find the other registered sources (host use)."""
+    token = _in_reach.set(lookup)
+    try:
+        yield
+    finally:
+        _in_reach.reset(token)
+
+
+def build_model(spec: ModelSpec, recipe: Recipe) -> BuiltModel:
+    """Build ``spec`` with the registered source it names, as zoo would.
+
+    How ``local:`` builds its ``--arch``: call it from your own ``build``. A failure of the
+    other source is reported under that source's plugin.
+    """
+    lookup = _in_reach.get()
+    if lookup is None:
+        raise PluginError("build_model() works only while zoo calls a source (from its build or fetch)")
+    return lookup(spec.source).build(spec, recipe)

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from .env import contained, home, no_lock
-from .errors import EnvironmentProblem, IntegrityError, StoreWriteError, UserError
+from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, StoreWriteError, UserError
+from .files import is_write_error, nearly_full, os_error
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
 from .record import FileRecord, Record, RecordError
@@ -60,9 +61,6 @@ STALE_AFTER_S = 24 * 3600
 # A pid whose process started this long after the temp dir was last written is not its writer.
 _CLOCK_SLACK_S = 60.0
 # Errors that mean "this store cannot be written", not "zoo has a bug".
-_UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
-# Below this many free bytes after a failed write, the disk being full is the likely cause.
-_NEARLY_FULL = 1 << 20
 
 
 @dataclass
@@ -292,10 +290,10 @@ class Store:
                 _pause("placed")
                 winner = self._point(pointer, generation, replace=force)
             except BaseException as exc:
-                full = made is not None and _nearly_full(made)
+                full = made is not None and nearly_full(made)
                 if made is not None and not _leads_to(pointer, made):
                     shutil.rmtree(made, ignore_errors=True)
-                if _is_write_error(exc, full):
+                if is_write_error(exc, full):
                     raise _as_write_error(exc, self.root) from None
                 raise
             if winner is not None:
@@ -375,7 +373,7 @@ class Store:
                 elif os.path.lexists(pointer):
                     self._discard(pointer)
         except OSError as exc:
-            if _is_write_error(exc, False):
+            if is_write_error(exc, False):
                 raise _as_write_error(exc, self.root) from None
             raise
         return True
@@ -491,6 +489,27 @@ class Store:
         if hashes and not problems:
             hashes.save()
         return problems
+
+    def update_record(self, key: str, change: Callable[[Record], None]) -> Entry:
+        """Rewrite entry ``key``'s ``zoo.json`` with ``change`` applied, under the key's lock,
+        through a temp file renamed over it; the model files are untouched."""
+        with self.lock(key):
+            entry = self.get(key)
+            if entry is None:
+                raise NotInStoreError(f"entry {key} is not in the store (removed meanwhile?)")
+            change(entry.record)
+            record = Record.from_json(entry.record.to_json(), METADATA_FILE)  # still a valid record
+            target = entry.dir / METADATA_FILE
+            temp = entry.dir / f".{METADATA_FILE}.{os.getpid()}.tmp"
+            try:
+                write_json(temp, record.to_json())
+                with open(temp, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)
+                _sync_dir(entry.dir)
+            finally:
+                temp.unlink(missing_ok=True)
+            return Entry(key=key, dir=entry.dir, record=record)
 
     def trusted_hashes(self, key: str) -> TrustedHashes:
         """The remembered hashes of entry ``key``'s files (see ``zoo.trust``)."""
@@ -621,35 +640,9 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _nearly_full(path: Path) -> bool:
-    try:
-        stats = os.statvfs(path if path.exists() else path.parent)
-    except (OSError, AttributeError):
-        return False
-    return stats.f_bavail * stats.f_frsize < _NEARLY_FULL
-
-
-def _os_error(exc: BaseException) -> OSError | None:
-    """The OSError behind ``exc`` (itself, its cause or context) that a full or read-only store raises."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 20:
-        if isinstance(current, OSError) and current.errno in _UNWRITABLE:
-            return current
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return None
-
-
-def _is_write_error(exc: BaseException, full: bool) -> bool:
-    if isinstance(exc, (KeyboardInterrupt, SystemExit, UserError, IntegrityError, EnvironmentProblem)):
-        return False
-    return _os_error(exc) is not None or (full and isinstance(exc, Exception))
-
-
 def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     """A one-line error for a store that refused a write (full, read-only, no permission)."""
-    cause = _os_error(exc)
+    cause = os_error(exc)
     reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
     if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         advice = "free some space (`zoo rm`, `zoo gc`) or point ZOO_HOME at a bigger disk"
@@ -658,19 +651,7 @@ def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     return StoreWriteError(f"cannot write to the store {root}: {reason}; {advice} (stored entries are unchanged)")
 
 
-def refused_write(exc: BaseException, target: Path, partial: Path | None = None) -> EnvironmentProblem | None:
-    """The one-line error (exit 4) when ``exc`` means the filesystem under ``target`` refused a
-    write (full, read-only, no permission); None for any other error. ``partial``: what was
-    being written, whose disk being nearly full makes "full" the likely cause."""
-    if not _is_write_error(exc, partial is not None and _nearly_full(partial)):
-        return None
-    cause = _os_error(exc)
-    reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
-    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        advice = "free some space or choose another directory"
-    else:
-        advice = "make it writable or choose another directory"
-    return EnvironmentProblem(f"cannot write to {target}: {reason}; {advice}")
+
 
 
 def _one_line(exc: BaseException) -> str:

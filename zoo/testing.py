@@ -24,11 +24,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UnknownModelError, ZooError
-from .host import PluginHost, get_host
+from .errors import PluginFailure, UnknownModelError, ZooError
+from .exporting import MODEL_FILE, check
+from .exporting import export as run_export
+from .exporting import parity as compare
+from .host import GuardedSource, PluginHost, PluginInfo, get_host
+from .recipe import Recipe, cache_key
+from .registry import Alias, Registry
+from .resolve import Resolved, precheck, resolve
+from .source import implements
+from .spec import BuiltModel, ModelSpec, Preprocessing
 
 HEAVY_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "transformers")
 UNKNOWN_NAME = "zoo-conformance-no-such-model"
+ALIAS_NAME = "zoo-conformance-alias"
 
 
 @dataclass
@@ -75,14 +84,52 @@ class _Failed(Exception):
     """A step's check did not hold; the message is the reason."""
 
 
-class _Runner:
-    """Runs steps in order, timing each and skipping those whose inputs are missing."""
+class SourceCheck:
+    """The conformance kit for one source: one method per step, run in order by ``run``.
 
-    def __init__(self, report: CheckReport) -> None:
-        self.report = report
+    Each step returns what it saw (the report's detail) or raises ``_Failed`` with the
+    reason; a step whose inputs an earlier step failed to produce is skipped. Calls go
+    through the host's guarded source, as zoo's own commands make them.
+    """
+
+    def __init__(self, name: str, model: str | None, host: PluginHost, light: bool, weights: str | None,
+                 options: dict[str, Any] | None, recipe_flags: dict[str, Any]) -> None:
+        self.name, self.host, self.light = name, host, light
+        self.weights, self.options, self.recipe_flags = weights, options, recipe_flags
+        self.report = CheckReport(source=name, model=model)
         self.failed: set[str] = set()
+        # What the steps learn, for the steps after them.
+        self.model = model
+        self.source: GuardedSource | None = None
+        self.info: PluginInfo | None = None
+        self.resolved: Resolved | None = None
+        self.built: BuiltModel | None = None
+        self.directory = Path()
+        self.path = Path()
 
-    def step(self, name: str, check: Callable[[], str], needs: tuple[str, ...] = ()) -> None:
+    def run(self) -> CheckReport:
+        with tempfile.TemporaryDirectory(prefix="zoo-check.") as directory:
+            self.directory = Path(directory)
+            self._step("plugin", self.plugin)
+            if self.light:
+                self._step("light", self.light_imports, needs=("plugin",))
+            self._step("catalogue", self.catalogue, needs=("plugin",))
+            self._step("resolve", self.resolve, needs=("plugin",))
+            self._step("alias", self.alias, needs=("resolve",))
+            self._step("unknown", self.unknown, needs=("plugin",))
+            self._step("blame", self.blame, needs=("plugin",))
+            if self.source is not None and self.source.fetches:  # ready ONNX files: nothing to build
+                self._step("fetch", self.fetch, needs=("resolve",))
+                self._step("checker", self.checker, needs=("fetch",))
+                self._step("run", self.run_onnx, needs=("fetch",))
+            else:
+                self._step("build", self.build, needs=("resolve",))
+                self._step("export", self.export, needs=("build",))
+                self._step("checker", self.checker, needs=("export",))
+                self._step("parity", self.parity, needs=("export",))
+        return self.report
+
+    def _step(self, name: str, check: Callable[[], str], needs: tuple[str, ...] = ()) -> None:
         missing = [n for n in needs if n in self.failed]
         if missing:
             self.failed.add(name)
@@ -99,6 +146,223 @@ class _Runner:
             self.failed.add(name)
         self.report.steps.append(Step(name, status, detail, round(time.perf_counter() - start, 3)))
 
+    @property
+    def _weights(self) -> str | None:
+        """The weights to resolve with: a source of ready files gets its own (nothing to initialise)."""
+        return None if self.source is not None and self.source.fetches and self.weights == "none" else self.weights
+
+    # -- the steps -----------------------------------------------------------------------
+    def plugin(self) -> str:
+        """The source is registered by a plugin that loaded, under its own name."""
+        source, info = self.host.source(self.name), self.host.source_plugin(self.name)
+        if info.error:
+            raise _Failed(f"plugin {info.name} failed: {info.error}")
+        if getattr(source.wrapped, "name", None) != self.name:
+            raise _Failed(f"source.name is {getattr(source.wrapped, 'name', None)!r}, registered as {self.name!r}")
+        if not (implements(source.wrapped, "build") or implements(source.wrapped, "fetch")):
+            raise _Failed("the source implements neither build nor fetch")
+        self.source, self.info = source, info
+        return f"registered by plugin {info.name} ({info.distribution or 'no distribution'} {info.version or ''})"
+
+    def light_imports(self) -> str:
+        """Importing the plugin and registering its sources imports no heavy library."""
+        heavy = _heavy_imports(self.info)
+        if heavy:
+            raise _Failed(f"importing and registering plugin {self.info.name} imported {', '.join(heavy)}: "
+                          "import heavy libraries inside Source.build")
+        return "no heavy import at registration"
+
+    def catalogue(self) -> str:
+        """``models()`` yields strings and applies its pattern."""
+        source = self.source
+        names = source.models(None)
+        if not all(isinstance(n, str) for n in names):
+            raise _Failed("models() must yield strings")
+        chosen = self.model or source.example or (names[0] if names else None)
+        if chosen is None:
+            raise _Failed("no model to check: the catalogue is empty; give --model or set Source.example")
+        self.model = self.report.model = chosen  # later steps can run even if the checks below fail
+        if names and names[0] not in source.models(names[0]):
+            raise _Failed(f"models({names[0]!r}) does not list {names[0]!r}")
+        if source.models(UNKNOWN_NAME + "*"):
+            raise _Failed(f"models({UNKNOWN_NAME + '*'!r}) is not empty: apply the pattern (zoo.plugin.match)")
+        return f"{len(names)} models; checking {chosen}"
+
+    def resolve(self) -> str:
+        """``source:model`` resolves to this source with a stable key; ``resolve(model)`` is a spec or None."""
+        if self.model is None:
+            raise _Failed("no model to check (see catalogue)")
+        ref = f"{self.name}:{self.model}"
+        resolved = self._resolve(ref)
+        if resolved.spec.source != self.name:
+            raise _Failed(f"{ref} resolved to source {resolved.spec.source!r}")
+        again = self._resolve(ref)
+        if again.key != resolved.key:
+            raise _Failed(f"the cache key of {ref} is not stable ({resolved.key} then {again.key})")
+        claim = self.source.resolve(self.model)
+        if claim is not None and not isinstance(claim, ModelSpec):
+            raise _Failed(f"resolve() returned {type(claim).__name__}, not ModelSpec or None")
+        if claim is not None and claim.source != self.name:
+            raise _Failed(f"resolve() returned a spec for source {claim.source!r}")
+        self.resolved = resolved
+        return f"key {resolved.key}" + ("" if claim else "; does not claim the bare name")
+
+    def alias(self) -> str:
+        """A registry alias to ``source:model`` (and the bare name, when claimed) gives the same key."""
+        resolved = self.resolved
+        alias = Alias(alias=ALIAS_NAME, source=self.name, name=self.model, weights=self._weights,
+                      options=dict(self.options or {}), origin="conformance kit")
+        via_alias = resolve(ALIAS_NAME, self.host, Registry({ALIAS_NAME: alias}), None, self.recipe_flags)
+        if via_alias.key != resolved.key:
+            raise _Failed(f"an alias to {resolved.spec.ref} gets key {via_alias.key}, not {resolved.key} "
+                          f"({via_alias.spec} vs {resolved.spec}): the same model would be exported twice")
+        claim = self.source.resolve(self.model)
+        if claim is None:
+            return f"alias -> key {via_alias.key}"
+        bare = ModelSpec(claim.source, claim.name, self._weights or claim.weights, claim.options)
+        if cache_key(bare, resolved.recipe) != resolved.key:
+            raise _Failed(f"the bare name {self.model!r} resolves to {bare}, {resolved.spec.ref} to "
+                          f"{resolved.spec}: return from resolve() what spec() returns")
+        return f"alias and bare name -> key {via_alias.key}"
+
+    def unknown(self) -> str:
+        """An unknown name: ``resolve`` gives None (or ``UnknownModelError``), ``build``/``fetch`` a ``ZooError``."""
+        source = self.source
+        try:
+            claim = source.resolve(UNKNOWN_NAME)
+        except UnknownModelError:
+            claim = None
+        if claim is not None:
+            raise _Failed(f"resolve({UNKNOWN_NAME!r}) claimed it: return None for names you do not have")
+        method = "fetch" if source.fetches else "build"
+        try:
+            with tempfile.TemporaryDirectory(prefix="zoo-check-unknown.") as scratch:
+                if source.fetches:
+                    source.fetch(ModelSpec(self.name, UNKNOWN_NAME, source.default_weights), Recipe(),
+                                 Path(scratch), None)
+                else:
+                    source.build(ModelSpec(self.name, UNKNOWN_NAME, "none"), Recipe())
+        except PluginFailure as exc:  # not a ZooError: the plugin's own exception escaped
+            raise _Failed(f"{method} of an unknown name raised {_one_line(exc.__cause__ or exc)}: raise "
+                          "zoo.plugin.UnknownModelError with a hint instead") from None
+        except ZooError as exc:
+            return f"{method} raised {type(exc).__name__}: {exc}"
+        raise _Failed(f"{method}({UNKNOWN_NAME!r}) succeeded: it should raise UnknownModelError")
+
+    def blame(self) -> str:
+        """An exception escaping the plugin's code is reported as that plugin's failure, in one line."""
+        wrapped, info = self.source.wrapped, self.info
+
+        def broken(name: str) -> None:
+            raise RuntimeError("injected by the conformance kit")
+
+        own = getattr(wrapped, "__dict__", {}).get("resolve")  # an instance attribute to put back
+        try:
+            wrapped.resolve = broken  # on the instance: the class stays as it is
+        except AttributeError:
+            return "not checked: the source object takes no attributes"
+        try:
+            self.host.source(self.name).resolve(UNKNOWN_NAME)
+        except PluginFailure as exc:
+            message = str(exc)
+        else:
+            raise _Failed("an exception from resolve() was not reported")
+        finally:
+            if own is None:
+                del wrapped.resolve
+            else:
+                wrapped.resolve = own
+        expected = [f"plugin {info.name}", info.distribution, info.version, "RuntimeError: injected"]
+        missing = [part for part in expected if part and part not in message]
+        if missing or "\n" in message:
+            raise _Failed(f"the report {message!r} lacks {', '.join(missing) or 'one line'}")
+        return message
+
+    def build(self) -> str:
+        """``build`` with the resolved spec returns a valid ``BuiltModel``."""
+        import torch
+
+        resolved = self.resolved
+        built = self.source.build(resolved.spec, resolved.recipe)
+        if not isinstance(built, BuiltModel):
+            raise _Failed(f"build() returned {type(built).__name__}, not zoo.plugin.BuiltModel")
+        if not isinstance(built.module, torch.nn.Module):
+            raise _Failed(f"BuiltModel.module is {type(built.module).__name__}, not torch.nn.Module")
+        if not isinstance(built.preprocessing, Preprocessing) or len(built.preprocessing.input_size) != 3:
+            raise _Failed("BuiltModel.preprocessing must be a Preprocessing with input_size (C, H, W)")
+        if built.labels is not None and not all(isinstance(label, str) for label in built.labels):
+            raise _Failed("BuiltModel.labels must be None or a list of strings")
+        try:
+            json.dumps({"weights": built.weights, "stats": built.stats, "extra": built.extra})
+        except TypeError as exc:
+            raise _Failed(f"weights, stats and extra must be JSON data: {exc}") from None
+        if resolved.recipe.size is not None:
+            built.preprocessing = built.preprocessing.resized_to(resolved.recipe.size)
+        self.built = built
+        params = sum(p.numel() for p in built.module.parameters())
+        labels = len(built.labels) if built.labels else "no"
+        return f"{type(built.module).__name__}, {params:,} parameters, input {built.preprocessing.input_size}, " \
+               f"{labels} labels"
+
+    def export(self) -> str:
+        """The host's export pipeline (with its own checker and parity) succeeds."""
+        result = run_export(self.built, self.resolved.recipe, self.directory)
+        self.path = result.path
+        failed = [f"{a['exporter']}: {a['error']}" for a in result.attempts if a["error"]]
+        fallback = f" after {'; '.join(failed)}" if failed else ""
+        return f"{result.exporter} exporter, {result.node_count} nodes, {result.seconds:.1f}s{fallback}"
+
+    def checker(self) -> str:
+        """``onnx.checker`` full check of the file."""
+        check(self.path)
+        return "onnx.checker full_check"
+
+    def parity(self) -> str:
+        """ONNX Runtime vs PyTorch on a fresh random input."""
+        import torch
+
+        built, recipe = self.built, self.resolved.recipe
+        batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
+        example = torch.rand(batch, *built.preprocessing.input_size, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            expected = built.module.eval()(example)
+        result = compare(self.path, example, expected)
+        return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
+
+    def fetch(self) -> str:
+        """``fetch`` writes ``model.onnx`` and returns a metadata dict."""
+        resolved = self.resolved
+        described = self.source.fetch(resolved.spec, resolved.recipe, self.directory, None)
+        if not isinstance(described, dict):
+            raise _Failed(f"fetch() returned {type(described).__name__}, not a dict of metadata")
+        path = self.directory / MODEL_FILE
+        if not path.is_file():
+            raise _Failed(f"fetch() wrote no {MODEL_FILE}")
+        json.dumps(described, default=str)
+        self.path = path
+        return f"{path.stat().st_size:,} bytes; metadata {', '.join(sorted(described)) or 'none'}"
+
+    def run_onnx(self) -> str:
+        """ONNX Runtime runs the fetched file on a random input, with finite outputs."""
+        import numpy as np
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(1)
+        feeds = {}
+        for value in session.get_inputs():
+            shape = [d if isinstance(d, int) else 1 for d in value.shape]
+            dtype = np.float16 if "float16" in value.type else np.float32
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        outputs = session.run(None, feeds)
+        if not all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs):
+            raise _Failed("outputs contain NaN or inf on a random input")
+        return f"{len(outputs)} output(s) {[list(np.shape(o)) for o in outputs]} on ONNX Runtime CPU"
+
+    def _resolve(self, ref: str) -> Resolved:
+        precheck(ref, self.host)
+        return resolve(ref, self.host, Registry({}), self._weights, self.recipe_flags, self.options)
+
 
 def check_source(
     name: str,
@@ -112,206 +376,16 @@ def check_source(
 ) -> CheckReport:
     """Check that source ``name`` follows the contract, end to end, with ``--weights none``.
 
-    Steps: ``plugin`` (registered by a loaded plugin), ``light`` (importing and registering
-    the plugin imports no heavy library; skipped with ``light=False``), ``catalogue``
-    (``models()``), ``resolve`` (``name:model`` to a spec and a stable cache key),
-    ``unknown`` (an unknown name gives None or ``UnknownModelError``-like ``ZooError``),
-    ``build`` (a valid ``BuiltModel``), ``export`` (torch.onnx with the recipe, default
-    ``auto``), ``checker`` (``onnx.checker`` full check) and ``parity`` (ONNX Runtime vs
-    PyTorch on a fresh input). A source of ready ONNX files (``Source.fetch``) gets
-    ``fetch``, ``checker`` and ``run`` (ONNX Runtime on a random input) instead, with its
-    default weights rather than ``none``. ``model`` defaults to ``Source.example``, then to the
-    first name of the catalogue. Recipe flags (``exporter="torchscript"``...) apply.
-    ``weights`` (default ``"none"``; ``None`` = the source's default) and ``options`` (source
-    options, e.g. ``{"arch": "torchvision:resnet18"}`` for ``local``) go to the resolver.
+    Steps (``SourceCheck``'s methods): ``plugin``, ``light`` (skipped with ``light=False``),
+    ``catalogue``, ``resolve``, ``alias``, ``unknown``, ``blame``, then ``build``, ``export``,
+    ``checker`` and ``parity``; a source of ready ONNX files (``Source.fetch``) gets
+    ``fetch``, ``checker`` and ``run`` instead, with its default weights rather than
+    ``none``. ``model`` defaults to ``Source.example``, then to the first name of the
+    catalogue. Recipe flags (``exporter="torchscript"``...) apply. ``weights`` (default
+    ``"none"``; ``None`` = the source's default) and ``options`` (source options, e.g.
+    ``{"arch": "torchvision:resnet18"}`` for ``local``) go to the resolver.
     """
-    from .recipe import Recipe
-    from .spec import ModelSpec
-
-    host = host or get_host()
-    report = CheckReport(source=name, model=model)
-    run = _Runner(report)
-    state: dict[str, Any] = {}
-
-    def plugin() -> str:
-        source = host.source(name)
-        info = host.source_plugin(name)
-        if info.error:
-            raise _Failed(f"plugin {info.name} failed: {info.error}")
-        if getattr(source, "name", None) != name:
-            raise _Failed(f"source.name is {getattr(source, 'name', None)!r}, registered as {name!r}")
-        state["source"], state["info"] = source, info
-        return f"registered by plugin {info.name} ({info.distribution or 'no distribution'} {info.version or ''})"
-
-    def light_() -> str:
-        heavy = _heavy_imports(state["info"])
-        if heavy:
-            raise _Failed(f"importing and registering plugin {state['info'].name} imported {', '.join(heavy)}: "
-                          "import heavy libraries inside Source.build")
-        return "no heavy import at registration"
-
-    def catalogue() -> str:
-        source = state["source"]
-        names = list(source.models(None))
-        if not all(isinstance(n, str) for n in names):
-            raise _Failed("models() must yield strings")
-        chosen = model or getattr(source, "example", None) or (names[0] if names else None)
-        if chosen is None:
-            raise _Failed("no model to check: the catalogue is empty; give --model or set Source.example")
-        state["model"] = report.model = chosen  # later steps can run even if the checks below fail
-        if names and names[0] not in list(source.models(names[0])):
-            raise _Failed(f"models({names[0]!r}) does not list {names[0]!r}")
-        if list(source.models(UNKNOWN_NAME + "*")):
-            raise _Failed(f"models({UNKNOWN_NAME + '*'!r}) is not empty: apply the pattern (zoo.source.match)")
-        return f"{len(names)} models; checking {chosen}"
-
-    def resolve() -> str:
-        from .api import resolve_name
-
-        if "model" not in state:
-            raise _Failed("no model to check (see catalogue)")
-        ref = f"{name}:{state['model']}"
-        chosen = None if _fetches(state["source"]) and weights == "none" else weights  # ready files: no init
-        resolved = resolve_name(ref, weights=chosen, host=host, options=options, **recipe_flags)
-        if resolved.spec.source != name:
-            raise _Failed(f"{ref} resolved to source {resolved.spec.source!r}")
-        again = resolve_name(ref, weights=chosen, host=host, options=options, **recipe_flags)
-        if again.key != resolved.key:
-            raise _Failed(f"the cache key of {ref} is not stable ({resolved.key} then {again.key})")
-        claim = state["source"].resolve(state["model"])
-        if claim is not None and not isinstance(claim, ModelSpec):
-            raise _Failed(f"resolve() returned {type(claim).__name__}, not ModelSpec or None")
-        if claim is not None and claim.source != name:
-            raise _Failed(f"resolve() returned a spec for source {claim.source!r}")
-        state["resolved"] = resolved
-        return f"key {resolved.key}" + ("" if claim else "; does not claim the bare name")
-
-    def unknown() -> str:
-        source = state["source"]
-        try:
-            claim = source.resolve(UNKNOWN_NAME)
-        except UnknownModelError:
-            claim = None
-        if claim is not None:
-            raise _Failed(f"resolve({UNKNOWN_NAME!r}) claimed it: return None for names you do not have")
-        spec = ModelSpec(name, UNKNOWN_NAME, getattr(source, "default_weights", "default"))
-        method = "fetch" if _fetches(source) else "build"
-        try:
-            with tempfile.TemporaryDirectory(prefix="zoo-check-unknown.") as scratch:
-                if method == "fetch":
-                    source.fetch(spec, Recipe(), Path(scratch), None)
-                else:
-                    source.build(ModelSpec(name, UNKNOWN_NAME, "none"), Recipe())
-        except ZooError as exc:
-            return f"{method} raised {type(exc).__name__}: {exc}"
-        except Exception as exc:
-            raise _Failed(f"{method} of an unknown name raised {_one_line(exc)}: raise "
-                          "zoo.errors.UnknownModelError with a hint instead") from None
-        raise _Failed(f"{method}({UNKNOWN_NAME!r}) succeeded: it should raise UnknownModelError")
-
-    def build() -> str:
-        import torch
-
-        from .spec import BuiltModel, Preprocessing
-
-        resolved = state["resolved"]
-        built = state["source"].build(resolved.spec, resolved.recipe)
-        if not isinstance(built, BuiltModel):
-            raise _Failed(f"build() returned {type(built).__name__}, not zoo.BuiltModel")
-        if not isinstance(built.module, torch.nn.Module):
-            raise _Failed(f"BuiltModel.module is {type(built.module).__name__}, not torch.nn.Module")
-        if not isinstance(built.preprocessing, Preprocessing) or len(built.preprocessing.input_size) != 3:
-            raise _Failed("BuiltModel.preprocessing must be a Preprocessing with input_size (C, H, W)")
-        if built.labels is not None and not all(isinstance(label, str) for label in built.labels):
-            raise _Failed("BuiltModel.labels must be None or a list of strings")
-        try:
-            json.dumps({"weights": built.weights, "stats": built.stats, "extra": built.extra})
-        except TypeError as exc:
-            raise _Failed(f"weights, stats and extra must be JSON data: {exc}") from None
-        if resolved.recipe.size is not None:
-            built.preprocessing = built.preprocessing.resized_to(resolved.recipe.size)
-        state["built"] = built
-        params = sum(p.numel() for p in built.module.parameters())
-        labels = len(built.labels) if built.labels else "no"
-        return f"{type(built.module).__name__}, {params:,} parameters, input {built.preprocessing.input_size}, " \
-               f"{labels} labels"
-
-    def export() -> str:
-        from .exporting import export as run_export
-
-        result = run_export(state["built"], state["resolved"].recipe, Path(state["dir"]))
-        state["path"] = result.path
-        failed = [f"{a['exporter']}: {a['error']}" for a in result.attempts if a["error"]]
-        fallback = f" after {'; '.join(failed)}" if failed else ""
-        return f"{result.exporter} exporter, {result.node_count} nodes, {result.seconds:.1f}s{fallback}"
-
-    def checker() -> str:
-        from .exporting import check
-
-        check(state["path"])
-        return "onnx.checker full_check"
-
-    def parity() -> str:
-        import torch
-
-        from .exporting import parity as compare
-
-        built, recipe = state["built"], state["resolved"].recipe
-        batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
-        example = torch.rand(batch, *built.preprocessing.input_size, generator=torch.Generator().manual_seed(1))
-        with torch.inference_mode():
-            expected = built.module.eval()(example)
-        result = compare(state["path"], example, expected)
-        return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
-
-    def fetch() -> str:
-        from .exporting import MODEL_FILE
-
-        resolved = state["resolved"]
-        described = state["source"].fetch(resolved.spec, resolved.recipe, Path(state["dir"]), None)
-        if not isinstance(described, dict):
-            raise _Failed(f"fetch() returned {type(described).__name__}, not a dict of metadata")
-        path = Path(state["dir"]) / MODEL_FILE
-        if not path.is_file():
-            raise _Failed(f"fetch() wrote no {MODEL_FILE}")
-        json.dumps(described, default=str)
-        state["path"] = path
-        return f"{path.stat().st_size:,} bytes; metadata {', '.join(sorted(described)) or 'none'}"
-
-    def run_onnx() -> str:
-        import numpy as np
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(state["path"]), providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(1)
-        feeds = {}
-        for value in session.get_inputs():
-            shape = [d if isinstance(d, int) else 1 for d in value.shape]
-            dtype = np.float16 if "float16" in value.type else np.float32
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        outputs = session.run(None, feeds)
-        if not all(np.isfinite(np.asarray(o, dtype=np.float64)).all() for o in outputs):
-            raise _Failed("outputs contain NaN or inf on a random input")
-        return f"{len(outputs)} output(s) {[list(np.shape(o)) for o in outputs]} on ONNX Runtime CPU"
-
-    with tempfile.TemporaryDirectory(prefix="zoo-check.") as directory:
-        state["dir"] = directory
-        run.step("plugin", plugin)
-        if light:
-            run.step("light", light_, needs=("plugin",))
-        run.step("catalogue", catalogue, needs=("plugin",))
-        run.step("resolve", resolve, needs=("plugin",))
-        run.step("unknown", unknown, needs=("plugin",))
-        if _fetches(state.get("source")):  # ready ONNX files: nothing to build or compare with
-            run.step("fetch", fetch, needs=("resolve",))
-            run.step("checker", checker, needs=("fetch",))
-            run.step("run", run_onnx, needs=("fetch",))
-        else:
-            run.step("build", build, needs=("resolve",))
-            run.step("export", export, needs=("build",))
-            run.step("checker", checker, needs=("export",))
-            run.step("parity", parity, needs=("export",))
-    return report
+    return SourceCheck(name, model, host or get_host(), light, weights, options, recipe_flags).run()
 
 
 def check_plugin(name: str, model: str | None = None, **kwargs: Any) -> list[CheckReport]:
@@ -323,17 +397,12 @@ def check_plugin(name: str, model: str | None = None, **kwargs: Any) -> list[Che
     if info is None:
         known = ", ".join(sorted({*host.sources, *host.plugins})) or "none"
         raise UnknownModelError(f"no source or plugin called {name!r}: known are {known} (see `zoo plugins`)")
-    if info.error:
-        report = CheckReport(source=name, steps=[Step("plugin", "fail", f"plugin {name} failed: {info.error}")])
-        return [report]
+    if info.error or info.skipped:
+        why = f"plugin {name} failed: {info.error}" if info.error else f"plugin {name} is {info.status}"
+        return [CheckReport(source=name, steps=[Step("plugin", "fail", why)])]
     if not info.sources:
         raise UnknownModelError(f"plugin {name!r} registers no source: nothing to check")
     return [check_source(source, model, **kwargs) for source in info.sources]
-
-
-def _fetches(source: Any) -> bool:
-    """Whether the source serves ready ONNX files (``Source.fetch``) instead of building."""
-    return callable(getattr(source, "fetch", None))
 
 
 def _heavy_imports(info: Any) -> list[str]:

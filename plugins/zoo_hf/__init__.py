@@ -16,22 +16,45 @@ import json
 import posixpath
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import hookimpl
-from zoo.errors import EnvironmentProblem, ExportError, IntegrityError, InvalidNameError, UnknownModelError, UserError
-from zoo.hub import check_repo_id, check_revision, hub_errors, progress_bars, spinner_bar
-from zoo.recipe import Recipe, file_sha256
-from zoo.source import Source
-from zoo.spec import ModelSpec
+from zoo.plugin import (
+    MAX_RECORD_BYTES,
+    METADATA_FILE,
+    MODEL_FILE,
+    EnvironmentProblem,
+    FileRefused,
+    IntegrityError,
+    InvalidNameError,
+    ModelSpec,
+    Progress,
+    Recipe,
+    Record,
+    RecordError,
+    Source,
+    UnknownModelError,
+    UserError,
+    check_onnx,
+    check_repo_id,
+    check_revision,
+    describe_onnx,
+    external_location,
+    file_sha256,
+    hookimpl,
+    hub_errors,
+    model_tensors,
+    offline,
+    progress_bars,
+    read_capped,
+    refuse_options,
+    spinner_bar,
+)
 
 from . import configs
 
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "zoo.json"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _PATH_PART = re.compile(r"[A-Za-z0-9_.+=,@-]+")
 CARRIED = ("preprocessing", "labels", "validation", "exporter", "export_attempts", "license")
@@ -75,26 +98,23 @@ class HfSource(Source):
     path_names = True
     default_weights = "default"
 
+    def models(self, pattern: str | None = None) -> list[str]:
+        return []  # the Hub is not listed: any ORG/REPO holding an ONNX file works
+
     def resolve(self, name: str) -> ModelSpec | None:
         # Bare names are never Hub repos: users write hf:ORG/REPO.
         return None
 
-    def spec(self, name: str, weights: str, options: dict[str, Any]) -> ModelSpec:
+    def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
         """Check ``hf:NAME`` before any lookup (cheap: no network, no torch)."""
         parse(name)
-        if options:
-            raise UserError(f"hf:{name} takes no {', '.join('--' + k.replace('_', '-') for k in options)}")
+        refuse_options(self.name, options)
         _refuse_weights(name, weights)
         return ModelSpec(self.name, name, weights)
 
-    def build(self, spec: ModelSpec, recipe: Recipe) -> Any:
-        raise ExportError(f"{spec.ref} is a ready ONNX model: it is fetched, not built")
-
     def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+              progress: Progress | None = None) -> dict[str, Any]:
         """Download ``spec`` into ``directory`` (``model.onnx`` + external data); return its metadata."""
-        from zoo.env import offline
-
         ref = parse(spec.name)
         _refuse_settings(spec, recipe)
         say = progress or (lambda _msg: None)
@@ -115,10 +135,8 @@ class HfSource(Source):
                 sources[location] = hub_path
             found = {name: remote.read_json(file) for name, file in remote.config_files(path)}
         say("checking the ONNX file")
-        from zoo.exporting import check, describe
-
-        check(directory / MODEL_FILE)
-        inputs, outputs, nodes = describe(directory / MODEL_FILE)
+        check_onnx(directory / MODEL_FILE)
+        inputs, outputs, nodes = describe_onnx(directory / MODEL_FILE)
         model_sha = file_sha256(directory / MODEL_FILE)
         described = _describe(found, model_sha, inputs, outputs, say)
         if not described.get("license") and remote.license:
@@ -253,9 +271,6 @@ class Remote:
 
     def read_json(self, path: str) -> dict[str, Any]:
         """A small JSON file of the repo (a config, a pushed ``zoo.json``): regular, capped, or ``{}``."""
-        from zoo.files import FileRefused, read_capped
-        from zoo.record import MAX_RECORD_BYTES
-
         try:
             data = json.loads(read_capped(self.download(path), MAX_RECORD_BYTES))
         except (OSError, ValueError, RecursionError, FileRefused):
@@ -292,8 +307,6 @@ def _forget(local: Path) -> None:
 def external_data(model_path: Path) -> list[str]:
     """The external-data files an ONNX graph names, checked to stay next to it."""
     import onnx
-
-    from zoo.integrity import external_location, model_tensors
 
     model = onnx.load(str(model_path), load_external_data=False)
     locations: list[str] = []
@@ -349,8 +362,6 @@ def _describe(found: dict[str, dict[str, Any]], model_sha: str, inputs: list[dic
 
 def _pushed_record(data: dict[str, Any] | None, say: Callable[[str], None]) -> Any:
     """The repo's ``zoo.json`` as a checked record; ``None`` (and a note) when it fails the check."""
-    from zoo.record import Record, RecordError
-
     if not data:
         return None
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from zoo.spec import Preprocessing
+from zoo.plugin import Preprocessing
 
 # PIL's resampling codes, as image processors store them.
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}

@@ -15,14 +15,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo import hookimpl
-from zoo.errors import UserError
-from zoo.recipe import file_sha256
-from zoo.source import Source
-from zoo.spec import BuiltModel, ModelSpec
+from zoo.plugin import (
+    BuiltModel,
+    ModelSpec,
+    Recipe,
+    Source,
+    UserError,
+    build_model,
+    check_name,
+    file_sha256,
+    hookimpl,
+    split_ref,
+)
 
 OPTIONS = ("arch", "num_classes", "strict")
 EXAMPLE = "zoo export local:ckpt.pth --arch timm:repvit_m0_9 -o onnx_output"
+FIT_ADVICE = "as local:PATH, name the checkpoint's architecture with --arch SOURCE:NAME"
 
 
 class LocalSource(Source):
@@ -30,13 +38,14 @@ class LocalSource(Source):
     path_names = True
     default_weights = "checkpoint"
 
+    def models(self, pattern: str | None = None) -> list[str]:
+        return []  # files are not listed: any checkpoint path works
+
     def resolve(self, name: str) -> ModelSpec | None:
         return None  # a file is only ever named explicitly, as local:PATH
 
     def spec(self, name: str, weights: str, options: dict[str, Any]) -> ModelSpec:
         """The file's content (sha256) and the options, checked without torch."""
-        from zoo.resolve import check_name, split_ref
-
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise UserError(f"local:PATH does not take option {unknown[0]!r} (it takes {', '.join(OPTIONS)})")
@@ -67,10 +76,7 @@ class LocalSource(Source):
             options=tuple(sorted((k, v) for k, v in settings.items() if v is not None)),
         )
 
-    def build(self, spec: ModelSpec, recipe: Any) -> BuiltModel:
-        from zoo.host import get_host
-        from zoo.resolve import split_ref
-
+    def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         path = Path(spec.name)
         if not path.is_file():
             raise UserError(f"checkpoint file not found: {path}")
@@ -80,7 +86,10 @@ class LocalSource(Source):
         arch_source, arch_name = split_ref(spec.option("arch"))
         options = {k: spec.option(k) for k in ("num_classes", "strict") if spec.option(k) is not None}
         arch_spec = ModelSpec(arch_source, arch_name, str(path), tuple(sorted(options.items())))
-        built = get_host().source(arch_source).build(arch_spec, recipe)
+        try:
+            built = build_model(arch_spec, recipe)  # the architecture's own source, given the file
+        except UserError as exc:  # e.g. a shape mismatch: say which flags choose what was built
+            raise UserError(f"{exc}; {FIT_ADVICE}") from exc
         built.weights = {**built.weights, "file": str(path), "sha256": digest, "arch": spec.option("arch")}
         built.stats = {**built.stats, "checkpoint_bytes": path.stat().st_size}
         built.source_version = None  # the entry's source is this plugin (its version), not the arch's library

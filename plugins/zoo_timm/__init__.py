@@ -14,16 +14,33 @@ classifier when not given) and ``strict`` (refuse missing/unexpected keys, defau
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zoo import hookimpl
-from zoo.errors import UnknownModelError, UserError, WeightsUnavailableError
-from zoo.recipe import file_sha256, looks_like_path
-from zoo.source import Source
-from zoo.spec import BuiltModel, ModelSpec, Preprocessing
+from zoo.plugin import (
+    BuiltModel,
+    ModelSpec,
+    Preprocessing,
+    Recipe,
+    Source,
+    UnknownModelError,
+    UserError,
+    WeightsUnavailableError,
+    by_position,
+    file_sha256,
+    hookimpl,
+    infer_num_classes,
+    load_into,
+    load_state_dict,
+    looks_like_path,
+    offline,
+    refuse_options,
+)
 
 WEIGHTS_ADVICE = "use --weights none, or --weights PATH to a local checkpoint"
+OPTIONS = ("num_classes", "strict")
+FIT_HINT = "set the classes with --num-classes N, or load the matching tensors with --no-strict"
 
 
 class TimmSource(Source):
@@ -50,7 +67,14 @@ class TimmSource(Source):
             raise UnknownModelError(f"timm has no weights {tag!r} for {arch}; {_tags_hint(arch)}")
         return ModelSpec(self.name, name, self.default_weights)
 
-    def build(self, spec: ModelSpec, recipe: Any) -> BuiltModel:
+    def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
+        """``num_classes`` (a new head) and ``strict`` (default on) from an alias's options or the flags."""
+        refuse_options(self.name, options, OPTIONS)
+        settings = {"num_classes": options.get("num_classes"),
+                    "strict": False if options.get("strict") is False else None}  # strict is the default: one key
+        return ModelSpec(self.name, name, weights, tuple(sorted((k, v) for k, v in settings.items() if v is not None)))
+
+    def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         import timm
 
         arch, tag = _arch_and_tag(spec)
@@ -136,8 +160,6 @@ def _fetch(cfg: Any) -> Path | None:
     Files the way timm looks for them: a safetensors alternative first, then the named file.
     None when the weights are not on the Hub (timm then fetches its own URL).
     """
-    from zoo.env import offline
-
     if not cfg.hf_hub_id:
         if offline():  # timm would fetch the URL itself, and zoo cannot tell whether it is cached
             raise WeightsUnavailableError(f"offline mode: weights {cfg.url} come from a URL, not the "
@@ -180,8 +202,6 @@ def _from_file(name: str, path: Path, kwargs: dict[str, Any], strict: bool) -> t
     import timm
     from timm.models import split_model_name_tag
 
-    from zoo.checkpoint import by_position, infer_num_classes, load_into, load_state_dict
-
     arch = split_model_name_tag(name)[0]
     state = load_state_dict(path)
     model = timm.create_model(name, pretrained=False, **kwargs)
@@ -196,7 +216,7 @@ def _from_file(name: str, path: Path, kwargs: dict[str, Any], strict: bool) -> t
     if renamed is not None:  # e.g. a checkpoint from the model's original repository
         state = renamed
         weights["remapped"] = "by position: the checkpoint's tensor names differ from timm's, shapes line up"
-    load_into(model, state, path, strict=strict)
+    load_into(model, state, path, strict=strict, hint=FIT_HINT)
     return model, weights
 
 

@@ -10,12 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo import hookimpl
-from zoo.errors import UnknownModelError, UserError, WeightsUnavailableError
-from zoo.integrity import check_weights_file, pinned_sha256
-from zoo.recipe import file_sha256, looks_like_path
-from zoo.source import Source, match
-from zoo.spec import BuiltModel, ModelSpec, Preprocessing
+from zoo.plugin import (
+    BuiltModel,
+    ModelSpec,
+    Preprocessing,
+    Recipe,
+    Source,
+    UnknownModelError,
+    UserError,
+    WeightsUnavailableError,
+    check_weights_file,
+    file_sha256,
+    hookimpl,
+    load_into,
+    load_state_dict,
+    looks_like_path,
+    match,
+    offline,
+    pinned_sha256,
+)
 
 
 class TorchvisionSource(Source):
@@ -34,7 +47,7 @@ class TorchvisionSource(Source):
     def resolve(self, name: str) -> ModelSpec | None:
         return ModelSpec(self.name, name, self.default_weights) if name in self._names() else None
 
-    def build(self, spec: ModelSpec, recipe: Any) -> BuiltModel:
+    def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         import torchvision
         from torchvision.models import get_model, get_model_weights
 
@@ -51,8 +64,6 @@ class TorchvisionSource(Source):
             reference = enum.DEFAULT  # describes preprocessing and labels only
             model = get_model(spec.name, weights=None)
             if tag.lower() != "none":
-                from zoo.checkpoint import load_into, load_state_dict
-
                 load_into(model, load_state_dict(tag), tag)
                 weights_info = {"file": str(Path(tag).expanduser().resolve()),
                                 "sha256": file_sha256(Path(tag).expanduser())}
@@ -93,8 +104,6 @@ def _weights_enum(enum: Any, tag: str) -> Any:
 def _fetch(weights: Any) -> Path:
     """The weights file in torch.hub's cache, downloaded if needed (never when offline)."""
     import torch.hub
-
-    from zoo.env import offline
 
     filename = Path(weights.url.split("?")[0]).name
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename

@@ -16,11 +16,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zoo import hookimpl
-from zoo.errors import EnvironmentProblem, ExportError, UnknownModelError, UserError, WeightsUnavailableError
-from zoo.recipe import looks_like_path
-from zoo.source import Source, match
-from zoo.spec import BuiltModel, ModelSpec, Preprocessing
+from zoo.plugin import (
+    BuiltModel,
+    EnvironmentProblem,
+    ExportError,
+    ModelSpec,
+    Preprocessing,
+    Recipe,
+    Source,
+    UnknownModelError,
+    UserError,
+    WeightsUnavailableError,
+    file_sha256,
+    hookimpl,
+    load_into,
+    load_state_dict,
+    looks_like_path,
+    match,
+    refuse_options,
+)
 
 __version__ = "0.1.0"
 
@@ -77,13 +91,12 @@ class HubconfSource(Source):
 
     def spec(self, name: str, weights: str, options: dict[str, Any]) -> ModelSpec:
         """Pin the repo: its absolute path and the hash of hubconf.py go into the cache key."""
-        if options:
-            raise UserError(f"the hubconf source takes no {', '.join('--' + k for k in sorted(options))}")
+        refuse_options(self.name, options)
         repo, function = split(name)
         return ModelSpec(self.name, f"{repo}:{function}", weights,
                          options=(("hubconf_sha256", _sha256(repo / HUBCONF)),))
 
-    def build(self, spec: ModelSpec, recipe: Any) -> BuiltModel:
+    def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         import torch
 
         repo, function = split(spec.name)
@@ -109,9 +122,6 @@ class HubconfSource(Source):
             raise UserError(f"{function} in {repo / HUBCONF} returned {type(model).__name__}, not a torch.nn.Module")
         weights: dict[str, Any] = {"hubconf": str(repo / HUBCONF), "hubconf_sha256": _sha256(repo / HUBCONF)}
         if looks_like_path(tag):
-            from zoo.checkpoint import load_into, load_state_dict
-            from zoo.recipe import file_sha256
-
             load_into(model, load_state_dict(tag), tag)
             file = Path(tag).expanduser().resolve()
             weights.update(file=str(file), sha256=file_sha256(file))
