@@ -19,10 +19,15 @@ def pull_json(*args: str, env: dict[str, str | None]) -> dict:
 
 @pytest.fixture(scope="session")
 def repvit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """``zoo pull repvit_m0_9 --weights none``, fused (the alias's default) and un-fused."""
+    """``zoo pull repvit_m0_9 --weights none``, fused (the alias's default) and un-fused.
+
+    Both with torchscript, the cheaper exporter (the same for both, so their graphs compare):
+    fusing is done on the PyTorch module, before any exporter runs.
+    """
     env = home_env(tmp_path_factory.mktemp("repvit") / "zoo-home")
-    fused = pull_json("repvit_m0_9", "--weights", "none", env=env)
-    plain = pull_json("repvit_m0_9", "--weights", "none", "--no-reparameterize", env=env)
+    fused = pull_json("repvit_m0_9", "--weights", "none", "--exporter", "torchscript", env=env)
+    plain = pull_json("repvit_m0_9", "--weights", "none", "--exporter", "torchscript", "--no-reparameterize",
+                      env=env)
     return {"fused": fused, "plain": plain}
 
 
