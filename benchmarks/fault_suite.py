@@ -53,6 +53,7 @@ MEMORY_LIMIT = 4 << 30
 # A store writer with a fake producer: the store's protocol without an export's cost.
 WRITER = """
 import sys, time
+from zoo.record import Record
 from zoo.store import MODEL_FILE, Store
 label, force, slow = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
 def produce(directory):
@@ -60,7 +61,7 @@ def produce(directory):
         (directory / f"part{part}.bin").write_bytes(label.encode() * 50000)
         time.sleep(slow)
     (directory / MODEL_FILE).write_bytes(label.encode())
-    return {"name": "fake", "ref": "fake:m", "label": label}
+    return Record(name="fake", ref="fake:m", other={"label": label})
 Store().create(sys.argv[4], produce, force=force)
 """
 REMOVER = "import sys; from zoo.store import Store; Store().remove(sys.argv[1])"
@@ -153,9 +154,10 @@ def judge(proc: subprocess.CompletedProcess[str], expected: set[int], *fragments
     first = lines[0] if lines else ""
     if proc.returncode not in expected:
         return "wrong exit", f"exit {proc.returncode} (want {sorted(expected)}): {first[:160]}"
+    report = proc.args[3:4] == ["verify"]  # `zoo verify` prints its report on stdout, failing or not
     if proc.returncode != 0:
         if (len(lines) != 1 or not first.startswith("zoo: ") or "internal error" in first
-                or "Traceback" in proc.stderr or proc.stdout):
+                or "Traceback" in proc.stderr or (proc.stdout and not report)):
             return "unclean", f"exit {proc.returncode}: {' | '.join(lines[:3])[:200]}"
         missing = [f for f in fragments if f not in first]
         if missing:
@@ -379,8 +381,8 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def _record(change: Callable[[dict], object]) -> Callable[[Path], None]:
-    def corrupt(entry: Path) -> None:
+def _record(change: Callable[[dict], object]) -> Callable[..., None]:
+    def corrupt(entry: Path, _suite: object = None) -> None:
         record = json.loads((entry / "zoo.json").read_text())
         change(record)
         (entry / "zoo.json").write_text(json.dumps(record))
@@ -441,7 +443,7 @@ def _corrupted(suite: Suite, corrupt: Callable[..., None], command: str, codes: 
     shutil.copytree(home / "models" / suite.base_key, intact)
     corrupt(home / "models" / suite.base_key, suite)
     args = {"list": ["list"], "verify": ["verify"], "info": ["info", *SMALL], "run": ["run", *SMALL],
-            "rm": ["rm", *SMALL]}[command]
+            "rm": ["rm", suite.base_key]}[command]  # a broken record is removed by its key
     outcome = judge(zoo(suite.env(home), *args, timeout=30), codes)
     if outcome[0] == "clean" and command in ("list", "verify"):
         listed = zoo(suite.env(home), "list", "--json", timeout=30)

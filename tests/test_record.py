@@ -31,12 +31,17 @@ def v1() -> dict[str, Any]:
     return json.loads(V1_RECORD.read_text(encoding="utf-8"))
 
 
+class Blocked(BaseException):
+    """Raised by ``deadline``: a BaseException, so no ``except Exception`` (or OSError) in zoo
+    can turn it into an ordinary error message that a test would accept."""
+
+
 @pytest.fixture
 def deadline() -> Iterator[None]:
-    """Fail (instead of hanging the suite) when a read blocks: a FIFO opened for reading does."""
+    """Fail (instead of hanging the suite) when a read blocks: opening a FIFO for reading does."""
 
     def expired(_signum: int, _frame: Any) -> None:
-        raise TimeoutError("blocked for 20 s: something opened a FIFO")
+        raise Blocked("a read blocked for 20 s")
 
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(20)
@@ -348,6 +353,27 @@ def test_hostile_metadata_in_a_bare_onnx_file_is_refused(tmp_path: Path) -> None
     foreign = tiny_onnx(tmp_path / "foreign.onnx")
     code, out, _err = cli("info", str(foreign))
     assert code == 0 and "no zoo metadata" in out
+
+
+def test_metadata_props_are_read_from_the_wire_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The props are read without parsing the graph (no onnx import, nothing large read)."""
+    import onnx
+
+    import zoo.metadata
+    from zoo.metadata import model_props
+
+    props = {"zoo.metadata": json.dumps(tiny_record()), "other": "x" * 300, "ünï": "cødé"}
+    model = tiny_onnx(tmp_path / "m.onnx", props)
+    assert model_props(model, *props) == props == {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert zoo.metadata.read_props(model).labels == ["cat, domestic", "dog", "fox"]
+    for name, data in (("text.onnx", b"hello, this is not a model\n"), ("empty.onnx", b""),
+                       ("cut.onnx", model.read_bytes()[:-40])):
+        (tmp_path / name).write_bytes(data)
+        code, _out, err = cli("info", str(tmp_path / name))
+        assert code == 1 and "as an ONNX model" in err, (name, err)
+    monkeypatch.setattr(zoo.metadata, "MAX_PROP_CHARS", 200)
+    with pytest.raises(RecordError, match="a metadata property of .* bytes, more than zoo reads"):
+        model_props(model, "zoo.metadata")
 
 
 def test_a_huge_declared_input_is_refused_before_it_is_allocated(tmp_path: Path) -> None:

@@ -189,3 +189,18 @@ def test_a_pointer_leading_outside_the_store_is_never_followed(home: Path, tmp_p
         KEY, lambda d: (d / MODEL_FILE).write_bytes(b"new") and Record(name="m", ref="fake:m"), force=True)
     assert created and store.verify(entry) == [] and entry.model_path.read_bytes() == b"new"
     assert store.remove(KEY) and (outside / MODEL_FILE).read_bytes() == b"keep"
+
+
+def test_a_dangling_pointer_is_replaced_by_the_next_pull(home: Path) -> None:
+    import shutil
+
+    def produce(directory: Path) -> Record:
+        (directory / MODEL_FILE).write_bytes(b"again")
+        return Record(name="m", ref="fake:m")
+
+    store = Store(home)
+    first, _ = store.create(KEY, produce)
+    shutil.rmtree(first.dir.resolve())  # the generation is gone, the link stays
+    assert store.get(KEY) is None
+    entry, created = store.create(KEY, produce)
+    assert created and entry.model_path.read_bytes() == b"again" and store.verify(entry) == []

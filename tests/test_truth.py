@@ -141,3 +141,52 @@ def test_error_lines_are_plain_single_lines(home: Path, capsys: pytest.CaptureFi
     assert _one_line("\x1b[1;31mRuntimeError\x1b[0m: bad\n  input\x00") == "RuntimeError: bad input\\x00"
     code, _out, err = cli(capsys, "pull", "no\x1b[31msuch\x00model")
     assert code != 0 and "\x1b" not in err and "\x00" not in err and len(err.splitlines()) == 1, err
+
+
+def test_a_checkpoint_of_another_architecture_is_refused_even_without_strict(home: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import timm
+    import torch
+
+    other = tmp_path / "other.pth"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), other)
+    code, _out, err = cli(capsys, "export", f"local:{other}", "--arch", TINY, "--no-strict", "-o", str(tmp_path / "o"))
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "fills only" in err and "tensors" in err and not (tmp_path / "o" / "model.onnx").exists()
+
+
+def test_fine_tuned_heads_load_for_torchvision_and_the_report_is_recorded(home: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+    import torchvision
+
+    ten = tmp_path / "ten.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), ten)
+    code, out, err = cli(capsys, "pull", f"local:{ten}", "--arch", "torchvision:mobilenet_v3_small", "--json")
+    assert code == 0, err
+    entry = zoo.info(json.loads(out)["key"]).record
+    assert entry.outputs[0].shape[-1] == 10  # the head came from the checkpoint
+    assert entry.weights.tensors_loaded > 100 and entry.weights.missing_keys == [] == entry.weights.unexpected_keys
+
+    headless = tmp_path / "headless.pth"
+    state = torchvision.models.mobilenet_v3_small().state_dict()
+    torch.save({k: v for k, v in state.items() if not k.startswith("classifier.3")}, headless)
+    code, _out, err = cli(capsys, "pull", f"local:{headless}", "--arch", "torchvision:mobilenet_v3_small")
+    assert code == 1 and "--no-strict" in err  # strict by default, and the advice works:
+    code, _out, err = cli(capsys, "pull", f"local:{headless}", "--arch", "torchvision:mobilenet_v3_small",
+                          "--no-strict")
+    assert code == 0, err
+    assert "(2 missing, 0 unexpected)" in err and len(err.splitlines()) == 1  # the summary line says so
+
+
+def test_list_shows_what_differs_and_says_when_nothing_matches(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import _recipe_differences
+    from zoo.recipe import Recipe
+
+    assert _recipe_differences(Recipe().to_dict()) == ""
+    changed = Recipe(dtype="float16", opset=13, dynamic_batch=False, batch=4, output_names="a,b").to_dict()
+    assert _recipe_differences(changed) == "batch=4 dtype=float16 dynamic_batch=False opset=13 output_names=a,b"
+    code, out, err = cli(capsys, "list")
+    assert code == 0 and out == "" and err == "zoo: the store is empty\n"
+    code, out, err = cli(capsys, "list", "resnet*", "--json")
+    assert code == 0 and json.loads(out) == [] and "no stored entry matches 'resnet*'" in err

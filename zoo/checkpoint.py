@@ -117,22 +117,26 @@ def _pairs(module: Any, state: dict[str, Any]) -> list[tuple[Any, Any]]:
 
 
 def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool = True,
-              hint: str | None = None) -> None:
-    """``module.load_state_dict`` with a one-line error naming a few bad keys.
+              hint: str | None = None) -> dict[str, Any]:
+    """``module.load_state_dict`` with a one-line error naming a few bad keys; returns the load
+    report (``tensors_loaded``, ``missing_keys``, ``unexpected_keys``) for ``BuiltModel.weights``.
 
-    ``strict=False`` loads what fits and leaves missing tensors as initialised; shapes
-    must match either way. ``hint`` ends the error with what your users can change (your
-    source's options, e.g. ``--num-classes``); without it the advice names no flag.
+    ``strict=False`` loads what fits (a new head: its tensors of another shape are left out and
+    stay as initialised), but a checkpoint that fills less than half of the model's tensors
+    is refused even then: that is another architecture, and the export would be a random
+    model. ``hint`` ends the error with what your users can change (your source's options,
+    e.g. ``--num-classes``); without it the advice names no flag.
     """
     own = module.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    if mismatched:
+    if mismatched and strict:
         k = mismatched[0]
         raise UserError(
             f"{path}: shape mismatch for {k}: checkpoint {tuple(state[k].shape)} vs model "
             f"{tuple(own[k].shape)} ({len(mismatched)} tensors differ); "
             + (hint or "is it a checkpoint of this architecture, with this number of classes?")
         )
+    state = {k: v for k, v in state.items() if k not in mismatched}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if strict and (missing or unexpected):
@@ -145,7 +149,13 @@ def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool
             f"{path} does not fit the model: {'; '.join(parts)}; "
             + (hint or "is it a checkpoint of this architecture? (non-strict loading takes the matching tensors)")
         )
+    loaded = len(own) - len(missing)
+    if loaded * 2 < len(own):
+        raise UserError(f"{path} fills only {loaded} of the model's {len(own)} tensors ({len(missing)} missing, "
+                        f"{len(unexpected)} unexpected, {len(mismatched)} of another shape), even without "
+                        "--strict: is it a checkpoint of this architecture?")
     module.load_state_dict(state, strict=False)
+    return {"tensors_loaded": loaded, "missing_keys": missing, "unexpected_keys": unexpected + mismatched}
 
 
 def _few(keys: list[str]) -> str:

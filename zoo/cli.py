@@ -139,7 +139,13 @@ def done_line(entry: Any, cached: bool) -> str:
     validation = entry.record.validation
     diff = validation.max_abs_diff if validation else None
     parity = f"parity max abs diff {diff:.2g}" if diff is not None else "no PyTorch parity run"
-    return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}, "
+    weights = entry.record.weights
+    loaded = ""
+    if weights is not None and weights.tensors_loaded is not None:
+        missing, unexpected = weights.missing_keys or [], weights.unexpected_keys or []
+        loaded = (f", loaded {weights.tensors_loaded} of {weights.tensors_loaded + len(missing)} tensors"
+                  + (f" ({len(missing)} missing, {len(unexpected)} unexpected)" if missing or unexpected else ""))
+    return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}{loaded}, "
             f"{human_size(entry.size)} ({entry.key})")
 
 
@@ -255,15 +261,32 @@ def list_(
     for key, problem in broken:  # marked, not fatal: the other entries are listed
         warn(f"entry {key} is broken ({problem})")
 
+    if not rows and not broken:
+        sys.stderr.write(f"zoo: no stored entry matches {pattern!r}\n" if pattern else "zoo: the store is empty\n")
+    recipes = [_recipe_differences(e.record.recipe) for e in entries]
+
     def table() -> None:
-        echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
-        for r in rows:
-            echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} "
-                 f"{human_size(r['size']):>9}  {r['key']}")
-        for key, _problem in broken:
-            echo(f"{'(broken)':<28} {'?':<36} {'?':<16} {'?':>9}  {key}")
+        if not rows and not broken:
+            return
+        lines = [["NAME", "REF", "WEIGHTS", "RECIPE", "SIZE", "KEY"]]
+        lines += [[r["name"], r["ref"], str(r["weights"]), recipe or "-", human_size(r["size"]), r["key"]]
+                  for r, recipe in zip(rows, recipes, strict=True)]
+        lines += [["(broken)", "?", "?", "?", "?", key] for key, _problem in broken]
+        widths = [max(len(line[i]) for line in lines) for i in range(6)]
+        for line in lines:  # columns as wide as their longest cell: long local: names and sha256: tags fit
+            echo("  ".join(cell.rjust(w) if i == 4 else cell.ljust(w)
+                           for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip())
 
     emit(rows, json_, table)
+
+
+def _recipe_differences(recipe: dict[str, Any]) -> str:
+    """The recipe fields that differ from the defaults, e.g. ``dtype=float16 opset=13``."""
+    from .recipe import Recipe
+
+    defaults = Recipe().to_dict()
+    changed = {k: v for k, v in recipe.items() if k in defaults and v != defaults[k] or k not in defaults}
+    return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(changed.items()))
 
 
 @app.command()
@@ -369,6 +392,10 @@ def verify(
 
     emit({"ok": ok, "entries": reports}, json_, show)
     if not ok:
+        bad = [r["key"] for r in reports if r["problems"]]
+        sys.stderr.write(f"zoo: error: {len(bad)} of {len(reports)} entries fail verification ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}): repair one with `zoo pull --force KEY` or remove it "
+                         "with `zoo rm KEY`\n")
         raise typer.Exit(3)
 
 

@@ -11,7 +11,7 @@ import io
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ def export(
             _torch_export(module, example, path, exporter, recipe, names)
             say("checking the ONNX model")
             check(path)
-            check_artefact(path, recipe, built.preprocessing.input_size, stage=exporter)
+            check_artefact(path, replace(recipe, dtype="float32"), built.preprocessing.input_size, stage=exporter)
             say("comparing outputs with PyTorch")
             validation = parity(path, example, expected)
         except Exception as exc:  # any failure: record it and try the next exporter
@@ -182,7 +182,8 @@ def check(path: Path) -> None:
 
 
 def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int], stage: str) -> dict[str, Any]:
-    """What the file really is, checked against the recipe: opset, batch, input size, weights dtype.
+    """What the file really is, checked against the recipe: opset, batch, input size, weights dtype
+    (an exporter's file is float32: the dtype is checked on the converted file).
 
     An exporter that quietly makes something else (torch's dynamo exporter keeps opset 18 when
     its down-conversion fails) is an export failure, so ``auto`` tries the next exporter.

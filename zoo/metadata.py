@@ -12,11 +12,12 @@ import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .files import MiB, check_regular
 from .record import SCHEMA, Record, RecordError
 
-__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props"]
+__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props", "model_props"]
 
 METADATA_KEY = "zoo.metadata"
 MAX_PROP_CHARS = 64 * MiB  # what zoo parses of one property (its labels included)
@@ -64,16 +65,83 @@ def write_props(path: Path, record: Record) -> None:
 def read_props(path: Path) -> Record | None:
     """The record an ONNX file carries, or ``None`` for a file without one.
 
-    ``RecordError`` for a carried record that fails its check (the caller decides whose
-    problem that is); ``FileRefused`` for anything but a regular file.
+    Reads only the file's top-level protobuf fields, skipping the graph unparsed: no onnx
+    import, and a property larger than ``MAX_PROP_CHARS`` is refused before it is read.
+    ``RecordError`` for a carried record that fails its check; ``FileRefused`` for anything
+    but a regular file; ``ValueError`` for a file that is not an ONNX model.
     """
-    import onnx
+    check_regular(path)  # opening a FIFO would block forever
+    text = model_props(path, METADATA_KEY).get(METADATA_KEY)
+    return None if text is None else Record.loads(text, f"{path.name} ({METADATA_KEY})")
 
-    check_regular(path)  # onnx.load of a FIFO would block forever
-    model = onnx.load(str(path), load_external_data=False)
-    text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
-    if text is None:
-        return None
-    if len(text) > MAX_PROP_CHARS:
-        raise RecordError(f"{path.name}: {METADATA_KEY}: {len(text)} characters, more than zoo reads")
-    return Record.loads(text, f"{path.name} ({METADATA_KEY})")
+
+# ModelProto's field numbers (onnx.proto): the graph, and the repeated metadata_props.
+_GRAPH, _METADATA_PROPS = 7, 14
+
+
+def model_props(path: Path, *wanted: str) -> dict[str, str]:
+    """The ``metadata_props`` named ``wanted`` of the ONNX model at ``path``, read from its
+    protobuf wire format without parsing the rest."""
+    found: dict[str, str] = {}
+    seen_graph = False
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        while handle.tell() < size:
+            field, kind = _divmod_tag(_varint(handle))
+            if kind == 0:
+                _varint(handle)
+            elif kind in (1, 5):
+                handle.seek(8 if kind == 1 else 4, 1)
+            elif kind == 2:
+                length = _varint(handle)
+                if handle.tell() + length > size:
+                    raise ValueError("truncated (a field runs past the end of the file)")
+                if field == _METADATA_PROPS:
+                    if length > MAX_PROP_CHARS:
+                        raise RecordError(f"{path.name}: a metadata property of {length} bytes, more than zoo reads")
+                    key, value = _entry(handle.read(length))
+                    if key in wanted:
+                        found[key] = value
+                else:
+                    seen_graph |= field == _GRAPH
+                    handle.seek(length, 1)
+            else:
+                raise ValueError(f"not a protobuf message (wire type {kind})")
+    if not seen_graph:
+        raise ValueError("not an ONNX model (no graph)")
+    return found
+
+
+def _divmod_tag(tag: int) -> tuple[int, int]:
+    return tag >> 3, tag & 7
+
+
+def _varint(handle: Any) -> int:
+    value = shift = 0
+    while True:
+        byte = handle.read(1)
+        if not byte:
+            raise ValueError("truncated (the file ends inside a number)")
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("not a protobuf message (a number longer than 10 bytes)")
+
+
+def _entry(data: bytes) -> tuple[str, str]:
+    """A ``StringStringEntryProto`` (1: key, 2: value)."""
+    import io
+
+    handle, parts = io.BytesIO(data), {1: b"", 2: b""}
+    while handle.tell() < len(data):
+        field, kind = _divmod_tag(_varint(handle))
+        if kind != 2:
+            raise ValueError("not an ONNX metadata property")
+        length = _varint(handle)
+        parts[field] = handle.read(length)
+    try:
+        return parts[1].decode("utf-8"), parts[2].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("a metadata property that is not UTF-8") from None

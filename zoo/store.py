@@ -382,7 +382,10 @@ class Store:
         """Move out of sight first (atomic), then delete at leisure; a temp dir is deleted as it is."""
         if directory.parent != self.tmp_dir.resolve():
             trash = self._new_tmp("trash")
-            os.rename(directory, trash / directory.name)
+            try:
+                os.rename(directory, trash / directory.name)
+            except FileNotFoundError:  # a dangling pointer's generation: nothing left to delete
+                pass
             directory = trash
         _pause("trashed")
         shutil.rmtree(directory, ignore_errors=True)

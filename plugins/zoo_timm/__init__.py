@@ -216,7 +216,7 @@ def _from_file(name: str, path: Path, kwargs: dict[str, Any], strict: bool) -> t
     if renamed is not None:  # e.g. a checkpoint from the model's original repository
         state = renamed
         weights["remapped"] = "by position: the checkpoint's tensor names differ from timm's, shapes line up"
-    load_into(model, state, path, strict=strict, hint=FIT_HINT)
+    weights.update(load_into(model, state, path, strict=strict, hint=FIT_HINT))
     return model, weights
 
 

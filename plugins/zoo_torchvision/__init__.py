@@ -7,6 +7,7 @@ from ``weights.transforms()``, labels from ``weights.meta["categories"]``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ from zoo.plugin import (
     check_weights_file,
     file_sha256,
     hookimpl,
+    infer_num_classes,
     load_into,
     load_state_dict,
     looks_like_path,
     match,
     offline,
     pinned_sha256,
+    refuse_options,
 )
 
 
@@ -47,6 +50,13 @@ class TorchvisionSource(Source):
     def resolve(self, name: str) -> ModelSpec | None:
         return ModelSpec(self.name, name, self.default_weights) if name in self._names() else None
 
+    def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
+        """``num_classes`` (a new head) and ``strict`` (default on), for ``--weights PATH``."""
+        refuse_options(self.name, options, OPTIONS)
+        settings = {"num_classes": options.get("num_classes"),
+                    "strict": False if options.get("strict") is False else None}  # strict is the default: one key
+        return ModelSpec(self.name, name, weights, tuple(sorted((k, v) for k, v in settings.items() if v is not None)))
+
     def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         import torchvision
         from torchvision.models import get_model, get_model_weights
@@ -62,11 +72,16 @@ class TorchvisionSource(Source):
         tag = spec.weights
         if tag.lower() == "none" or looks_like_path(tag):
             reference = enum.DEFAULT  # describes preprocessing and labels only
-            model = get_model(spec.name, weights=None)
+            classes = spec.option("num_classes")
+            model = get_model(spec.name, weights=None, **({"num_classes": int(classes)} if classes else {}))
             if tag.lower() != "none":
-                load_into(model, load_state_dict(tag), tag)
+                state = load_state_dict(tag)
+                if classes is None and (found := infer_num_classes(model, state)) not in (None, _classes(model)):
+                    model = get_model(spec.name, weights=None, num_classes=found)  # a fine-tuned head
                 weights_info = {"file": str(Path(tag).expanduser().resolve()),
-                                "sha256": file_sha256(Path(tag).expanduser())}
+                                "sha256": file_sha256(Path(tag).expanduser()),
+                                **load_into(model, state, tag, strict=bool(spec.option("strict", True)),
+                                            hint=FIT_HINT)}
         else:
             reference = _weights_enum(enum, tag)
             file = _fetch(reference)
@@ -89,6 +104,18 @@ class TorchvisionSource(Source):
             license="BSD-3-Clause (torchvision code); see the weights' upstream terms",
             source_version=torchvision.__version__,
         )
+
+
+OPTIONS = ("num_classes", "strict")
+FIT_HINT = "set the classes with --num-classes N, or load the matching tensors with --no-strict"
+
+
+def _classes(model: Any) -> int | None:
+    """The classes of a torchvision classifier's head (its last Linear layer)."""
+    import torch
+
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    return linears[-1].out_features if linears else None
 
 
 def _weights_enum(enum: Any, tag: str) -> Any:
