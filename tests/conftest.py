@@ -1,39 +1,19 @@
-"""Shared fixtures: isolated stores, a CLI runner, and one exported model per session."""
+"""Shared fixtures: isolated stores, the CLI in process or as a real process, one tiny model per session.
+
+Plain helpers (no fixtures) are in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def zoo_env(home: Path, **extra: str) -> dict[str, str]:
-    """An environment for a CLI subprocess with its own store and no user config."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_")}
-    env.update(ZOO_HOME=str(home), ZOO_CONFIG_DIR=str(home / "config"), **extra)
-    return env
-
-
-def run_cli(*args: str, env: dict[str, str], check: bool = True,
-            timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m zoo ARGS`` for real, as a user would."""
-    proc = subprocess.run([sys.executable, "-m", "zoo", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"zoo {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
-
-
-def run_json(*args: str, env: dict[str, str]) -> object:
-    return json.loads(run_cli(*args, "--json", env=env).stdout)
+from helpers import TINY, Ran, home_env, invoke, run_cli, zoo_env
 
 
 @pytest.fixture
@@ -51,8 +31,18 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def zoo(home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """``zoo(*args, check=True, **env)`` runs the CLI against this test's store."""
+def zoo(home: Path) -> Callable[..., Ran]:
+    """``zoo(*args, check=True, **env)`` runs the CLI in this process against this test's store."""
+
+    def run(*args: str, check: bool = True, **extra_env: str) -> Ran:
+        return invoke(*args, env=extra_env, check=check)
+
+    return run
+
+
+@pytest.fixture
+def zoo_process(home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``zoo_process(*args, check=True, **env)``: the same as a real ``python -m zoo`` process."""
 
     def run(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env=zoo_env(home, **extra_env), check=check)
@@ -60,19 +50,38 @@ def zoo(home: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     return run
 
 
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """A file outside any model folder (16 bytes: float32 0, 1, 2, 3) that no model may reach."""
+    path = tmp_path / "secret.bin"
+    path.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    return path
+
+
 @pytest.fixture(scope="session")
-def resnet18_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding ``zoo pull resnet18 --weights none``, exported once per session.
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding ``zoo pull timm:test_resnet --weights none`` (helpers.TINY), exported once.
 
     Read-only for tests: copy it (``copy_store``) before changing anything.
     """
     root = tmp_path_factory.mktemp("shared") / "zoo-home"
-    run_cli("pull", "resnet18", "--weights", "none", env=zoo_env(root))
+    invoke("pull", *TINY, env=home_env(root))
     return root
 
 
 @pytest.fixture
-def copy_store(home: Path, resnet18_store: Path) -> Path:
-    """This test's store, starting as a copy of the shared resnet18 store."""
-    shutil.copytree(resnet18_store, home, dirs_exist_ok=True)
+def copy_store(home: Path, tiny_store: Path) -> Path:
+    """This test's store, starting as a copy of the shared tiny store."""
+    shutil.copytree(tiny_store, home, symlinks=True, dirs_exist_ok=True)  # entries are links to generations
     return home
+
+
+@pytest.fixture(scope="session")
+def resnet18_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding ``zoo pull resnet18 --weights none``: a real torchvision architecture.
+
+    Only for the few tests whose point is a real architecture (slow); read-only.
+    """
+    root = tmp_path_factory.mktemp("resnet18") / "zoo-home"
+    invoke("pull", "resnet18", "--weights", "none", env=home_env(root))
+    return root

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import assert_one_line_error
-from test_run import NO_CUDA, cuda_works
+from helpers import NO_CUDA, TINY, assert_one_line_error, cuda_works
 
 CONTRACT = {"provider", "batch", "mode", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput"}
 
@@ -21,18 +20,18 @@ def check_timings(result: dict) -> None:
 
 
 def test_single_batch_prints_one_object_with_the_contract_keys(copy_store: Path, zoo) -> None:
-    out = json.loads(zoo("bench", "resnet18", "--weights", "none", "--warmup", "2", "--iterations", "8",
+    out = json.loads(zoo("bench", *TINY, "--warmup", "2", "--iterations", "8",
                          "--json").stdout)
     check_timings(out)
     assert out["provider"] == "cpu" and out["batch"] == 1 and out["mode"] == "naive"
-    assert out["iterations"] == 8 and out["input_shape"] == {"input": [1, 3, 224, 224]}
+    assert out["iterations"] == 8 and out["input_shape"] == {"input": [1, 3, 160, 160]}
     assert out["device"]["kind"] == "cpu" and out["device"]["name"]
     assert out["versions"]["zoo"] and out["versions"]["numpy"]
-    assert out["model"]["ref"] == "torchvision:resnet18"
+    assert out["model"]["ref"] == "timm:test_resnet"
 
 
 def test_batches_and_modes_give_one_result_each(copy_store: Path, zoo) -> None:
-    out = json.loads(zoo("bench", "resnet18", "--weights", "none", "--batch", "1,3", "--mode", "naive,iobinding",
+    out = json.loads(zoo("bench", *TINY, "--batch", "1,3", "--mode", "naive,iobinding",
                          "--warmup", "1", "--iterations", "4", "--json").stdout)
     assert out["provider"] == "cpu"
     assert [(r["mode"], r["batch"]) for r in out["results"]] == [
@@ -40,16 +39,16 @@ def test_batches_and_modes_give_one_result_each(copy_store: Path, zoo) -> None:
     for result in out["results"]:
         check_timings(result)
         assert result["input_shape"]["input"][0] == result["batch"]
-    human = zoo("bench", "resnet18", "--weights", "none", "--batch", "2", "--iterations", "3").stdout
+    human = zoo("bench", *TINY, "--batch", "2", "--iterations", "3").stdout
     assert "naive" in human and "P50" in human and "cpu" in human
 
 
-def test_bound_loop_computes_what_session_run_computes(resnet18_store: Path, monkeypatch) -> None:
+def test_bound_loop_computes_what_session_run_computes(tiny_store: Path, monkeypatch) -> None:
     from zoo.api import locate
     from zoo.runtime import Binding, open_session, random_feeds
 
-    monkeypatch.setenv("ZOO_HOME", str(resnet18_store))
-    target = locate("resnet18", weights="none")
+    monkeypatch.setenv("ZOO_HOME", str(tiny_store))
+    target = locate("timm:test_resnet", weights="none", exporter="torchscript")
     session = open_session(target.path, "cpu")
     feeds = random_feeds(session.inputs, 2, target.preprocessing)
     (want,) = session.ort.run(None, feeds)
@@ -71,7 +70,7 @@ def test_bound_loop_computes_what_session_run_computes(resnet18_store: Path, mon
     (["--static-batch", "--batch", "1,2"], ["single --batch"]),
 ])
 def test_bad_bench_flags_are_one_line(copy_store: Path, zoo, args: list[str], fragments: list[str]) -> None:
-    proc = zoo("bench", "resnet18", "--weights", "none", "--iterations", "1", *args, check=False)
+    proc = zoo("bench", *TINY, "--iterations", "1", *args, check=False)
     assert proc.returncode == 1
     assert_one_line_error(proc, *fragments)
 
@@ -79,15 +78,15 @@ def test_bad_bench_flags_are_one_line(copy_store: Path, zoo, args: list[str], fr
 def test_unavailable_cuda_is_refused(copy_store: Path, zoo) -> None:
     if cuda_works():
         pytest.skip("CUDA really works here: nothing to refuse")
-    proc = zoo("bench", "resnet18", "--weights", "none", "--provider", "cuda", "--json", check=False)
+    proc = zoo("bench", *TINY, "--provider", "cuda", "--json", check=False)
     assert proc.returncode == 4
     assert_one_line_error(proc, "CUDAExecutionProvider", "did not load")
-    proc = zoo("bench", "resnet18", "--weights", "none", "--provider", "auto", "--mode", "cudagraph", check=False)
+    proc = zoo("bench", *TINY, "--provider", "auto", "--mode", "cudagraph", check=False)
     assert_one_line_error(proc, "cudagraph mode needs CUDA", "session runs on cpu")
 
 
 def test_compare_torch_times_the_same_model_in_eager_mode(copy_store: Path, zoo) -> None:
-    out = json.loads(zoo("bench", "resnet18", "--weights", "none", "--compare", "torch", "--warmup", "1",
+    out = json.loads(zoo("bench", *TINY, "--compare", "torch", "--warmup", "1",
                          "--iterations", "4", "--json").stdout)
     check_timings(out)
     eager = out["compare"]["torch"]
@@ -98,8 +97,8 @@ def test_compare_torch_times_the_same_model_in_eager_mode(copy_store: Path, zoo)
 
 @pytest.mark.skipif(not cuda_works(), reason=NO_CUDA)
 def test_cuda_modes_really_run_on_the_gpu(copy_store: Path, zoo) -> None:
-    zoo("pull", "resnet18", "--weights", "none", "--static-batch", "--batch", "2")
-    out = json.loads(zoo("bench", "resnet18", "--weights", "none", "--static-batch", "--batch", "2", "--provider",
+    zoo("pull", *TINY, "--static-batch", "--batch", "2")
+    out = json.loads(zoo("bench", *TINY, "--static-batch", "--batch", "2", "--provider",
                          "cuda", "--mode", "naive,iobinding,cudagraph", "--iterations", "20", "--json").stdout)
     for result in out["results"]:
         check_timings(result)

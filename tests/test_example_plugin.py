@@ -1,7 +1,8 @@
 """The example plugin package (examples/zoo-hubconf), installed with pip and driven through the CLI.
 
-It is installed into a temporary ``--target`` folder put on the CLI's PYTHONPATH (its entry
-point is found from the ``.dist-info`` there), not into the shared environment.
+It is installed into a temporary ``--target`` folder (its entry point is found from the
+``.dist-info`` there), not into the shared environment: put on a real process's PYTHONPATH
+once, and on this process's ``sys.path`` for the in-process CLI calls.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, zoo_env
+from helpers import REPO, invoke, run_cli, zoo_env
 
 EXAMPLE = REPO / "examples" / "zoo-hubconf"
 
@@ -62,8 +63,20 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(example_site: Path, tmp_path: Path) -> dict[str, str]:
+    """A real process's environment with the installed example on PYTHONPATH."""
     path = os.pathsep.join(p for p in [str(example_site), os.environ.get("PYTHONPATH", "")] if p)
     return zoo_env(tmp_path / "home", PYTHONPATH=path)
+
+
+@pytest.fixture
+def cli(home: Path, example_site: Path, monkeypatch: pytest.MonkeyPatch):  # -> Callable[..., helpers.Ran]
+    """``cli(*args, check=True, **env)``: the CLI in this process, with the installed example importable."""
+    monkeypatch.syspath_prepend(str(example_site))
+
+    def run(*args: str, check: bool = True, **extra: str):
+        return invoke(*args, env=extra, check=check)
+
+    return run
 
 
 @pytest.fixture
@@ -84,14 +97,14 @@ def test_installed_plugin_is_listed(env: dict[str, str]) -> None:
     assert "hubconf" in run_cli("plugins", env=env).stdout
 
 
-def test_pull_a_model_from_a_hubconf_repo(env: dict[str, str], repo: Path) -> None:
+def test_pull_a_model_from_a_hubconf_repo(cli, repo: Path) -> None:
     ref = f"hubconf:{repo}:small_net"
-    first = json.loads(run_cli("pull", ref, "--weights", "none", "--json", env=env).stdout)
+    first = json.loads(cli("pull", ref, "--weights", "none", "--json").stdout)
     assert first["cached"] is False and Path(first["path"]).is_file()
-    again = json.loads(run_cli("pull", ref, "--weights", "none", "--json", env=env).stdout)
+    again = json.loads(cli("pull", ref, "--weights", "none", "--json").stdout)
     assert again["cached"] is True and again["key"] == first["key"]
 
-    info = json.loads(run_cli("info", ref, "--weights", "none", "--json", env=env).stdout)
+    info = json.loads(cli("info", ref, "--weights", "none", "--json").stdout)
     assert info["ref"] == f"hubconf:{repo.resolve()}:small_net"
     assert info["source"]["distribution"] == "zoo-hubconf"
     assert info["inputs"][0]["shape"][1:] == [3, 24, 24] and info["labels"] == ["a", "b", "c", "d", "e"]
@@ -100,11 +113,11 @@ def test_pull_a_model_from_a_hubconf_repo(env: dict[str, str], repo: Path) -> No
 
     # Editing hubconf.py changes what the name builds, so it is a new cache key.
     (repo / "hubconf.py").write_text(HUBCONF.replace("width=4", "width=6"))
-    edited = json.loads(run_cli("pull", ref, "--weights", "none", "--json", env=env).stdout)
+    edited = json.loads(cli("pull", ref, "--weights", "none", "--json").stdout)
     assert edited["cached"] is False and edited["key"] != first["key"]
 
 
-def test_weights_from_a_state_dict(env: dict[str, str], repo: Path, tmp_path: Path) -> None:
+def test_weights_from_a_state_dict(cli, repo: Path, tmp_path: Path) -> None:
     import torch
 
     sys.path.insert(0, str(repo))
@@ -119,42 +132,42 @@ def test_weights_from_a_state_dict(env: dict[str, str], repo: Path, tmp_path: Pa
             parameter.fill_(0.25)
     checkpoint = tmp_path / "trained.pth"
     torch.save(model.state_dict(), checkpoint)
-    pulled = json.loads(run_cli("pull", f"hubconf:{repo}:small_net", "--weights", str(checkpoint), "--json",
-                                env=env).stdout)
-    info = json.loads(run_cli("info", pulled["path"], "--json", env=env).stdout)  # read from the .onnx file
+    pulled = json.loads(cli("pull", f"hubconf:{repo}:small_net", "--weights", str(checkpoint), "--json").stdout)
+    info = json.loads(cli("info", pulled["path"], "--json").stdout)  # read from the .onnx file
     from zoo.recipe import file_sha256
 
     assert info["weights"]["sha256"] == file_sha256(checkpoint)
 
 
-def test_catalogue_lists_repos_from_the_environment(env: dict[str, str], repo: Path) -> None:
-    env = {**env, "ZOO_HUBCONF_REPOS": str(repo)}
-    names = [r["name"] for r in json.loads(run_cli("list", "--available", "*", "--json", env=env).stdout)]
+def test_catalogue_lists_repos_from_the_environment(cli, repo: Path) -> None:
+    listing = cli("list", "--available", "*", "--json", ZOO_HUBCONF_REPOS=str(repo))
+    names = [r["name"] for r in json.loads(listing.stdout)]
     assert f"hubconf:{repo.resolve()}:small_net" in names
     assert not any(name.endswith(":_helper") for name in names)
     assert any(name.endswith("sample_repo:tiny_cnn") for name in names)
 
 
-def test_errors_say_what_to_do(env: dict[str, str], repo: Path, tmp_path: Path) -> None:
-    proc = run_cli("pull", f"hubconf:{repo}:nope", "--weights", "none", env=env, check=False)
+def test_errors_say_what_to_do(cli, repo: Path, tmp_path: Path) -> None:
+    proc = cli("pull", f"hubconf:{repo}:nope", "--weights", "none", check=False)
     assert proc.returncode == 1 and "has no entry point 'nope': it has small_net" in proc.stderr
-    proc = run_cli("pull", f"hubconf:{tmp_path / 'nowhere'}:small_net", env=env, check=False)
+    proc = cli("pull", f"hubconf:{tmp_path / 'nowhere'}:small_net", check=False)
     assert proc.returncode == 1 and "no hubconf.py in" in proc.stderr
-    proc = run_cli("pull", f"hubconf:{repo}", env=env, check=False)
+    proc = cli("pull", f"hubconf:{repo}", check=False)
     assert proc.returncode == 1 and "is not REPO_DIR:FUNCTION" in proc.stderr
     (repo / "hubconf.py").write_text("def small_net(:\n")
-    listing = run_cli("list", "--available", "*", "--json", env={**env, "ZOO_HUBCONF_REPOS": str(repo)})
+    listing = cli("list", "--available", "*", "--json", ZOO_HUBCONF_REPOS=str(repo))
     assert any(row["name"].endswith("sample_repo:tiny_cnn") for row in json.loads(listing.stdout))  # broken: skipped
-    proc = run_cli("pull", f"hubconf:{repo}:small_net", "--weights", "none", env=env, check=False)
+    proc = cli("pull", f"hubconf:{repo}:small_net", "--weights", "none", check=False)
     assert proc.returncode == 1 and "hubconf.py failed to load: SyntaxError" in proc.stderr
     (repo / "hubconf.py").write_text('dependencies = ["no_such_package_zoo"]\n\ndef small_net():\n    pass\n')
-    proc = run_cli("pull", f"hubconf:{repo}:small_net", "--weights", "none", env=env, check=False)
+    proc = cli("pull", f"hubconf:{repo}:small_net", "--weights", "none", check=False)
     assert proc.returncode == 4 and "needs no_such_package_zoo: pip install them" in proc.stderr
     for line in proc.stderr.strip().splitlines():
         assert line.startswith("zoo: ")  # one line, no traceback
 
 
 def test_conformance_kit_passes(env: dict[str, str]) -> None:
+    """A real process: the kit's "light" step imports the plugin in a fresh interpreter, found on PYTHONPATH."""
     data = json.loads(run_cli("plugins", "check", "hubconf", "--json", env=env).stdout)
     assert data["passed"] is True
     assert data["reports"][0]["model"].endswith("sample_repo:tiny_cnn")

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import run_cli, zoo_env
+from helpers import one_line_error, run_cli, zoo_env
 from onnx import TensorProto, helper
-from test_reliability_store import one_line_error
 from zoo_hf import external_data
 
 from zoo.integrity import external_data_problems, model_tensors

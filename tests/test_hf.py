@@ -14,32 +14,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import REPO, run_cli, zoo_env
-from hubserver import TOKEN, HubServer
-from onnx import TensorProto, helper, numpy_helper
+from helpers import REPO, TINY, hf_settings, run_cli, zoo_env
+from helpers import tiny_classifier as tiny_model
+from hubserver import HubServer
 
 from zoo.errors import InvalidNameError
 
 TIMM_CONFIG = {"architecture": "tiny", "num_classes": 3, "label_names": ["cat", "dog", "fox"],
                "pretrained_cfg": {"input_size": [3, 32, 32], "interpolation": "bicubic", "crop_pct": 0.875,
                                   "crop_mode": "center", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
-
-
-def tiny_model(seed: int = 0, classes: int = 3, size: int = 32) -> onnx.ModelProto:
-    """A small image classifier built with onnx.helper (no torch): conv -> pool -> logits."""
-    weight = np.random.RandomState(seed).randn(classes, 3, 3, 3).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1]),
-         helper.make_node("GlobalAveragePool", ["c"], ["g"]),
-         helper.make_node("Flatten", ["g"], ["logits"])],
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
-        [numpy_helper.from_array(weight, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 10
-    return model
 
 
 def with_external_data(model: onnx.ModelProto, folder: Path, location: str) -> dict[str, bytes]:
@@ -64,13 +47,6 @@ def hf(home: Path, server: HubServer, tmp_path: Path) -> Callable[..., subproces
         return run_cli(*args, env=env, check=check)
 
     return run
-
-
-def hf_settings(server: HubServer, tmp_path: Path) -> dict[str, str]:
-    # Xet off: uploads take the plain LFS route this server speaks (downloads use it anyway,
-    # since the server sends no xet headers).
-    return {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
-            "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
 
 
 def hub_requests(server: HubServer) -> list[tuple[str, str]]:
@@ -259,10 +235,9 @@ def test_pull_and_push_never_import_torch(home: Path, server: HubServer, tmp_pat
 
 def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_path: Path) -> None:
     env = zoo_env(copy_store, **hf_settings(server, tmp_path))
-    original = json.loads(run_cli("info", "resnet18", "--weights", "none", "--json", env=env).stdout)
+    original = json.loads(run_cli("info", *TINY, "--json", env=env).stdout)
 
-    pushed = json.loads(run_cli("push", "resnet18", "team/resnet18", "--weights", "none", "--private",
-                                "--json", env=env).stdout)
+    pushed = json.loads(run_cli("push", *TINY[:1], "team/resnet18", *TINY[1:], "--private", "--json", env=env).stdout)
     assert pushed["repo_id"] == "team/resnet18" and pushed["revision"] == "main"
     assert pushed["files"] == ["README.md", "model.onnx", "zoo.json"]
     repo = server.hub.repos["team/resnet18"]
@@ -275,9 +250,9 @@ def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_
     assert files["model.onnx"] == stored.read_bytes()
     assert json.loads(files["zoo.json"]) == json.loads((stored.parent / "zoo.json").read_text())
     card = files["README.md"].decode()
-    assert card.startswith("---\nlibrary_name: onnx\nlicense: bsd-3-clause\n")
-    assert "zoo pull hf:team/resnet18" in card and "| crop | [224, 224] |" in card
-    assert '1000 labels: "tench", "goldfish"' in card  # quoted: a label may contain a comma
+    assert card.startswith("---\nlibrary_name: onnx\nlicense: apache-2.0\n")
+    assert "zoo pull hf:team/resnet18" in card and "| crop | [160, 160] |" in card
+    assert '1000 labels: "tench, Tinca tinca", "goldfish, Carassius auratus"' in card  # quoted: labels have commas
     assert f"| max_abs_diff | {original['validation']['max_abs_diff']} |" in card
     assert f"| exporter | {original['exporter']} |" in card and "| torch | " in card
 
@@ -289,10 +264,10 @@ def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_
     for key in ("preprocessing", "labels", "validation", "exporter", "license"):
         assert back[key] == original[key], key
     assert back["preprocessing_from"] == "zoo.json"
-    assert back["origin"]["ref"] == "torchvision:resnet18" and back["origin"]["recipe"] == original["recipe"]
+    assert back["origin"]["ref"] == "timm:test_resnet" and back["origin"]["recipe"] == original["recipe"]
     assert back["weights"]["commit"] == pushed["commit"]
     logits = ort.InferenceSession(pulled["path"], providers=["CPUExecutionProvider"]).run(
-        None, {"input": np.zeros((1, 3, 224, 224), np.float32)})[0]
+        None, {"input": np.zeros((1, 3, 160, 160), np.float32)})[0]
     assert logits.shape == (1, 1000)
 
     # Private: without the token the repo does not exist for you.
@@ -301,8 +276,8 @@ def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_
     assert proc.returncode == 1 and "no Hub repo team/resnet18" in proc.stderr
 
     # A branch: created on first push, pulled by name.
-    branch = json.loads(run_cli("push", "resnet18", "team/resnet18", "--weights", "none", "--revision", "dev",
-                                "--json", env=env).stdout)
+    branch = json.loads(run_cli("push", *TINY[:1], "team/resnet18", *TINY[1:], "--revision", "dev", "--json",
+                                env=env).stdout)
     assert branch["revision"] == "dev" and repo.refs["dev"] == branch["commit"]
     on_dev = json.loads(run_cli("pull", "hf:team/resnet18@dev", "--json", env=mate_env).stdout)
     assert on_dev["sha256"] == pulled["sha256"]

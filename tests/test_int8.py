@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, zoo_env
+from helpers import run_cli, zoo_env
 from photos import cli, real_photos, synthetic
 
 MODEL = ("timm:test_resnet", "--weights", "none")

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import REPO, zoo_env
+from helpers import REPO, zoo_env
 
 TOLERANCE = 1e-4  # max abs diff between ORT and PyTorch logits on the fixed input
 
@@ -132,7 +132,8 @@ def test_missing_and_unexpected_keys_are_listed_and_no_strict_allows_them(zoo, t
     assert line.startswith("zoo: error: ") and len(line.splitlines()) == 1
     assert f"missing {len(dropped)} keys ({', '.join(dropped[:3])}, ...)" in line
     assert "unexpected 1 keys (extra.weight)" in line and "--no-strict" in line
-    zoo("export", "--checkpoint", str(ckpt), "--arch", "timm:test_resnet", "--no-strict", "-o", str(out))
+    zoo("export", "--checkpoint", str(ckpt), "--arch", "timm:test_resnet", "--no-strict", "--exporter", "torchscript",
+        "-o", str(out))
     meta = json.loads((out / "zoo.json").read_text())
     assert meta["options"] == {"arch": "timm:test_resnet", "strict": False}
 
@@ -144,27 +145,26 @@ def test_head_size_is_read_from_the_checkpoint_or_given(zoo, tmp_path: Path) -> 
 
     save_file({f"module.{k}": v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
     out = tmp_path / "out"
-    zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(out))
+    zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "--exporter", "torchscript", "-o", str(out))
     x = fixed_input(160)
     with torch.inference_mode():
         want = model(x).numpy()
     assert np.abs(onnx_logits(out / "model.onnx", x) - want).max() < TOLERANCE
-    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "--num-classes", "7", "-o", str(out),
-               check=False)
+    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "--num-classes", "7", "-o",
+               str(tmp_path / "out7"), check=False)
     assert proc.returncode == 1
     assert "shape mismatch" in proc.stderr and "--num-classes" in proc.stderr
 
 
-@pytest.mark.slow
 def test_torchvision_architecture_from_a_ddp_checkpoint(zoo, tmp_path: Path) -> None:
     import torchvision
 
     torch.manual_seed(0)
-    model = torchvision.models.resnet18().eval()
+    model = torchvision.models.squeezenet1_1().eval()  # torchvision's smallest classifier
     ckpt = tmp_path / "tv.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, ckpt)
     out = tmp_path / "out"
-    zoo("export", f"local:{ckpt}", "--arch", "torchvision:resnet18", "-o", str(out))
+    zoo("export", f"local:{ckpt}", "--arch", "torchvision:squeezenet1_1", "--exporter", "torchscript", "-o", str(out))
     x = fixed_input(224)
     with torch.inference_mode():
         want = model(x).numpy()
@@ -231,7 +231,7 @@ def test_checkpoint_with_another_code_bases_names_is_paired_by_position(zoo, tmp
     ckpt = tmp_path / "original_repo.pth"
     torch.save({"model": renamed}, ckpt)
     out = tmp_path / "out"
-    zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(out))
+    zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "--exporter", "torchscript", "-o", str(out))
     x = fixed_input(160)
     with torch.inference_mode():
         want = model(x).numpy()
@@ -241,5 +241,5 @@ def test_checkpoint_with_another_code_bases_names_is_paired_by_position(zoo, tmp
     assert meta["outputs"][0]["shape"] == ["batch", 6]  # head size read by position too
     shuffled = dict(reversed(list(renamed.items())))
     torch.save({"model": shuffled}, ckpt)
-    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(out), check=False)
+    proc = zoo("export", f"local:{ckpt}", "--arch", "timm:test_resnet", "-o", str(tmp_path / "shuffled"), check=False)
     assert proc.returncode == 1 and "does not fit the model" in proc.stderr

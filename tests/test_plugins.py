@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, zoo_env
+from helpers import hf_settings, run_cli, zoo_env
+from helpers import tiny_classifier as tiny_model
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 
@@ -206,22 +207,21 @@ def test_local_passes_the_kit(home: Path, tmp_path: Path) -> None:
     import torchvision
 
     checkpoint = tmp_path / "finetuned.pth"
-    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), checkpoint)
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), checkpoint)  # torchvision's smallest classifier
     env = zoo_env(home)
     proc = run_cli("plugins", "check", "local", "--model", str(checkpoint), "--weights", "default",
-                   "--option", "arch=torchvision:mobilenet_v3_small", "--exporter", "torchscript", "--json",
+                   "--option", "arch=torchvision:squeezenet1_1", "--exporter", "torchscript", "--json",
                    env=env, check=False)
     data = json.loads(proc.stdout)
     assert data["passed"] is True, data
     build = next(s for s in data["reports"][0]["steps"] if s["name"] == "build")
-    assert "MobileNetV3" in build["detail"]
+    assert "SqueezeNet" in build["detail"]
     proc = run_cli("plugins", "check", "local", "--option", "arch", env=env, check=False)
     assert proc.returncode == 1 and "--option takes KEY=VALUE" in proc.stderr
 
 
 def test_hf_passes_the_kit(home: Path, tmp_path: Path) -> None:
     from hubserver import HubServer
-    from test_hf import hf_settings, tiny_model
 
     with HubServer() as server:
         server.hub.commit("acme/tiny", {"model.onnx": tiny_model().SerializeToString()})

@@ -13,52 +13,29 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, zoo_env
+from helpers import (
+    REPO,
+    TINY,
+    entry_dirs,
+    home_env,
+    invoke,
+    mounted,
+    one_line_error,
+    read_only,
+    store_files,
+    temp_dirs,
+    zoo_env,
+)
 
 from zoo.errors import IntegrityError
 from zoo.record import Record
 from zoo.store import MODEL_FILE, Store, StoreWriteError, _host
 
-# The cheapest real export: ~3 s on one core.
-SMALL = ("torchvision:mobilenet_v3_small", "--weights", "none", "--exporter", "torchscript")
-RESNET = ("resnet18", "--weights", "none")
-
-
-# -- helpers shared with test_reliability_inputs.py ------------------------------------------
-def one_line_error(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> str:
-    """The single stderr line of a failed command, after checking the error contract."""
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    assert proc.stdout == ""
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert lines[0].startswith("zoo: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def store_files(root: Path) -> dict[str, bytes]:
-    """Every file under models/ with its content: what "entries intact" means."""
-    models = root / "models"
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(models.rglob("*")) if p.is_file()}
-
-
-def entry_dirs(root: Path) -> list[str]:
-    models = root / "models"
-    return sorted(p.name for p in models.iterdir()) if models.is_dir() else []
-
-
-def temp_dirs(root: Path) -> list[str]:
-    try:
-        return sorted(os.listdir(root / "tmp"))
-    except FileNotFoundError:
-        return []
+# A miss against the shared tiny store (another opset, so another key): a cheap real export.
+MISS = (*TINY, "--opset", "17")
 
 
 def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -95,47 +72,20 @@ def assert_one_intact_entry(root: Path, results: Results) -> dict:
     outs = [json.loads(out) for _, out, _ in results]
     assert len(entry_dirs(root)) == 1
     assert temp_dirs(root) == []
-    stored = json.loads(run_cli("verify", "--json", env=zoo_env(root)).stdout)
+    stored = json.loads(invoke("verify", "--json", env=home_env(root)).stdout)
     assert stored["ok"] is True and len(stored["entries"]) == 1
-    entry = json.loads(run_cli("list", "--json", env=zoo_env(root)).stdout)[0]
+    entry = json.loads(invoke("list", "--json", env=home_env(root)).stdout)[0]
     # Every process reports the entry that is in the store, not its own copy.
     assert {o["sha256"] for o in outs} == {entry["sha256"]}
     assert {o["path"] for o in outs} == {entry["path"]}
     return {"outs": outs, "entry": entry}
 
 
-def _mount(*args: str) -> None:
-    proc = subprocess.run(["mount", *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount here ({proc.stderr.strip()}): needs root with CAP_SYS_ADMIN")
-
-
-@contextmanager
-def mounted(*args: str, target: Path) -> Iterator[None]:
-    """``mount ARGS TARGET`` (a real filesystem) for the duration of the block."""
-    _mount(*args, str(target))
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=True)
-
-
-@contextmanager
-def read_only(target: Path) -> Iterator[None]:
-    """``target`` bind-mounted read-only onto itself: refuses writes even to root, unlike chmod."""
-    _mount("--bind", str(target), str(target))
-    try:
-        _mount("-o", "remount,bind,ro", str(target))
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(target)], check=True)
-
-
 # -- 1. concurrent pulls ------------------------------------------------------------------------
 @pytest.mark.slow
 def test_four_concurrent_pulls_export_once(home: Path) -> None:
     env = zoo_env(home)
-    results, seen, most = watch([start("pull", *SMALL, "--json", env=env) for _ in range(4)], home)
+    results, seen, most = watch([start("pull", *MISS, "--json", env=env) for _ in range(4)], home)
     checked = assert_one_intact_entry(home, results)
     assert sorted(o["cached"] for o in checked["outs"]) == [False, True, True, True]
     assert len(seen) == 1 and most == 1  # one temp dir ever: the model was exported once
@@ -148,7 +98,7 @@ def test_concurrent_pulls_without_locking_stay_correct(home: Path) -> None:
     home.mkdir(parents=True)
     (home / "locks").write_text("not a directory")
     envs = [zoo_env(home, ZOO_NO_LOCK="1")] * 2 + [zoo_env(home)] * 2
-    results, seen, most = watch([start("pull", *SMALL, "--json", env=env) for env in envs], home)
+    results, seen, most = watch([start("pull", *MISS, "--json", env=env) for env in envs], home)
     checked = assert_one_intact_entry(home, results)
     assert [o["cached"] for o in checked["outs"]].count(False) == 1
     assert most >= 2, "the writers did not overlap, so the race was not exercised"
@@ -179,7 +129,7 @@ def test_rename_race_returns_the_winner_and_discards_the_copy(home: Path, monkey
 # -- 2. killed mid-export -------------------------------------------------------------------------
 @pytest.mark.slow
 def test_sigkill_mid_export_leaves_nothing_usable(home: Path, zoo) -> None:
-    proc = start("pull", *SMALL, env=zoo_env(home))
+    proc = start("pull", *MISS, env=zoo_env(home))
     deadline = time.monotonic() + 300
     half_written = None
     while half_written is None:  # kill once model.onnx exists but the entry is not complete
@@ -196,10 +146,10 @@ def test_sigkill_mid_export_leaves_nothing_usable(home: Path, zoo) -> None:
     assert len(stale) == 1
     assert json.loads(zoo("list", "--json").stdout) == []
     assert json.loads(zoo("verify", "--json").stdout) == {"ok": True, "entries": []}
-    one_line_error(zoo("info", *SMALL, check=False), 1, "not in the store")
+    one_line_error(zoo("info", *MISS, check=False), 1, "not in the store")
 
     # The next write cleans the dead writer's temp dir, and the lock died with the process.
-    out = json.loads(zoo("pull", *SMALL, "--json").stdout)
+    out = json.loads(zoo("pull", *MISS, "--json").stdout)
     assert out["cached"] is False
     assert temp_dirs(home) == []
     assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
@@ -290,13 +240,12 @@ def test_verify_reports_corruption_and_list_keeps_the_rest(copy_store: Path, zoo
     assert intact.name in [row["key"] for row in listed]
 
 
-@pytest.mark.slow
 def test_unreadable_metadata_is_refused_then_repaired_by_force(copy_store: Path, zoo) -> None:
     (key,) = entry_dirs(copy_store)
     (copy_store / "models" / key / "zoo.json").write_text("{ not json")
-    one_line_error(zoo("pull", *RESNET, check=False), 3, "zoo pull --force")
-    one_line_error(zoo("info", *RESNET, check=False), 3, "zoo pull --force")
-    out = json.loads(zoo("pull", *RESNET, "--force", "--json").stdout)
+    one_line_error(zoo("pull", *TINY, check=False), 3, "zoo pull --force")
+    one_line_error(zoo("info", *TINY, check=False), 3, "zoo pull --force")
+    out = json.loads(zoo("pull", *TINY, "--force", "--json").stdout)
     assert out["cached"] is False and out["key"] == key
     assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
 
@@ -305,10 +254,10 @@ def test_unreadable_metadata_is_refused_then_repaired_by_force(copy_store: Path,
 def test_read_only_store_serves_hits_and_refuses_writes_in_one_line(copy_store: Path, zoo) -> None:
     before = store_files(copy_store)
     with read_only(copy_store):
-        assert json.loads(zoo("pull", *RESNET, "--json").stdout)["cached"] is True
+        assert json.loads(zoo("pull", *TINY, "--json").stdout)["cached"] is True
         assert len(json.loads(zoo("list", "--json").stdout)) == 1
-        one_line_error(zoo("pull", *SMALL, check=False), 4, "cannot write to the store", "Read-only")
-        one_line_error(zoo("rm", *RESNET, check=False), 4, "cannot write to the store")
+        one_line_error(zoo("pull", *MISS, check=False), 4, "cannot write to the store", "Read-only")
+        one_line_error(zoo("rm", *TINY, check=False), 4, "cannot write to the store")
         assert json.loads(zoo("gc", "--json").stdout) == {"removed": []}
         assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
     assert store_files(copy_store) == before
@@ -322,21 +271,20 @@ def test_store_write_errors_name_the_store_and_keep_entries(home: Path, monkeypa
             Store(home).create("0123456789abcdef0123", lambda d: {})
 
 
-@pytest.mark.slow
-def test_full_store_fails_cleanly_and_keeps_entries(resnet18_store: Path, tmp_path: Path) -> None:
+def test_full_store_fails_cleanly_and_keeps_entries(tiny_store: Path, tmp_path: Path) -> None:
     root = tmp_path / "small-disk"
     root.mkdir()
-    size = sum(p.stat().st_size for p in resnet18_store.rglob("*") if p.is_file())
-    with mounted("-t", "tmpfs", "-o", f"size={size + (4 << 20)}", "tmpfs", target=root):
-        shutil.copytree(resnet18_store, root, dirs_exist_ok=True)
+    size = sum(p.stat().st_size for p in tiny_store.rglob("*") if p.is_file())
+    with mounted("-t", "tmpfs", "-o", f"size={size + (1 << 20)}", "tmpfs", target=root):
+        shutil.copytree(tiny_store, root, symlinks=True, dirs_exist_ok=True)
         before = store_files(root)
-        env = zoo_env(root)
-        proc = run_cli("pull", *SMALL, env=env, check=False)  # ~10 MB model, ~4 MB free
+        env = home_env(root)
+        proc = invoke("pull", *MISS, env=env, check=False)  # a 2 MB model, ~1 MB free
         one_line_error(proc, 4, "cannot write to the store", "No space left on device", "free some space")
         assert store_files(root) == before
         assert temp_dirs(root) == []  # the partial export was removed, its space given back
-        assert json.loads(run_cli("verify", "--json", env=env).stdout)["ok"] is True
-        assert json.loads(run_cli("pull", *RESNET, "--json", env=env).stdout)["cached"] is True
+        assert json.loads(invoke("verify", "--json", env=env).stdout)["ok"] is True
+        assert json.loads(invoke("pull", *TINY, "--json", env=env).stdout)["cached"] is True
 
 
 def test_integrity_error_from_store_get_is_one_line(home: Path) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, zoo_env
+from helpers import REPO, run_cli, zoo_env
 from typer.testing import CliRunner
 
 MODEL = ["timm:test_resnet", "--weights", "none", "--exporter", "torchscript"]

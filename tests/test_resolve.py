@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from helpers import catalogue, host_with
 
 from zoo.errors import AmbiguousNameError, UnknownModelError
-from zoo.host import PluginHost
 from zoo.registry import Registry
 from zoo.resolve import resolve, split_ref
-from zoo.source import Source
 from zoo.spec import ModelSpec
 
 
-class Catalogue(Source):
-    def __init__(self, name: str, models: list[str]) -> None:
-        self.name, self._models = name, models
-
-    def models(self, pattern=None):
-        return self._models
-
-    def resolve(self, name):
-        return ModelSpec(self.name, name) if name in self._models else None
-
-
-def host_with(*sources: Source) -> PluginHost:
-    host = PluginHost()
-    host.sources = {s.name: s for s in sources}
-    return host
-
-
 def test_one_claimant_wins_several_is_an_error() -> None:
-    host = host_with(Catalogue("alpha", ["net_a", "shared"]), Catalogue("beta", ["net_b", "shared"]))
+    host = host_with(catalogue("alpha", ["net_a", "shared"]), catalogue("beta", ["net_b", "shared"]))
     registry = Registry({})
     assert resolve("net_b", host, registry).spec.ref == "beta:net_b"
     with pytest.raises(AmbiguousNameError, match=r"alpha:shared, beta:shared"):
@@ -40,7 +22,7 @@ def test_one_claimant_wins_several_is_an_error() -> None:
 
 
 def test_alias_wins_and_flags_layer_over_alias_defaults(home) -> None:
-    host = host_with(Catalogue("torchvision", ["resnet18"]))
+    host = host_with(catalogue("torchvision", ["resnet18"]))
     registry = Registry.load()
     resolved = resolve("resnet18", host, registry, recipe_flags={"opset": 17, "size": None})
     assert resolved.spec == ModelSpec("torchvision", "resnet18", "IMAGENET1K_V1")

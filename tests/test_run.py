@@ -3,97 +3,66 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import REPO, run_cli, zoo_env
+from helpers import (
+    NO_CUDA,
+    REPO,
+    TINY,
+    assert_one_line_error,
+    cuda_works,
+    home_env,
+    invoke,
+    metadata_of,
+    write_image,
+    zoo_env,
+)
 from PIL import Image
-from test_cli import assert_one_line_error
 
 from zoo import images
 from zoo.spec import Preprocessing
 
 
-def cuda_works() -> bool:
-    """Whether a CUDA session really runs here (onnxruntime-gpu lists CUDA even without a GPU)."""
-    from zoo.errors import EnvironmentProblem
-    from zoo.runtime import open_session
-
-    try:
-        open_session(tiny_model(), "cuda")
-    except EnvironmentProblem:
-        return False
-    return True
-
-
-def tiny_model() -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    path = Path(tempfile.gettempdir()) / "zoo-test-relu.onnx"  # same bytes every time: shared, never piles up
-    if not path.exists():
-        graph = helper.make_graph(
-            [helper.make_node("Relu", ["x"], ["y"])], "g",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), partial)
-        partial.replace(path)  # atomic: concurrent test runs never read half a file
-    return path
-
-
-NO_CUDA = "no CUDA device can create a session here (CUDAExecutionProvider does not load)"
-
-
-def write_image(path: Path, width: int = 400, height: int = 300, seed: int = 0) -> Path:
-    """A photo-like image: smooth gradients plus noise, not square, so resize and crop matter."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x / width * 255, y / height * 255, (x + y) / (width + height) * 255], axis=-1)
-    pixels = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def checkpoint_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A store holding resnet18 exported from a checkpoint this test wrote (known weights)."""
+    """A store holding timm's test_resnet exported from a checkpoint this test wrote (known weights)."""
+    import timm
     import torch
-    import torchvision
 
     root = tmp_path_factory.mktemp("run") / "zoo-home"
     torch.manual_seed(1)
-    model = torchvision.models.resnet18()
-    checkpoint = root.parent / "resnet18-seed1.pth"
+    model = timm.create_model("test_resnet")
+    checkpoint = root.parent / "test_resnet-seed1.pth"
     torch.save(model.state_dict(), checkpoint)
-    run_cli("pull", "torchvision:resnet18", "--weights", str(checkpoint), env=zoo_env(root))
+    invoke("pull", "timm:test_resnet", "--weights", str(checkpoint), "--exporter", "torchscript",
+           env=home_env(root))
     return root, checkpoint
 
 
 def test_image_predictions_agree_with_pytorch(checkpoint_store: tuple[Path, Path], tmp_path: Path) -> None:
+    import timm
     import torch
-    import torchvision
-    from torchvision.models import ResNet18_Weights
+    from timm.data import ImageNetInfo, create_transform, resolve_data_config
 
     root, checkpoint = checkpoint_store
     first, second = write_image(tmp_path / "a.jpg"), write_image(tmp_path / "b.png", 250, 330, seed=1)
-    out = json.loads(run_cli("run", "torchvision:resnet18", "--weights", str(checkpoint), "--image", str(first),
-                             "--image", str(second), "--topk", "5", "--json", env=zoo_env(root)).stdout)
+    out = json.loads(invoke("run", "timm:test_resnet", "--weights", str(checkpoint), "--exporter", "torchscript",
+                            "--image", str(first), "--image", str(second), "--topk", "5", "--json",
+                            env=home_env(root)).stdout)
     assert out["provider"] == "cpu" and out["session_providers"] == ["CPUExecutionProvider"]
     assert len(out["predictions"]) == 2
 
-    # PyTorch on the tensor torchvision's own transforms make from the same files.
-    model = torchvision.models.resnet18()
+    # PyTorch on the tensor timm's own transforms make from the same files.
+    model = timm.create_model("test_resnet")
     model.load_state_dict(torch.load(checkpoint))
-    transform = ResNet18_Weights.DEFAULT.transforms()
-    labels = ResNet18_Weights.DEFAULT.meta["categories"]
+    transform = create_transform(**resolve_data_config({}, model=model))
+    labels = list(ImageNetInfo().label_descriptions())
     batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in (first, second)])
     with torch.inference_mode():
         probabilities = model.eval()(batch).softmax(dim=1)
@@ -145,54 +114,54 @@ def test_preprocessing_pads_small_images_like_torchvision(tmp_path: Path) -> Non
 
 
 def test_random_input_npz_output_and_input_file(copy_store: Path, zoo, tmp_path: Path) -> None:
-    out = json.loads(zoo("run", "resnet18", "--weights", "none", "--output", str(tmp_path / "r.npz"),
+    out = json.loads(zoo("run", *TINY, "--output", str(tmp_path / "r.npz"),
                          "--json").stdout)
-    assert out["input"]["kind"] == "random" and out["input"]["shapes"] == {"input": [1, 3, 224, 224]}
+    assert out["input"]["kind"] == "random" and out["input"]["shapes"] == {"input": [1, 3, 160, 160]}
     assert out["outputs"][0]["name"] == "logits" and out["outputs"][0]["shape"] == [1, 1000]
     assert len(out["predictions"]) == 1 and len(out["predictions"][0]) == 5
     saved = np.load(tmp_path / "r.npz")["logits"]
     assert saved.shape == (1, 1000)
 
     # The same tensor given back as a file gives the same outputs a bare ORT session gives.
-    x = np.random.default_rng(0).standard_normal((3, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((3, 3, 160, 160)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     np.savez(tmp_path / "x.npz", input=x)
     session = ort.InferenceSession(out["path"], providers=["CPUExecutionProvider"])
     (want,) = session.run(None, {"input": x})
     for given in ("x.npy", "x.npz"):
-        zoo("run", "resnet18", "--weights", "none", "--input", str(tmp_path / given),
+        zoo("run", *TINY, "--input", str(tmp_path / given),
             "--output", str(tmp_path / "y.npz"), "--json")
         np.testing.assert_allclose(np.load(tmp_path / "y.npz")["logits"], want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("array", "shown"), [
     (np.zeros((1, 3, 100, 100), np.float32), "float32 [1, 3, 100, 100]"),
-    (np.zeros((1, 3, 224, 224), np.float64), "float64 [1, 3, 224, 224]"),
-    (np.zeros((3, 224, 224), np.float32), "float32 [3, 224, 224]"),
+    (np.zeros((1, 3, 160, 160), np.float64), "float64 [1, 3, 160, 160]"),
+    (np.zeros((3, 160, 160), np.float32), "float32 [3, 160, 160]"),
 ])
 def test_wrong_input_is_one_line_naming_the_expected_input(copy_store: Path, zoo, tmp_path: Path,
                                                           array: np.ndarray, shown: str) -> None:
     np.save(tmp_path / "bad.npy", array)
-    proc = zoo("run", "resnet18", "--weights", "none", "--input", str(tmp_path / "bad.npy"), check=False)
+    proc = zoo("run", *TINY, "--input", str(tmp_path / "bad.npy"), check=False)
     assert proc.returncode == 1
-    assert_one_line_error(proc, shown, "expects 'input' float32 [batch, 3, 224, 224]")
+    assert_one_line_error(proc, shown, "expects 'input' float32 [batch, 3, 160, 160]")
 
 
 def test_npz_with_wrong_names_and_unreadable_files(copy_store: Path, zoo, tmp_path: Path) -> None:
     np.savez(tmp_path / "two.npz", a=np.zeros(1), b=np.zeros(1))
-    proc = zoo("run", "resnet18", "--weights", "none", "--input", str(tmp_path / "two.npz"), check=False)
+    proc = zoo("run", *TINY, "--input", str(tmp_path / "two.npz"), check=False)
     assert_one_line_error(proc, "got inputs ['a', 'b']", "'input' float32")
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
-    proc = zoo("run", "resnet18", "--weights", "none", "--input", str(tmp_path / "junk.npy"), check=False)
+    proc = zoo("run", *TINY, "--input", str(tmp_path / "junk.npy"), check=False)
     assert_one_line_error(proc, "cannot read", "junk.npy")
 
 
 def test_unreadable_and_missing_images(copy_store: Path, zoo, tmp_path: Path) -> None:
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    proc = zoo("run", "resnet18", "--weights", "none", "--image", str(tmp_path / "broken.jpg"), check=False)
+    proc = zoo("run", *TINY, "--image", str(tmp_path / "broken.jpg"), check=False)
     assert proc.returncode == 1
     assert_one_line_error(proc, "cannot read image", "broken.jpg")
-    proc = zoo("run", "resnet18", "--weights", "none", "--image", str(tmp_path / "nope.jpg"), check=False)
+    proc = zoo("run", *TINY, "--image", str(tmp_path / "nope.jpg"), check=False)
     assert_one_line_error(proc, "image not found", "nope.jpg")
 
 
@@ -200,7 +169,7 @@ def test_unreadable_and_missing_images(copy_store: Path, zoo, tmp_path: Path) ->
 def test_unavailable_provider_fails_clearly_without_fallback(copy_store: Path, zoo, provider: str) -> None:
     if provider == "cuda" and cuda_works():
         pytest.skip("CUDA really works here: nothing to refuse")
-    proc = zoo("run", "resnet18", "--weights", "none", "--provider", provider, "--json", check=False)
+    proc = zoo("run", *TINY, "--provider", provider, "--json", check=False)
     assert proc.returncode == 4, proc.stderr
     name = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[provider]
     assert_one_line_error(proc, name, "onnxruntime", "--provider")
@@ -209,19 +178,19 @@ def test_unavailable_provider_fails_clearly_without_fallback(copy_store: Path, z
 def test_auto_ends_on_cpu_and_says_why(copy_store: Path, zoo) -> None:
     if cuda_works():
         pytest.skip("CUDA really works here: auto picks it (see test_cuda_agrees_with_cpu)")
-    out = json.loads(zoo("run", "resnet18", "--weights", "none", "--provider", "auto", "--json").stdout)
+    out = json.loads(zoo("run", *TINY, "--provider", "auto", "--json").stdout)
     assert out["provider"] == "cpu" and out["requested_provider"] == "auto"
     assert out["session_providers"] == ["CPUExecutionProvider"]
     assert out["passed_over"][0]["provider"] == "cuda"
     assert "CUDAExecutionProvider" in out["passed_over"][0]["reason"]
-    human = zoo("run", "resnet18", "--weights", "none", "--provider", "auto").stdout
+    human = zoo("run", *TINY, "--provider", "auto").stdout
     assert human.startswith("provider: cpu (auto; passed over cuda:")
 
 
 @pytest.mark.skipif(not cuda_works(), reason=NO_CUDA)
 def test_cuda_agrees_with_cpu(copy_store: Path, zoo, tmp_path: Path) -> None:
     image = str(write_image(tmp_path / "a.jpg"))
-    runs = {p: json.loads(zoo("run", "resnet18", "--weights", "none", "--image", image, "--provider", p,
+    runs = {p: json.loads(zoo("run", *TINY, "--image", image, "--provider", p,
                               "--output", str(tmp_path / f"{p}.npz"), "--json").stdout) for p in ("cpu", "cuda")}
     assert runs["cuda"]["provider"] == "cuda" and runs["cuda"]["session_providers"][0] == "CUDAExecutionProvider"
     np.testing.assert_allclose(np.load(tmp_path / "cuda.npz")["logits"], np.load(tmp_path / "cpu.npz")["logits"],
@@ -230,44 +199,46 @@ def test_cuda_agrees_with_cpu(copy_store: Path, zoo, tmp_path: Path) -> None:
 
 
 def test_run_pulls_on_a_miss(home: Path, zoo) -> None:
-    out = json.loads(zoo("run", "mobilenet_v3_small", "--weights", "none", "--json").stdout)
+    out = json.loads(zoo("run", *TINY, "--json").stdout)
     assert out["provider"] == "cpu" and out["outputs"][0]["shape"] == [1, 1000]
     stored = json.loads(zoo("list", "--json").stdout)
     assert [e["path"] for e in stored] == [out["path"]]
 
 
 def test_bare_onnx_file_reads_its_own_metadata(copy_store: Path, zoo, tmp_path: Path) -> None:
-    stored = json.loads(zoo("pull", "resnet18", "--weights", "none", "--json").stdout)["path"]
+    stored = json.loads(zoo("pull", *TINY, "--json").stdout)["path"]
     loose = tmp_path / "elsewhere" / "resnet.onnx"
     loose.parent.mkdir()
     shutil.copy(stored, loose)
     image = str(write_image(tmp_path / "a.jpg"))
     from_file = json.loads(zoo("run", str(loose), "--image", image, "--json").stdout)
-    from_store = json.loads(zoo("run", "resnet18", "--weights", "none", "--image", image, "--json").stdout)
-    assert from_file["ref"] == "torchvision:resnet18" and from_file["key"] is None
+    from_store = json.loads(zoo("run", *TINY, "--image", image, "--json").stdout)
+    assert from_file["ref"] == "timm:test_resnet" and from_file["key"] is None
     assert from_file["predictions"] == from_store["predictions"]
     assert isinstance(from_file["predictions"][0][0]["label"], str)
 
 
 def test_damaged_entry_is_refused(copy_store: Path, zoo) -> None:
-    path = Path(json.loads(zoo("pull", "resnet18", "--weights", "none", "--json").stdout)["path"])
+    pulled = json.loads(zoo("pull", *TINY, "--json").stdout)
+    path = Path(pulled["path"])
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF  # same size, different bytes: only the hash can tell
     path.write_bytes(bytes(data))
-    proc = zoo("run", "resnet18", "--weights", "none", check=False)
+    proc = zoo("run", *TINY, check=False)
     assert proc.returncode == 3
-    assert_one_line_error(proc, "sha256 mismatch", "zoo pull --force resnet18")
+    assert_one_line_error(proc, "sha256 mismatch", f"zoo pull --force {pulled['key']}")
     path.write_bytes(bytes(data[:-10]))
-    proc = zoo("run", "resnet18", "--weights", "none", check=False)
+    proc = zoo("run", *TINY, check=False)
     assert_one_line_error(proc, "model.onnx: size")
 
 
-def test_run_on_a_cache_hit_never_imports_torch(resnet18_store: Path) -> None:
-    code = ("import sys, zoo; out = zoo.run('resnet18', weights='none', provider='auto'); "
-            "assert out['outputs'][0]['shape'] == [1, 1000]; "
+def test_run_on_a_cache_hit_never_imports_torch(tiny_store: Path) -> None:
+    """A real process: what a cache hit imports is only visible in a fresh interpreter."""
+    code = ("import sys, zoo; out = zoo.run('timm:test_resnet', weights='none', exporter='torchscript', "
+            "provider='auto'); assert out['outputs'][0]['shape'] == [1, 1000]; "
             "heavy = [m for m in ('torch', 'torchvision', 'timm') if m in sys.modules]; "
             "assert not heavy, heavy")
-    subprocess.run([sys.executable, "-c", code], env=zoo_env(resnet18_store), check=True, cwd=REPO)
+    subprocess.run([sys.executable, "-c", code], env=zoo_env(tiny_store), check=True, cwd=REPO)
 
 
 def test_float16_recipe_keeps_float32_io_and_agrees(checkpoint_store: tuple[Path, Path], tmp_path: Path) -> None:
@@ -275,11 +246,12 @@ def test_float16_recipe_keeps_float32_io_and_agrees(checkpoint_store: tuple[Path
 
     root, checkpoint = checkpoint_store
     home = tmp_path / "zoo-home"
-    shutil.copytree(root, home)  # holds the float32 export of the same checkpoint
-    env = zoo_env(home)
-    ref = ("torchvision:resnet18", "--weights", str(checkpoint))
-    pulled = json.loads(run_cli("pull", *ref, "--dtype", "float16", "--json", env=env).stdout)
-    metadata = json.loads((Path(pulled["path"]).parent / "zoo.json").read_text())
+    shutil.copytree(root, home, symlinks=True)  # holds the float32 export of the same checkpoint
+    env = home_env(home)
+    ref = ("timm:test_resnet", "--weights", str(checkpoint))
+    # The default exporter: torchscript leaves float32 weights, which zoo refuses to record as float16.
+    pulled = json.loads(invoke("pull", *ref, "--dtype", "float16", "--json", env=env).stdout)
+    metadata = metadata_of(pulled)
     assert metadata["recipe"]["dtype"] == "float16"
     assert metadata["inputs"][0]["dtype"] == "float32" and metadata["outputs"][0]["dtype"] == "float32"
     check = metadata["validation"]["float16"]
@@ -288,10 +260,12 @@ def test_float16_recipe_keeps_float32_io_and_agrees(checkpoint_store: tuple[Path
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
 
     image = str(write_image(tmp_path / "a.jpg"))
-    runs = {dtype: json.loads(run_cli("run", *ref, "--dtype", dtype, "--image", image, "--output",
-                                      str(tmp_path / f"{dtype}.npz"), "--json", env=env).stdout)
+    flags = {"float16": ["--dtype", "float16"], "float32": ["--exporter", "torchscript"]}  # the stored float32 entry
+    runs = {dtype: json.loads(invoke("run", *ref, *flags[dtype], "--image", image, "--output",
+                                     str(tmp_path / f"{dtype}.npz"), "--json", env=env).stdout)
             for dtype in ("float16", "float32")}
-    assert runs["float16"]["dtype"] == "float16" and runs["float16"]["path"] != runs["float32"]["path"]
+    assert runs["float16"]["dtype"] == "float16" and runs["float32"]["dtype"] == "float32"
+    assert runs["float16"]["path"] != runs["float32"]["path"]
     half, full = (np.load(tmp_path / f"{d}.npz")["logits"] for d in ("float16", "float32"))
     np.testing.assert_allclose(half, full, atol=0.05, rtol=0.05)
     assert half.argmax() == full.argmax()

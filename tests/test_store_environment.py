@@ -18,9 +18,8 @@ from pathlib import Path
 
 import onnx
 import pytest
-from conftest import REPO, zoo_env
+from helpers import REPO, SMALL, mounted, one_line_error, zoo_env
 from onnx import TensorProto, helper
-from test_reliability_store import SMALL, mounted, one_line_error
 
 from zoo.store import _host
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, zoo_env
+from helpers import REPO, zoo_env
 from typer.testing import CliRunner
 
 from zoo.cli import app

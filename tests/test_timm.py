@@ -9,23 +9,25 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import run_cli, zoo_env
+from helpers import home_env, invoke
+from helpers import metadata_of as metadata
 
 
-def pull_json(*args: str, env: dict[str, str]) -> dict:
-    return json.loads(run_cli("pull", *args, "--json", env=env).stdout)
-
-
-def metadata(pulled: dict) -> dict:
-    return json.loads((Path(pulled["path"]).parent / "zoo.json").read_text())
+def pull_json(*args: str, env: dict[str, str | None]) -> dict:
+    return json.loads(invoke("pull", *args, "--json", env=env).stdout)
 
 
 @pytest.fixture(scope="session")
 def repvit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """``zoo pull repvit_m0_9 --weights none``, fused (the alias's default) and un-fused."""
-    env = zoo_env(tmp_path_factory.mktemp("repvit") / "zoo-home")
-    fused = pull_json("repvit_m0_9", "--weights", "none", env=env)
-    plain = pull_json("repvit_m0_9", "--weights", "none", "--no-reparameterize", env=env)
+    """``zoo pull repvit_m0_9 --weights none``, fused (the alias's default) and un-fused.
+
+    Both with torchscript, the cheaper exporter (the same for both, so their graphs compare):
+    fusing is done on the PyTorch module, before any exporter runs.
+    """
+    env = home_env(tmp_path_factory.mktemp("repvit") / "zoo-home")
+    fused = pull_json("repvit_m0_9", "--weights", "none", "--exporter", "torchscript", env=env)
+    plain = pull_json("repvit_m0_9", "--weights", "none", "--exporter", "torchscript", "--no-reparameterize",
+                      env=env)
     return {"fused": fused, "plain": plain}
 
 
@@ -55,7 +57,8 @@ def test_repvit_pull_is_reparameterised_and_smaller(repvit: dict[str, dict]) -> 
 
 
 def test_timm_ref_pulls_and_runs(tmp_path: Path) -> None:
-    env = zoo_env(tmp_path / "zoo-home")
+    """The default recipe (dynamo exporter) on timm's tiny test model."""
+    env = home_env(tmp_path / "zoo-home")
     pulled = pull_json("timm:test_resnet", "--weights", "none", env=env)
     assert pulled["ref"] == "timm:test_resnet" and pulled["cached"] is False
     meta = metadata(pulled)
@@ -69,7 +72,7 @@ def test_timm_ref_pulls_and_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_timm_resnet18_pulls_with_checker_and_parity(tmp_path: Path) -> None:
-    env = zoo_env(tmp_path / "zoo-home")
+    env = home_env(tmp_path / "zoo-home")
     pulled = pull_json("timm:resnet18", "--weights", "none", env=env)
     meta = metadata(pulled)
     onnx.checker.check_model(pulled["path"], full_check=True)
@@ -122,8 +125,9 @@ def test_list_available_uses_timm_wildcards(home: Path, zoo) -> None:
     assert all("repvit" in name for name in names)
 
 
-def test_offline_pretrained_weights_fail_in_one_line(home: Path, zoo, tmp_path: Path) -> None:
-    proc = zoo("pull", "repvit_m0_9", check=False, ZOO_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+def test_offline_pretrained_weights_fail_in_one_line(home: Path, zoo_process, tmp_path: Path) -> None:
+    """A real process: huggingface_hub reads HF_HOME once, when it is imported."""
+    proc = zoo_process("pull", "repvit_m0_9", check=False, ZOO_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     assert proc.returncode == 4 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -140,7 +144,8 @@ def test_weights_path_infers_the_head_and_loads_through_timm(home: Path, zoo, tm
     model = timm.create_model("test_resnet", num_classes=7).eval()
     path = tmp_path / "finetuned.pth"
     torch.save({"state_dict": model.state_dict(), "epoch": 9}, path)
-    pulled = json.loads(zoo("pull", "timm:test_resnet", "--weights", str(path), "--json").stdout)
+    pulled = json.loads(zoo("pull", "timm:test_resnet", "--weights", str(path), "--exporter", "torchscript",
+                            "--json").stdout)
     meta = metadata(pulled)
     assert meta["outputs"][0]["shape"] == ["batch", 7]
     assert meta["labels"] is None  # no ImageNet labels for a 7-class head
@@ -153,8 +158,9 @@ def test_weights_path_infers_the_head_and_loads_through_timm(home: Path, zoo, tm
     assert np.abs(got - want).max() < 1e-4
 
 
-def test_pretrained_weights_come_from_the_hub_cache_offline(home: Path, zoo, tmp_path: Path) -> None:
-    """timm's default weights, read from a Hugging Face Hub cache laid out as huggingface_hub does."""
+def test_pretrained_weights_come_from_the_hub_cache_offline(home: Path, zoo_process, tmp_path: Path) -> None:
+    """timm's default weights, read from a Hugging Face Hub cache laid out as huggingface_hub does
+    (a real process: huggingface_hub reads HF_HOME once, when it is imported)."""
     import timm
     import torch
     from safetensors.torch import save_file
@@ -170,7 +176,7 @@ def test_pretrained_weights_come_from_the_hub_cache_offline(home: Path, zoo, tmp
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
 
     env = {"ZOO_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    pulled = json.loads(zoo("pull", "timm:test_resnet", "--json", **env).stdout)
+    pulled = json.loads(zoo_process("pull", "timm:test_resnet", "--exporter", "torchscript", "--json", **env).stdout)
     meta = metadata(pulled)
     assert meta["weights"]["hub_id"] == "timm/test_resnet.r160_in1k"
     assert meta["weights"]["resolved"] == "test_resnet.r160_in1k"
