@@ -129,8 +129,8 @@ def test_sigkill_at_random_moments_of_forced_pulls(home: Path) -> None:
             break
         label = f"gen{round_}"
         labels.add(label)
-        proc = writer(home, label, slow=0.01)
-        time.sleep(rng.uniform(0.05, 0.6))  # process start to past the swap
+        proc = writer(home, label, slow=0.15)  # three parts, 0.45 s of writing: most kills land mid-way
+        time.sleep(rng.uniform(0.05, 0.9))  # process start to past the swap
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         kills += proc.returncode == -signal.SIGKILL

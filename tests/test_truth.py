@@ -162,7 +162,8 @@ def test_fine_tuned_heads_load_for_torchvision_and_the_report_is_recorded(home: 
 
     ten = tmp_path / "ten.pth"
     torch.save(torchvision.models.mobilenet_v3_small(num_classes=10).state_dict(), ten)
-    code, out, err = cli(capsys, "pull", f"local:{ten}", "--arch", "torchvision:mobilenet_v3_small", "--json")
+    code, out, err = cli(capsys, "pull", f"local:{ten}", "--arch", "torchvision:mobilenet_v3_small",
+                         "--exporter", "torchscript", "--json")
     assert code == 0, err
     entry = zoo.info(json.loads(out)["key"]).record
     assert entry.outputs[0].shape[-1] == 10  # the head came from the checkpoint
@@ -174,7 +175,7 @@ def test_fine_tuned_heads_load_for_torchvision_and_the_report_is_recorded(home: 
     code, _out, err = cli(capsys, "pull", f"local:{headless}", "--arch", "torchvision:mobilenet_v3_small")
     assert code == 1 and "--no-strict" in err  # strict by default, and the advice works:
     code, _out, err = cli(capsys, "pull", f"local:{headless}", "--arch", "torchvision:mobilenet_v3_small",
-                          "--no-strict")
+                          "--no-strict", "--exporter", "torchscript")
     assert code == 0, err
     assert "(2 missing, 0 unexpected)" in err and len(err.splitlines()) == 1  # the summary line says so
 

@@ -114,10 +114,13 @@ def refused_write(exc: BaseException, target: Path, partial: Path | None = None)
     being written, whose disk being nearly full makes "full" the likely cause."""
     if not is_write_error(exc, partial is not None and nearly_full(partial)):
         return None
+    reason, full = refusal(exc)
+    advice = "free some space or choose another directory" if full else "make it writable or choose another directory"
+    return EnvironmentProblem(f"cannot write to {target}: {reason}; {advice}")
+
+
+def refusal(exc: BaseException) -> tuple[str, bool]:
+    """Why the filesystem refused a write, and whether it is full (rather than read-only or denied)."""
     cause = os_error(exc)
     reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
-    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        advice = "free some space or choose another directory"
-    else:
-        advice = "make it writable or choose another directory"
-    return EnvironmentProblem(f"cannot write to {target}: {reason}; {advice}")
+    return reason, cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)

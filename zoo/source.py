@@ -127,6 +127,14 @@ def refuse_options(source: str, options: Mapping[str, Any], taken: Iterable[str]
         raise UserError(f"source {source!r} takes no {flags}")
 
 
+def checkpoint_spec(source: str, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
+    """The spec of a source whose ``--weights PATH`` takes ``num_classes`` (a new head) and
+    ``strict`` (default on): only non-default settings go in, so each choice has one key."""
+    refuse_options(source, options, ("num_classes", "strict"))
+    settings = {"num_classes": options.get("num_classes"), "strict": False if options.get("strict") is False else None}
+    return ModelSpec(source, name, weights, tuple(sorted((k, v) for k, v in settings.items() if v is not None)))
+
+
 # The sources of the host that is calling into a plugin, for ``build_model``.
 _in_reach: ContextVar[Callable[[str], Any] | None] = ContextVar("zoo_sources_in_reach", default=None)
 

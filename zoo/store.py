@@ -42,7 +42,7 @@ from typing import Any
 
 from .env import contained, home, no_lock
 from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, StoreWriteError, UserError
-from .files import is_write_error, nearly_full, os_error
+from .files import is_write_error, nearly_full, refusal
 from .integrity import check_external_data, external_data_problems
 from .recipe import file_sha256
 from .record import FileRecord, Record, RecordError
@@ -645,12 +645,9 @@ def _sync_dir(directory: Path) -> None:
 
 def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     """A one-line error for a store that refused a write (full, read-only, no permission)."""
-    cause = os_error(exc)
-    reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
-    if cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        advice = "free some space (`zoo rm`, `zoo gc`) or point ZOO_HOME at a bigger disk"
-    else:
-        advice = "make it writable or point ZOO_HOME at a writable directory"
+    reason, full = refusal(exc)
+    advice = ("free some space (`zoo rm`, `zoo gc`) or point ZOO_HOME at a bigger disk" if full
+              else "make it writable or point ZOO_HOME at a writable directory")
     return StoreWriteError(f"cannot write to the store {root}: {reason}; {advice} (stored entries are unchanged)")
 
 

@@ -28,6 +28,7 @@ from zoo.plugin import (
     UserError,
     WeightsUnavailableError,
     by_position,
+    checkpoint_spec,
     file_sha256,
     hookimpl,
     infer_num_classes,
@@ -35,11 +36,9 @@ from zoo.plugin import (
     load_state_dict,
     looks_like_path,
     offline,
-    refuse_options,
 )
 
 WEIGHTS_ADVICE = "use --weights none, or --weights PATH to a local checkpoint"
-OPTIONS = ("num_classes", "strict")
 FIT_HINT = "set the classes with --num-classes N, or load the matching tensors with --no-strict"
 
 
@@ -68,11 +67,8 @@ class TimmSource(Source):
         return ModelSpec(self.name, name, self.default_weights)
 
     def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
-        """``num_classes`` (a new head) and ``strict`` (default on) from an alias's options or the flags."""
-        refuse_options(self.name, options, OPTIONS)
-        settings = {"num_classes": options.get("num_classes"),
-                    "strict": False if options.get("strict") is False else None}  # strict is the default: one key
-        return ModelSpec(self.name, name, weights, tuple(sorted((k, v) for k, v in settings.items() if v is not None)))
+        """``num_classes`` (a new head) and ``strict`` (default on) for ``--weights PATH``."""
+        return checkpoint_spec(self.name, name, weights, options)
 
     def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         import timm

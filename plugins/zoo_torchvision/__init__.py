@@ -21,6 +21,7 @@ from zoo.plugin import (
     UserError,
     WeightsUnavailableError,
     check_weights_file,
+    checkpoint_spec,
     file_sha256,
     hookimpl,
     infer_num_classes,
@@ -30,7 +31,6 @@ from zoo.plugin import (
     match,
     offline,
     pinned_sha256,
-    refuse_options,
 )
 
 
@@ -51,11 +51,8 @@ class TorchvisionSource(Source):
         return ModelSpec(self.name, name, self.default_weights) if name in self._names() else None
 
     def spec(self, name: str, weights: str, options: Mapping[str, Any]) -> ModelSpec:
-        """``num_classes`` (a new head) and ``strict`` (default on), for ``--weights PATH``."""
-        refuse_options(self.name, options, OPTIONS)
-        settings = {"num_classes": options.get("num_classes"),
-                    "strict": False if options.get("strict") is False else None}  # strict is the default: one key
-        return ModelSpec(self.name, name, weights, tuple(sorted((k, v) for k, v in settings.items() if v is not None)))
+        """``num_classes`` (a new head) and ``strict`` (default on) for ``--weights PATH``."""
+        return checkpoint_spec(self.name, name, weights, options)
 
     def build(self, spec: ModelSpec, recipe: Recipe) -> BuiltModel:
         import torchvision
@@ -106,7 +103,6 @@ class TorchvisionSource(Source):
         )
 
 
-OPTIONS = ("num_classes", "strict")
 FIT_HINT = "set the classes with --num-classes N, or load the matching tensors with --no-strict"
 
 
