@@ -357,8 +357,9 @@ def _remove_vs_force(suite: Suite) -> tuple[str, str]:
 
 
 def _gc_next_to_writer(suite: Suite, point: str) -> tuple[str, str]:
-    home = suite.fresh("gc", with_entry=False)
-    proc = writer(suite, home, "new", force=False, ZOO_TEST_PAUSE=point)
+    replacing = point == "linked"  # only a forced write over an entry makes a new link to swap in
+    home = suite.fresh("gc", with_entry=replacing)
+    proc = writer(suite, home, "new", force=replacing, ZOO_TEST_PAUSE=point)
     try:
         wait_pause(proc, point)
         before = sorted(os.listdir(home / "tmp")) + sorted(os.listdir(home / "generations")
