@@ -191,3 +191,16 @@ def test_list_shows_what_differs_and_says_when_nothing_matches(home: Path, capsy
     assert code == 0 and out == "" and err == "zoo: the store is empty\n"
     code, out, err = cli(capsys, "list", "resnet*", "--json")
     assert code == 0 and json.loads(out) == [] and "no stored entry matches 'resnet*'" in err
+
+
+def test_pretrained_timm_weights_fail_fast_without_a_network(home: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # a name that never resolves (RFC 6761)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    start = time.monotonic()
+    code, _out, err = cli(capsys, "pull", "timm:test_resnet.r160_in1k")
+    assert code == 4 and "hub.invalid cannot be resolved" in err and len(err.splitlines()) == 1, err
+    assert time.monotonic() - start < 15  # not huggingface_hub's 25 s of retries

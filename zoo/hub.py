@@ -96,6 +96,30 @@ def spinner_bar(say: Callable[[str], None], name: str) -> type:
     return SpinnerBar
 
 
+def hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached at all (its host name does not resolve), else None.
+
+    huggingface_hub retries a failed request five times with backoff (about 25 s) before it
+    gives up; a machine with no network is told at once instead. Behind a proxy the name may
+    not resolve locally while the proxy reaches it, so then the download is simply tried.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    host = urlparse(endpoint).hostname
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        return f"{host} cannot be resolved ({exc.strerror or exc}): no network?"
+    return None
+
+
 @contextmanager
 def hub_errors(what: str) -> Iterator[None]:
     """Turn huggingface_hub's exceptions into zoo's one-line errors for ``what`` (a repo id)."""

@@ -36,7 +36,7 @@ from .exporting import check as check_onnx
 from .exporting import describe as describe_onnx
 from .files import FileRefused, read_capped
 from .hookspecs import hookimpl
-from .hub import check_repo_id, check_revision, hub_errors, progress_bars, spinner_bar
+from .hub import check_repo_id, check_revision, hub_errors, hub_unreachable, progress_bars, spinner_bar
 from .integrity import check_weights_file, external_location, model_tensors, pinned_sha256
 from .names import check_name, split_ref
 from .recipe import CHECKPOINT_SUFFIXES, Recipe, file_sha256, looks_like_path
@@ -60,7 +60,7 @@ __all__ = [
     # records and capped reads (a pushed zoo.json, a config file)
     "Record", "RecordError", "MAX_RECORD_BYTES", "read_capped", "FileRefused",
     # the Hugging Face Hub
-    "check_repo_id", "check_revision", "hub_errors", "progress_bars", "spinner_bar",
+    "check_repo_id", "check_revision", "hub_errors", "hub_unreachable", "progress_bars", "spinner_bar",
     # the environment
     "offline",
     # errors and warnings

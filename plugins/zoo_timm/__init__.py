@@ -31,6 +31,7 @@ from zoo.plugin import (
     checkpoint_spec,
     file_sha256,
     hookimpl,
+    hub_unreachable,
     infer_num_classes,
     load_into,
     load_state_dict,
@@ -170,12 +171,14 @@ def _fetch(cfg: Any) -> Path | None:
     repo, revision = hf_split(cfg.hf_hub_id)
     filename = cfg.hf_hub_filename or "pytorch_model.bin"
     problem = "no weights file found"
+    unreachable = None if offline() else hub_unreachable()  # no network: cached files only, at once
+    cache_only = offline() or unreachable is not None
     for candidate in [*_get_safe_alternatives(filename), filename]:
         try:
-            return Path(hf_hub_download(repo, candidate, revision=revision, local_files_only=offline()))
+            return Path(hf_hub_download(repo, candidate, revision=revision, local_files_only=cache_only))
         except LocalEntryNotFoundError as exc:  # not cached, and offline or the Hub unreachable
-            problem = _first_line(exc)
-            if not offline():
+            problem = unreachable or _first_line(exc)
+            if not cache_only:
                 break  # unreachable: the other files would fail the same way
         except EntryNotFoundError:  # the repo lacks this file: try the next one, as timm does
             continue
