@@ -314,7 +314,7 @@ def verify(name: str | None = None, *, store: Store | None = None, **selection: 
 
 
 def gc(*, store: Store | None = None, max_age_s: float | None = None) -> list[Path]:
-    """Remove temp dirs left by writers that died (or older than ``max_age_s``)."""
+    """Remove what writers that died left; ``max_age_s`` only for writers on other hosts."""
     store = store or Store()
     return store.collect_garbage() if max_age_s is None else store.collect_garbage(max_age_s)
 

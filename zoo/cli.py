@@ -402,10 +402,11 @@ def verify(
 @app.command()
 def gc(
     max_age: Annotated[float | None, typer.Option(
-        help="Also remove temp dirs older than this many hours, even if their writer looks alive.")] = None,
+        help="Remove temp dirs of writers on other hosts older than this many hours (default 24); "
+             "a running writer's on this host are always kept.")] = None,
     json_: JsonFlag = False,
 ) -> None:
-    """Remove temp dirs left by exports that were killed (their writer is dead)."""
+    """Remove what killed exports left (temp dirs, unlinked generations): never a running writer's."""
     removed = [str(p) for p in api.gc(max_age_s=None if max_age is None else max_age * 3600)]
     emit({"removed": removed}, json_,
          lambda: echo(f"removed {len(removed)} stale temp dir(s)") if removed else echo("nothing to remove"))
