@@ -124,7 +124,7 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     key = _by_key(name, store)
     stored = store.get(key) if key else None
     resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
-    if not force and (entry := store.get(resolved.key)) is not None:
+    if not force and (entry := stored or store.get(resolved.key)) is not None:
         return PullResult(entry, True, resolved)
     shared = remote_for_pull(remote)
     if shared is not None and not force and (hit := shared.fetch(resolved.key, store, progress)) is not None:
@@ -382,6 +382,12 @@ def locate(name: str, *, progress: Progress | None = None, **selection: Any) -> 
         entry = find(name, store=store, **selection)
     except NotInStoreError:
         entry = pull(name, store=store, progress=progress, **selection).entry
+    return _verified(store, entry, name)
+
+
+def _verified(store: Store, entry: Entry, name: str) -> Target:
+    """``entry`` as a runnable target once its files match their record (trusted hashes), or
+    ``IntegrityError`` naming the command that repairs it."""
     problems = store.verify(entry, store.trusted_hashes(entry.key))
     if problems:
         raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
@@ -434,7 +440,8 @@ def _with_preprocessing(target: Target, given: Mapping[str, Any], labels: Sequen
 
     from .spec import Preprocessing
 
-    pre = _preprocessing_of(like) if like else target.preprocessing or Preprocessing()
+    like_pre, like_labels = _like(like) if like else (None, None)
+    pre = like_pre or target.preprocessing or Preprocessing()
     known = {f.name for f in fields(Preprocessing)}
     unknown = set(given) - known - {"size"}
     if unknown:
@@ -444,29 +451,24 @@ def _with_preprocessing(target: Target, given: Mapping[str, Any], labels: Sequen
     overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in given.items() if k != "size"}
     pre = replace(pre, **overrides)
     record = target.record or Record(name=target.path.name, ref="")
-    if labels is None and like and record.labels is None:
-        labels = _labels_of(like)
+    if labels is None and record.labels is None:
+        labels = like_labels
     record = replace(record, preprocessing=pre, labels=list(labels) if labels is not None else record.labels)
     return Target(path=target.path, record=record, entry=target.entry)
 
 
-def _preprocessing_of(name: str) -> Any:
-    """A model's preprocessing: from its stored record, else as its source builds it (no export)."""
+def _like(name: str) -> tuple[Any, list[str] | None]:
+    """A model's preprocessing and labels: from its stored record, else as its source builds it
+    (no export)."""
     try:
-        stored = find(name).record.preprocessing
-        if stored is not None:
-            return stored
+        record = find(name).record
+        if record.preprocessing is not None:
+            return record.preprocessing, record.labels
     except NotInStoreError:
         pass
     resolved = resolve_name(name, weights="none")
-    return get_host().source(resolved.spec.source).build(resolved.spec, resolved.recipe).preprocessing
-
-
-def _labels_of(name: str) -> list[str] | None:
-    try:
-        return find(name).record.labels
-    except NotInStoreError:
-        return None
+    built = get_host().source(resolved.spec.source).build(resolved.spec, resolved.recipe)
+    return built.preprocessing, built.labels
 
 
 def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), modes: Sequence[str] = ("naive",),
@@ -501,11 +503,7 @@ def locate_stored(name: str) -> Target:
         entry = find(name, store=store)
     except UserError as exc:
         raise UserError(f"--compare takes 'torch', a stored KEY or name, or a FILE.onnx; {name!r}: {exc}") from None
-    problems = store.verify(entry, store.trusted_hashes(entry.key))
-    if problems:
-        raise IntegrityError(f"stored {entry.key} does not match its record ({'; '.join(problems)}); "
-                             f"repair it with `zoo pull --force {entry.key}`")
-    return Target(path=entry.model_path, record=entry.record, entry=entry, verified=True)
+    return _verified(store, entry, name)
 
 
 def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = None, limit: int | None = None,

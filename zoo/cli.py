@@ -507,13 +507,15 @@ def _read_labels(path: str | None) -> list[str] | None:
     from pathlib import Path
 
     from .errors import UserError
+    from .files import FileRefused, MiB, read_capped
 
     if path is None:
         return None
-    file = Path(path).expanduser()
-    if not file.is_file() or file.stat().st_size > 16 << 20:
-        raise UserError(f"--labels {path}: not a readable text file (one label per line, at most 16 MB)")
-    return [line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    try:  # a regular file under a cap, like every file zoo reads (never a FIFO)
+        text = read_capped(Path(path).expanduser(), 16 * MiB).decode("utf-8", errors="replace")
+    except (FileRefused, OSError):
+        raise UserError(f"--labels {path}: not a readable text file (one label per line, at most 16 MB)") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _provider_line(result: dict[str, Any]) -> str:

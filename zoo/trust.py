@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .files import FileRefused, read_capped
 from .recipe import file_sha256
 
 RACY_S = 2.0  # a file modified this recently is hashed again next time
@@ -73,9 +74,7 @@ class TrustedHashes:
 
     def _load(self) -> dict[str, dict]:
         try:
-            if not self.record.is_file() or self.record.stat().st_size > MAX_BYTES:
-                return {}
-            data = json.loads(self.record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(read_capped(self.record, MAX_BYTES))
+        except (OSError, ValueError, FileRefused):
             return {}
         return data if isinstance(data, dict) else {}

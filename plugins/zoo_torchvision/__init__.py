@@ -73,7 +73,7 @@ class TorchvisionSource(Source):
             model = get_model(spec.name, weights=None, **({"num_classes": int(classes)} if classes else {}))
             if tag.lower() != "none":
                 state = load_state_dict(tag)
-                if classes is None and (found := infer_num_classes(model, state)) not in (None, _classes(model)):
+                if classes is None and (found := infer_num_classes(model, state)) is not None:
                     model = get_model(spec.name, weights=None, num_classes=found)  # a fine-tuned head
                 weights_info = {"file": str(Path(tag).expanduser().resolve()),
                                 "sha256": file_sha256(Path(tag).expanduser()),
@@ -104,14 +104,6 @@ class TorchvisionSource(Source):
 
 
 FIT_HINT = "set the classes with --num-classes N, or load the matching tensors with --no-strict"
-
-
-def _classes(model: Any) -> int | None:
-    """The classes of a torchvision classifier's head (its last Linear layer)."""
-    import torch
-
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    return linears[-1].out_features if linears else None
 
 
 def _weights_enum(enum: Any, tag: str) -> Any:
