@@ -5,6 +5,7 @@ Errors are one line on stderr and a non-zero exit (see ``zoo.errors`` for the co
 ``ZOO_DEBUG=1`` shows tracebacks.
 """
 
+import copy
 import errno
 import functools
 import inspect
@@ -12,7 +13,7 @@ import json
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -735,32 +736,38 @@ def remote_gc(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
                                    f"kept {data['kept_young']} younger than an hour"))
 
 
-def add_plugin_commands() -> None:
-    """Add the plugins' extra commands (``zoo_register_commands``) to the app."""
-    taken = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands if c.callback}
-    taken |= {g.name for g in app.registered_groups if g.name}
-    for command, (function, _plugin) in api.plugin_commands(taken).items():
-        app.command(name=command)(function)
+def _command_name(info: Any) -> str | None:
+    return info.name or (info.callback.__name__.replace("_", "-") if info.callback else None)
 
 
-def command() -> Any:
-    """The click command behind ``app``, its help free of type placeholders (``<bool>``, ``<str>``).
+BUILTIN_COMMANDS = frozenset(
+    name for name in [*map(_command_name, app.registered_commands), *(g.name for g in app.registered_groups)] if name)
 
-    Flags show no value; options show their name as the value (``--opset OPSET``).
+
+def command(only: str | None = None, plugin_commands: Mapping[str, Callable[..., Any]] | None = None) -> Any:
+    """The click command behind ``app`` and ``plugin_commands``, its help free of type placeholders.
+
+    Flags show no value; options show their name as the value (``--opset OPSET``). ``only``:
+    build just that built-in command under the group, for a command line that names it (building
+    every command's options costs more than parsing them).
     """
-    root = typer.main.get_command(app)
+    source = copy.copy(app)  # the module's app stays as declared
+    source.registered_commands = [c for c in app.registered_commands if only in (None, _command_name(c))]
+    source.registered_groups = [g for g in app.registered_groups if only in (None, g.name)]
+    for name, function in (plugin_commands or {}).items():
+        source.command(name=name)(function)
+    root = typer.main.get_command(source)
 
-    def plain(param: Any) -> Any:
-        flag = getattr(param, "is_flag", False) or getattr(param, "count", False) or param.param_type_name == "argument"
-        label = None if flag else (param.metavar or param.name.upper())
-        param.display_type_rich = lambda ctx: label  # per instance: typer draws the type column from it
-        return param
+    def plain(param: Any) -> None:
+        if param.param_type_name == "argument":  # the name column says what it is
+            param.type = copy.copy(param.type)  # per instance: types are shared
+            param.type.get_metavar = lambda param, ctx: ""
+        elif not (param.is_flag or param.count):
+            param.metavar = param.metavar or param.name.upper()
 
     def tidy(cmd: Any) -> None:
         for param in cmd.params:
             plain(param)
-        make_help = cmd.get_help_option
-        cmd.get_help_option = lambda ctx: make_help(ctx) and plain(make_help(ctx))
         for sub in getattr(cmd, "commands", {}).values():
             tidy(sub)
 
@@ -776,8 +783,13 @@ def main() -> None:
         sys.exit(4)
     warnings.showwarning = _show_warning
     try:
-        add_plugin_commands()
-        code = command().main(standalone_mode=False)
+        # Asked every time: a plugin whose commands clash is skipped whole, sources included.
+        extra = {name: function for name, (function, _plugin) in api.plugin_commands(set(BUILTIN_COMMANDS)).items()}
+        args = sys.argv[1:]
+        if args and args[0] in BUILTIN_COMMANDS:
+            code = command(only=args[0]).main(standalone_mode=False)
+        else:  # the overview, or a plugin's command
+            code = command(plugin_commands=extra).main(standalone_mode=False)
         if code == 130:  # typer turns Ctrl-C into exit 130 itself, before the handler below
             raise KeyboardInterrupt
     except ZooError as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
-import importlib.metadata
 import os
 import shutil
 import sys
@@ -23,7 +22,8 @@ from typing import Any
 
 import pluggy
 
-from . import __version__, hookspecs
+from . import __version__, entry_points, hookspecs
+from .env import home
 from .errors import PluginError, PluginFailure, UnknownModelError, ZooError, ZooWarning
 from .recipe import Recipe
 from .source import Progress, Source, implements, sources_in_reach
@@ -202,15 +202,9 @@ class PluginHost:
             info.distribution, info.version = DISTRIBUTION, __version__
             self._add(info, lambda m=module_name: importlib.import_module(m))
         allowed = _allow_list()
-        installed = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+        installed = entry_points.installed(ENTRY_POINT_GROUP, home() / "entry-points")
         for ep in installed:
-            dist = getattr(ep, "dist", None)
-            info = PluginInfo(
-                name=ep.name,
-                module=ep.value,
-                distribution=dist.name if dist else None,
-                version=dist.version if dist else None,
-            )
+            info = PluginInfo(name=ep.name, module=ep.value, distribution=ep.distribution, version=ep.version)
             if allowed is not None and ep.name not in allowed:
                 info.skipped = True
                 self.plugins.setdefault(info.name, info)
@@ -394,13 +388,6 @@ def _guarded_command(function: Callable[..., Any], command: str, plugin: PluginI
                 raise
 
     return run
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 _host: PluginHost | None = None
