@@ -176,6 +176,44 @@ def test_no_remote_configured_is_one_line(home: Path, monkeypatch: pytest.Monkey
     assert result.exception.exit_code == 4 and "offline" in str(result.exception)
 
 
+def test_run_eval_and_bench_take_the_remote_flags(seed: Seed, home: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from zoo import api
+    from zoo.errors import UserError
+
+    exported = api._producer
+
+    def refused(*args: object) -> None:
+        raise UserError("this model may not be exported here")
+
+    monkeypatch.setattr(api, "_producer", refused)
+    ran = cli("run", *MODEL, "--remote", seed.url, "--json")  # a miss, served by the remote named
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["provider"] == "cpu"
+    same_files(seed.entry_dir, home / "models" / seed.pulled["key"])
+
+    data = tmp_path / "data" / "0"
+    data.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (120, 40, 200)).save(data / "a.png")
+    monkeypatch.setenv("ZOO_REMOTE", seed.url)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home-2"))
+    evaluated = cli("eval", *MODEL, "--data", str(data.parent), "--no-remote")  # over ZOO_REMOTE: must export
+    assert evaluated.exit_code == 1 and "may not be exported here" in str(evaluated.exception)
+    evaluated = cli("eval", *MODEL, "--data", str(data.parent), "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["images"] == 1
+
+    monkeypatch.setattr(api, "_producer", exported)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home-3"))
+    empty = tmp_path / "empty"
+    benched = cli("bench", *MODEL, "--remote", empty.as_uri(), "--no-upload", "--iterations", "1", "--warmup", "0",
+                  "--json")
+    assert benched.exit_code == 0, benched.output
+    assert json.loads(benched.stdout)["model"]["key"] == seed.pulled["key"]
+    assert not list(empty.rglob("*.json"))  # exported here, and kept off the remote
+
+
 def test_gc_removes_old_unreferenced_blobs_only(seed: Seed, tmp_path: Path, home: Path) -> None:
     shared = tmp_path / "shared"
     shutil.copytree(Path(seed.url.removeprefix("file://")), shared)

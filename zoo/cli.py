@@ -34,6 +34,13 @@ app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 RemoteFlag = Annotated[str | None, typer.Option(
     "--remote", help="The remote cache for this command, an fsspec URL (over ZOO_REMOTE and config.toml).")]
+NoRemoteFlag = Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")]
+NoUploadFlag = Annotated[bool, typer.Option("--no-upload", help="Do not upload a fresh export to the remote.")]
+
+
+def remote_choice(remote: str | None, no_remote: bool) -> str | bool | None:
+    """What ``api.pull`` takes as ``remote``: a URL, False for none, None for the configured one."""
+    return False if no_remote else remote
 
 
 def _show_version(value: bool) -> None:
@@ -183,8 +190,8 @@ def pull(
     selection: dict[str, Any],
     force: Annotated[bool, typer.Option(help="Export again even when cached.")] = False,
     remote: RemoteFlag = None,
-    no_remote: Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")] = False,
-    no_upload: Annotated[bool, typer.Option("--no-upload", help="Do not upload a fresh export to the remote.")] = False,
+    no_remote: NoRemoteFlag = False,
+    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Resolve, export on a miss, and print the path of model.onnx."""
@@ -192,7 +199,7 @@ def pull(
     results = []
     for name in names:
         with progress(not json_) as report:
-            pulled = api.pull(name, force=force, progress=report, remote=False if no_remote else remote,
+            pulled = api.pull(name, force=force, progress=report, remote=remote_choice(remote, no_remote),
                               upload=not no_upload, **selection)
         results.append(pulled.summary())
         if not json_:
@@ -468,6 +475,9 @@ def run(
     labels: Annotated[str | None, typer.Option(help="FILE.onnx: a text file with one label per line.")] = None,
     preprocess_like: Annotated[str | None, typer.Option(
         help="FILE.onnx: copy this model's preprocessing (and labels), e.g. timm:resnet50.")] = None,
+    remote: RemoteFlag = None,
+    no_remote: NoRemoteFlag = False,
+    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Run a model once on images, a tensor file, or a random input of its shape.
@@ -487,7 +497,8 @@ def run(
         result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
                          topk=topk, runtime=runtime, progress=report, labels=_read_labels(labels),
                          preprocessing={k: v for k, v in given.items() if v is not None},
-                         preprocess_like=preprocess_like, **selection)
+                         preprocess_like=preprocess_like, remote=remote_choice(remote, no_remote),
+                         upload=not no_upload, **selection)
 
     def show() -> None:
         echo(f"provider: {_provider_line(result)}")
@@ -542,6 +553,9 @@ def bench(
     compare: Annotated[str | None, typer.Option(
         help="'torch': also time PyTorch eager on the same weights; or a KEY, name or FILE.onnx to time "
              "against this one (e.g. float32 vs its int8 twin).")] = None,
+    remote: RemoteFlag = None,
+    no_remote: NoRemoteFlag = False,
+    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
@@ -554,7 +568,8 @@ def bench(
         if report:
             report(f"loading {name}")
         results = api.bench(name, provider=provider, batches=batches, modes=modes, warmup=warmup,
-                            iterations=iterations, runtime=runtime, compare=compare, progress=report, **selection)
+                            iterations=iterations, runtime=runtime, compare=compare, progress=report,
+                            remote=remote_choice(remote, no_remote), upload=not no_upload, **selection)
 
     def show() -> None:
         first = results[0]
@@ -596,6 +611,9 @@ def eval_(
     compare: Annotated[str | None, typer.Option(
         help="'torch' (the PyTorch model), or a KEY, name or FILE.onnx, evaluated on the same images.")] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
+    remote: RemoteFlag = None,
+    no_remote: NoRemoteFlag = False,
+    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Measure top-1 and top-5 accuracy on a labelled image folder (recorded in a stored entry)."""
@@ -604,7 +622,8 @@ def eval_(
         selection["batch"] = batch
     result = api.evaluate(name, data, labels_map=labels_map, limit=limit, batch=batch, provider=provider,
                           runtime=runtime, compare=compare, per_class=per_class,
-                          bars=not json_ and sys.stderr.isatty(), **selection)
+                          bars=not json_ and sys.stderr.isatty(), remote=remote_choice(remote, no_remote),
+                          upload=not no_upload, **selection)
 
     def show() -> None:
         def line(label: str, r: dict[str, Any]) -> str:
