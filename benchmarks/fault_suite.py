@@ -496,7 +496,7 @@ def _hostile_name(suite: Suite, name: str, command: str) -> tuple[str, str]:
 def _planted(folder: Path, kind: str, location: str, secret: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
     import onnx
-    from test_external_data_walker import planted_model  # the same hostile models the tests use
+    from helpers import planted_model  # the same hostile models the tests use
 
     (folder / "link.bin").symlink_to(secret)
     kind_name = {"dense": "dense", "sparse": "sparse values", "constant": "constant attribute",

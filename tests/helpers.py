@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -337,3 +338,64 @@ def hf_settings(server, tmp_path: Path) -> dict[str, str]:  # server: hubserver.
 
     return {"HF_ENDPOINT": server.url, "HF_HOME": str(tmp_path / "hf-home"), "HF_TOKEN": TOKEN,
             "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+
+
+# -- hostile ONNX files ------------------------------------------------------------------------
+# Where ONNX keeps tensors: each kind can carry an external-data reference.
+KINDS = ("dense", "sparse values", "sparse indices", "constant attribute", "subgraph", "function")
+
+
+def outside(name: str, location: str, dims: tuple[int, ...] = (4,), dtype: int | None = None) -> Any:
+    """A tensor whose bytes ONNX would read from ``location``."""
+    from onnx import TensorProto
+
+    tensor = TensorProto(name=name, data_type=TensorProto.FLOAT if dtype is None else dtype, dims=list(dims))
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(4 * int(np.prod(dims))))):
+        tensor.external_data.add(key=key, value=value)
+    return tensor
+
+
+def inline(name: str, values: list[float]) -> Any:
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor(name, TensorProto.FLOAT, [len(values)], values)
+
+
+def planted_model(kind: str, location: str) -> Any:
+    """Y = X + W, with one tensor of ``kind`` (see ``KINDS``) reading its bytes from ``location``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Add", ["X", "W"], ["Y"])]
+    initializers: list[TensorProto] = []
+    sparse: list[onnx.SparseTensorProto] = []
+    functions: list[onnx.FunctionProto] = []
+    if kind == "dense":
+        initializers.append(outside("W", location))
+    elif kind.startswith("sparse"):
+        values = outside("W", location, (1,)) if kind == "sparse values" else inline("W", [1.0])
+        indices = (outside("W_idx", location, (1,), TensorProto.INT64) if kind == "sparse indices"
+                   else helper.make_tensor("W_idx", TensorProto.INT64, [1], [2]))
+        sparse.append(helper.make_sparse_tensor(values, indices, [4]))
+    elif kind == "constant attribute":
+        nodes.insert(0, helper.make_node("Constant", [], ["W"], value=outside("c", location)))
+    elif kind == "subgraph":
+        branch = helper.make_graph([helper.make_node("Identity", ["B"], ["W_out"])], "branch", [],
+                                   [helper.make_tensor_value_info("W_out", TensorProto.FLOAT, [4])],
+                                   initializer=[outside("B", location)])
+        nodes.insert(0, helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("k", TensorProto.BOOL,
+                                                                                           [], [True])))
+        nodes.insert(1, helper.make_node("If", ["cond"], ["W"], then_branch=branch, else_branch=branch))
+    elif kind == "function":
+        body = helper.make_node("Constant", [], ["out"], value=outside("f", location))
+        functions.append(helper.make_function("local", "MakeW", [], ["out"], [body],
+                                              [helper.make_opsetid("", 18)]))
+        nodes.insert(0, helper.make_node("MakeW", [], ["W"], domain="local"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])],
+                              initializer=initializers, sparse_initializer=sparse)
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("local", 1)] if functions else [])
+    model = helper.make_model(graph, opset_imports=opsets, functions=functions)
+    model.ir_version = 9
+    return model

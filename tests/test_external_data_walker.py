@@ -15,63 +15,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import one_line_error, run_cli, zoo_env
-from onnx import TensorProto, helper
+from helpers import KINDS, one_line_error, planted_model, run_cli, zoo_env
+from onnx import helper
 from zoo_hf import external_data
 
 from zoo.integrity import external_data_problems, model_tensors
 from zoo.record import Record, as_json
 from zoo.store import MODEL_FILE, Store, describe_files, write_json
-
-KINDS = ("dense", "sparse values", "sparse indices", "constant attribute", "subgraph", "function")
-
-
-def outside(name: str, location: str, dims: tuple[int, ...] = (4,), dtype: int = TensorProto.FLOAT) -> TensorProto:
-    tensor = TensorProto(name=name, data_type=dtype, dims=list(dims))
-    tensor.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", "0"), ("length", str(4 * int(np.prod(dims))))):
-        tensor.external_data.add(key=key, value=value)
-    return tensor
-
-
-def inline(name: str, values: list[float]) -> TensorProto:
-    return helper.make_tensor(name, TensorProto.FLOAT, [len(values)], values)
-
-
-def planted_model(kind: str, location: str) -> onnx.ModelProto:
-    """Y = X + W, with one tensor of ``kind`` reading its bytes from ``location``."""
-    nodes = [helper.make_node("Add", ["X", "W"], ["Y"])]
-    initializers: list[TensorProto] = []
-    sparse: list[onnx.SparseTensorProto] = []
-    functions: list[onnx.FunctionProto] = []
-    if kind == "dense":
-        initializers.append(outside("W", location))
-    elif kind.startswith("sparse"):
-        values = outside("W", location, (1,)) if kind == "sparse values" else inline("W", [1.0])
-        indices = (outside("W_idx", location, (1,), TensorProto.INT64) if kind == "sparse indices"
-                   else helper.make_tensor("W_idx", TensorProto.INT64, [1], [2]))
-        sparse.append(helper.make_sparse_tensor(values, indices, [4]))
-    elif kind == "constant attribute":
-        nodes.insert(0, helper.make_node("Constant", [], ["W"], value=outside("c", location)))
-    elif kind == "subgraph":
-        branch = helper.make_graph([helper.make_node("Identity", ["B"], ["W_out"])], "branch", [],
-                                   [helper.make_tensor_value_info("W_out", TensorProto.FLOAT, [4])],
-                                   initializer=[outside("B", location)])
-        nodes.insert(0, helper.make_node("Constant", [], ["cond"], value=helper.make_tensor("k", TensorProto.BOOL,
-                                                                                           [], [True])))
-        nodes.insert(1, helper.make_node("If", ["cond"], ["W"], then_branch=branch, else_branch=branch))
-    elif kind == "function":
-        body = helper.make_node("Constant", [], ["out"], value=outside("f", location))
-        functions.append(helper.make_function("local", "MakeW", [], ["out"], [body],
-                                              [helper.make_opsetid("", 18)]))
-        nodes.insert(0, helper.make_node("MakeW", [], ["W"], domain="local"))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])],
-                              initializer=initializers, sparse_initializer=sparse)
-    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("local", 1)] if functions else [])
-    model = helper.make_model(graph, opset_imports=opsets, functions=functions)
-    model.ir_version = 9
-    return model
 
 
 @pytest.fixture
