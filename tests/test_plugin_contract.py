@@ -115,6 +115,17 @@ def test_an_alias_resolves_to_the_refs_key_and_hits_without_torch(install: Calla
     assert json.loads(proc.stdout) == {"cached": True, "torch": False}
 
 
+def test_a_source_says_what_its_build_is_doing(install: Callable[..., Path]) -> None:
+    install("tinycnn")
+    said: list[str] = []
+    zoo.pull("tinycnn:l", exporter="torchscript", progress=said.append)
+    start = said.index("building tinycnn:l (weights seed1234)")
+    assert said[start + 1] == "making a 8-channel CNN"  # zoo.plugin.report, from inside build
+    zoo.plugin.report("nobody is listening now")  # outside a build: dropped
+    assert "nobody is listening now" not in said
+    assert zoo.pull("tinycnn:m", exporter="torchscript").cached is False  # no progress: dropped too
+
+
 def test_the_kit_checks_alias_and_bare_name_keys(install: Callable[..., Path],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from zoo.testing import SourceCheck

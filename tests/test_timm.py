@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +190,30 @@ def test_pretrained_weights_come_from_the_hub_cache_offline(home: Path, zoo_proc
     (got,) = session.run(None, {"input": x.numpy()})
     with torch.inference_mode():
         assert np.abs(got - model(x).numpy()).max() < 1e-4
+
+
+def test_pretrained_weights_download_through_zoos_progress_line(home: Path, tmp_path: Path) -> None:
+    """timm's default weights downloaded from a Hub (the local one in tests/hubserver.py): the bytes
+    are reported through zoo's progress (a terminal's spinner line), never drawn as a tqdm bar of
+    huggingface_hub's own. A real process: huggingface_hub reads HF_ENDPOINT when imported."""
+    import timm
+    import torch
+    from helpers import REPO, hf_settings, zoo_env
+    from hubserver import HubServer
+    from safetensors.torch import save as safetensors_bytes
+
+    torch.manual_seed(3)
+    state = {k: v.contiguous() for k, v in timm.create_model("test_resnet").state_dict().items()}
+    script = ("import sys, zoo\n"
+              "say = lambda message: print(message, file=sys.stderr)\n"
+              "pulled = zoo.pull('timm:test_resnet', exporter='torchscript', progress=say)\n"
+              "print(pulled.entry.record.weights.hub_id)\n")
+    with HubServer() as server:
+        server.hub.commit("timm/test_resnet.r160_in1k", {"model.safetensors": safetensors_bytes(state)})
+        proc = subprocess.run([sys.executable, "-c", script], env=zoo_env(home, **hf_settings(server, tmp_path)),
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "timm/test_resnet.r160_in1k"
+    assert re.search(r"^downloading timm/test_resnet\.r160_in1k/model\.safetensors: [\d.]+ MB of [\d.]+ MB$",
+                     proc.stderr, re.M), proc.stderr
+    assert "%|" not in proc.stderr, proc.stderr  # no tqdm bar

@@ -27,6 +27,7 @@ from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .runtime import ProviderOptions, Target, check_provider, read_file
+from .source import reporting
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
 
 _KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
@@ -634,7 +635,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         if source.fetches:  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")
-        with _seeded():  # random init (--weights none) is the same on every run: same key, same bytes
+        with _seeded(), reporting(progress):  # random init (--weights none): the same on every run
             built = source.build(spec, recipe)
         check_built_weights(spec, built.weights)  # a pin is never silently ignored
         if recipe.size is not None:

@@ -41,7 +41,7 @@ from .integrity import check_weights_file, external_location, model_tensors, pin
 from .names import check_name, split_ref
 from .recipe import CHECKPOINT_SUFFIXES, Recipe, file_sha256, looks_like_path
 from .record import MAX_RECORD_BYTES, Record, RecordError
-from .source import Progress, Source, build_model, checkpoint_spec, match, refuse_options
+from .source import Progress, Source, build_model, checkpoint_spec, match, refuse_options, report
 from .spec import BuiltModel, ModelSpec, Preprocessing
 from .store import METADATA_FILE
 
@@ -50,8 +50,8 @@ __all__ = [
     "Source", "ModelSpec", "BuiltModel", "Preprocessing", "Recipe", "Progress", "hookimpl",
     # catalogues, names, options
     "match", "split_ref", "check_name", "refuse_options", "checkpoint_spec", "looks_like_path", "CHECKPOINT_SUFFIXES",
-    # building through another source
-    "build_model",
+    # building through another source; saying what a long step does
+    "build_model", "report",
     # weights files
     "file_sha256", "load_state_dict", "load_into", "unwrap", "infer_num_classes", "by_position",
     "check_weights_file", "pinned_sha256",

@@ -149,6 +149,31 @@ def sources_in_reach(lookup: Callable[[str], Any]) -> Iterator[None]:
         _in_reach.reset(token)
 
 
+_reporter: ContextVar[Progress | None] = ContextVar("zoo_reporter", default=None)
+
+
+@contextmanager
+def reporting(progress: Progress | None) -> Iterator[None]:
+    """While a source builds: send ``report`` lines to ``progress`` (host use)."""
+    token = _reporter.set(progress)
+    try:
+        yield
+    finally:
+        _reporter.reset(token)
+
+
+def report(message: str) -> None:
+    """Say what a long step of ``build`` is doing now (``downloading X: 12.5 MB of 98.0 MB``).
+
+    It becomes the spinner line on a terminal and is dropped otherwise (``--json``, pipes,
+    the Python API without a ``progress`` callable). ``build`` takes no progress argument;
+    ``fetch`` has its own and may use either.
+    """
+    say = _reporter.get()
+    if say is not None:
+        say(message)
+
+
 def build_model(spec: ModelSpec, recipe: Recipe) -> BuiltModel:
     """Build ``spec`` with the registered source it names, as zoo would.
 

@@ -37,6 +37,8 @@ from zoo.plugin import (
     load_state_dict,
     looks_like_path,
     offline,
+    report,
+    spinner_bar,
 )
 
 WEIGHTS_ADVICE = "use --weights none, or --weights PATH to a local checkpoint"
@@ -175,7 +177,9 @@ def _fetch(cfg: Any) -> Path | None:
     cache_only = offline() or unreachable is not None
     for candidate in [*_get_safe_alternatives(filename), filename]:
         try:
-            return Path(hf_hub_download(repo, candidate, revision=revision, local_files_only=cache_only))
+            # The bytes go to zoo's progress line (a terminal's spinner), never to a tqdm bar of their own.
+            return Path(hf_hub_download(repo, candidate, revision=revision, local_files_only=cache_only,
+                                        tqdm_class=spinner_bar(report, f"{repo}/{candidate}")))
         except LocalEntryNotFoundError as exc:  # not cached, and offline or the Hub unreachable
             problem = unreachable or _first_line(exc)
             if not cache_only:

@@ -31,6 +31,7 @@ from zoo.plugin import (
     match,
     offline,
     pinned_sha256,
+    report,
 )
 
 
@@ -129,6 +130,7 @@ def _fetch(weights: Any) -> Path:
         raise WeightsUnavailableError(f"offline mode: weights {weights.url} are not cached; {advice}")
     cached.parent.mkdir(parents=True, exist_ok=True)
     match_ = torch.hub.HASH_REGEX.search(filename)
+    report(f"downloading {weights.url}")
     try:
         torch.hub.download_url_to_file(weights.url, str(cached),
                                        hash_prefix=match_.group(1) if match_ else None,

@@ -18,6 +18,7 @@ from zoo.plugin import (
     looks_like_path,
     match,
     refuse_options,
+    report,
 )
 
 WIDTHS = {"m": 4, "l": 8}
@@ -47,6 +48,7 @@ class TinyCNN(Source):
         import torch
         from torch import nn
 
+        report(f"making a {WIDTHS[spec.name]}-channel CNN")  # what a long step would say (a download...)
         if spec.weights.startswith("seed"):
             torch.manual_seed(int(spec.weights[4:]))
         width = WIDTHS[spec.name]
