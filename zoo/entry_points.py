@@ -10,7 +10,9 @@ folder modified within ``RACY_S`` of the scan could change again within the cloc
 granularity, so such a result is not kept.
 
 The remembered list is only a cache: a file that does not parse, or names a value that is
-not an entry point, is ignored and the distributions are read again.
+not an entry point, is ignored and the distributions are read again. It belongs to the
+Python environment, not to a store, so it lives in the user's cache dir (``cache_dir``) and
+never under ``ZOO_HOME``: a command refused before it touches the store still loads plugins.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ class EntryPoint:
         for part in filter(None, (match["attr"] or "").split(".")):
             target = getattr(target, part)
         return target
+
+
+def cache_dir() -> Path:
+    """Where the lists are kept: ``entry-points`` in the platform's user cache dir for zoo."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("zoo")) / "entry-points"
 
 
 def installed(group: str, cache_dir: Path | None = None) -> list[EntryPoint]:

@@ -23,7 +23,6 @@ from typing import Any
 import pluggy
 
 from . import __version__, entry_points, hookspecs
-from .env import home
 from .errors import PluginError, PluginFailure, UnknownModelError, ZooError, ZooWarning
 from .recipe import Recipe
 from .source import Progress, Source, implements, sources_in_reach
@@ -202,7 +201,7 @@ class PluginHost:
             info.distribution, info.version = DISTRIBUTION, __version__
             self._add(info, lambda m=module_name: importlib.import_module(m))
         allowed = _allow_list()
-        installed = entry_points.installed(ENTRY_POINT_GROUP, home() / "entry-points")
+        installed = entry_points.installed(ENTRY_POINT_GROUP, entry_points.cache_dir())
         for ep in installed:
             info = PluginInfo(name=ep.name, module=ep.value, distribution=ep.distribution, version=ep.version)
             if allowed is not None and ep.name not in allowed:
