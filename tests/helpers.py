@@ -45,7 +45,7 @@ def invoke(*args: str, env: dict[str, str | None] | None = None, check: bool = T
 
     ``zoo.cli.main`` (not only the Typer app) runs, so errors map to their one line and exit
     code exactly as for a user. ``env`` is laid over ``os.environ`` for the call (None unsets).
-    The plugin host is loaded afresh, as a new process would.
+    The plugin host is loaded afresh, and the app loses the commands plugins added, as for a new process.
     """
     from typer.testing import CliRunner
 
@@ -53,6 +53,7 @@ def invoke(*args: str, env: dict[str, str | None] | None = None, check: bool = T
     from zoo.host import reset_host
 
     argv = sys.argv
+    commands = list(cli.app.registered_commands)
     with CliRunner().isolation(env=env) as (out, err, _):
         reset_host()
         sys.argv = ["zoo", *args]
@@ -63,6 +64,7 @@ def invoke(*args: str, env: dict[str, str | None] | None = None, check: bool = T
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
             sys.argv = argv
+            cli.app.registered_commands[:] = commands  # the plugins' commands, as a new process would
             reset_host()
         sys.stdout.flush()
         sys.stderr.flush()
