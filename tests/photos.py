@@ -65,7 +65,7 @@ def real_photos(folder: Path, count: int) -> list[Path]:
             if k % 2:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             path = folder / f"{name}_{k}.png"
-            crop.save(path)
+            crop.save(path, compress_level=1)  # the same pixels, written 3x faster than the default
             paths.append(path)
     return paths
 

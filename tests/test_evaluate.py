@@ -8,24 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli, zoo_env
+from helpers import TINY as MODEL
 from photos import cli, real_photos, synthetic
-
-MODEL = ("timm:test_resnet", "--weights", "none")
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store with timm's 470k-parameter test_resnet (1000 ImageNet classes, random weights)."""
-    root = tmp_path_factory.mktemp("eval") / "zoo-home"
-    run_cli("pull", *MODEL, env=zoo_env(root))
-    return root
 
 
 @pytest.fixture
-def store(home: Path, tiny_store: Path) -> Path:
-    shutil.copytree(tiny_store, home, dirs_exist_ok=True)
-    return home
+def store(copy_store: Path) -> Path:
+    """A copy of the shared tiny store: timm's 470k-parameter test_resnet (1000 ImageNet classes,
+    random weights), its only entry."""
+    return copy_store
 
 
 def entry_dir(home: Path) -> Path:

@@ -1,8 +1,9 @@
 """The example plugin package (examples/zoo-hubconf), installed with pip and driven through the CLI.
 
 It is installed into a temporary ``--target`` folder (its entry point is found from the
-``.dist-info`` there), not into the shared environment: put on a real process's PYTHONPATH
-once, and on this process's ``sys.path`` for the in-process CLI calls.
+``.dist-info`` there), not into the shared environment: put on this process's ``sys.path`` for
+the in-process CLI calls, and on PYTHONPATH for the processes zoo starts itself (the kit's
+``light`` step imports the plugin in a fresh interpreter).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, invoke, run_cli, zoo_env
+from helpers import REPO, invoke
 
 EXAMPLE = REPO / "examples" / "zoo-hubconf"
 
@@ -62,16 +63,11 @@ def example_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def env(example_site: Path, tmp_path: Path) -> dict[str, str]:
-    """A real process's environment with the installed example on PYTHONPATH."""
-    path = os.pathsep.join(p for p in [str(example_site), os.environ.get("PYTHONPATH", "")] if p)
-    return zoo_env(tmp_path / "home", PYTHONPATH=path)
-
-
-@pytest.fixture
 def cli(home: Path, example_site: Path, monkeypatch: pytest.MonkeyPatch):  # -> Callable[..., helpers.Ran]
-    """``cli(*args, check=True, **env)``: the CLI in this process, with the installed example importable."""
+    """``cli(*args, check=True, **env)``: the CLI in this process, with the installed example importable
+    here and in the processes it starts."""
     monkeypatch.syspath_prepend(str(example_site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in [str(example_site), os.environ.get("PYTHONPATH")] if p))
 
     def run(*args: str, check: bool = True, **extra: str):
         return invoke(*args, env=extra, check=check)
@@ -89,12 +85,12 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
-def test_installed_plugin_is_listed(env: dict[str, str]) -> None:
-    rows = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", env=env).stdout)}
+def test_installed_plugin_is_listed(cli) -> None:
+    rows = {p["name"]: p for p in json.loads(cli("plugins", "--json").stdout)}
     hub = rows["hubconf"]
     assert (hub["distribution"], hub["version"], hub["status"]) == ("zoo-hubconf", "0.1.0", "loaded")
     assert hub["sources"] == ["hubconf"] and hub["hooks"] == ["zoo_register_sources"]
-    assert "hubconf" in run_cli("plugins", env=env).stdout
+    assert "hubconf" in cli("plugins").stdout
 
 
 def test_pull_a_model_from_a_hubconf_repo(cli, repo: Path) -> None:
@@ -166,15 +162,14 @@ def test_errors_say_what_to_do(cli, repo: Path, tmp_path: Path) -> None:
         assert line.startswith("zoo: ")  # one line, no traceback
 
 
-def test_conformance_kit_passes(env: dict[str, str]) -> None:
-    """A real process: the kit's "light" step imports the plugin in a fresh interpreter, found on PYTHONPATH."""
-    data = json.loads(run_cli("plugins", "check", "hubconf", "--json", env=env).stdout)
+def test_conformance_kit_passes(cli) -> None:
+    """The kit's "light" step imports the plugin in a fresh interpreter, found on PYTHONPATH."""
+    data = json.loads(cli("plugins", "check", "hubconf", "--json").stdout)
     assert data["passed"] is True
     assert data["reports"][0]["model"].endswith("sample_repo:tiny_cnn")
 
 
 @pytest.mark.slow
-def test_conformance_kit_passes_on_a_users_repo(env: dict[str, str], repo: Path) -> None:
-    data = json.loads(run_cli("plugins", "check", "hubconf", "--model", f"{repo}:small_net", "--json",
-                              env=env).stdout)
+def test_conformance_kit_passes_on_a_users_repo(cli, repo: Path) -> None:
+    data = json.loads(cli("plugins", "check", "hubconf", "--model", f"{repo}:small_net", "--json").stdout)
     assert data["passed"] is True

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from helpers import KINDS, one_line_error, planted_model, run_cli, zoo_env
+from helpers import KINDS, home_env, invoke, one_line_error, planted_model
 from onnx import helper
 from zoo_hf import external_data
 
@@ -82,7 +82,7 @@ def test_planted_sparse_initializer_is_refused_by_verify_and_run(tmp_path: Path,
     write_json(entry.dir / "zoo.json", metadata)
     (entry.dir / "link.bin").symlink_to(secret)  # not in the record: only the model names it
 
-    env = zoo_env(home)
-    proc = run_cli("verify", env=env, check=False)
+    env = home_env(home)
+    proc = invoke("verify", env=env, check=False)
     assert proc.returncode == 3 and "tensor 'W' external data" in proc.stdout, proc.stdout + proc.stderr
-    one_line_error(run_cli("run", str(entry.model_path), env=env, check=False), 3, "refusing", "external data")
+    one_line_error(invoke("run", str(entry.model_path), env=env, check=False), 3, "refusing", "external data")

@@ -7,29 +7,33 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, zoo_env
+from helpers import TINY, home_env, invoke
 from photos import cli, real_photos, synthetic
 
+# The default exporter, as users pull: for the tests that quantize a model themselves.
 MODEL = ("timm:test_resnet", "--weights", "none")
 
 
 @pytest.fixture(scope="module")
-def int8_store(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """test_resnet as float32 and as int8 calibrated on 12 images (too few to judge: a warning)."""
+def int8_store(tmp_path_factory: pytest.TempPathFactory, tiny_store: Path) -> dict[str, object]:
+    """The shared tiny store (float32 test_resnet, helpers.TINY) plus its int8 twin calibrated on
+    12 images (too few to judge: a warning), pulled in process."""
     base = tmp_path_factory.mktemp("int8")
     calibration = base / "calibration"
     synthetic(calibration, 12)
     root = base / "zoo-home"
-    env = zoo_env(root)
-    float32 = json.loads(run_cli("pull", *MODEL, "--json", env=env).stdout)
-    pulled = run_cli("pull", *MODEL, "--dtype", "int8", "--calibration", str(calibration), "--json", env=env)
+    shutil.copytree(tiny_store, root, symlinks=True)  # entries are links to generations
+    env = home_env(root)
+    float32 = json.loads(invoke("pull", *TINY, "--json", env=env).stdout)
+    assert float32["cached"] is True
+    pulled = invoke("pull", *TINY, "--dtype", "int8", "--calibration", str(calibration), "--json", env=env)
     return {"root": root, "calibration": calibration, "float32": float32["key"],
             "int8": json.loads(pulled.stdout)["key"], "stderr": pulled.stderr}
 
 
 @pytest.fixture
 def store(home: Path, int8_store: dict[str, object]) -> dict[str, object]:
-    shutil.copytree(int8_store["root"], home, dirs_exist_ok=True)
+    shutil.copytree(int8_store["root"], home, symlinks=True, dirs_exist_ok=True)
     return int8_store
 
 
@@ -99,17 +103,17 @@ def test_the_int8_entry_is_quantized_and_checked_against_float32(home: Path, sto
 
 
 def test_dtype_int8_alone_finds_the_only_int8_entry(store: dict[str, object], tmp_path: Path) -> None:
-    info = cli("info", *MODEL, "--dtype", "int8", "--json")
+    info = cli("info", *TINY, "--dtype", "int8", "--json")
     assert info.code == 0, info.stderr
     assert info.json()["key"] == store["int8"]
     image = synthetic(tmp_path, 1)[0]
-    run = cli("run", *MODEL, "--dtype", "int8", "--image", image, "--json")
+    run = cli("run", *TINY, "--dtype", "int8", "--image", image, "--json")
     assert run.code == 0, run.stderr
     assert run.json()["key"] == store["int8"] and len(run.json()["predictions"][0]) == 5
-    removed = cli("rm", *MODEL, "--dtype", "int8", "--json")
+    removed = cli("rm", *TINY, "--dtype", "int8", "--json")
     assert removed.json()["removed"][0]["key"] == store["int8"]
     assert [e["key"] for e in cli("list", "--json").json()] == [store["float32"]]
-    missing = cli("info", *MODEL, "--dtype", "int8")
+    missing = cli("info", *TINY, "--dtype", "int8")
     assert missing.code == 1 and "--dtype int8 --calibration DIR" in missing.stderr
 
 
@@ -121,22 +125,23 @@ def test_two_int8_entries_are_told_apart_by_key_or_calibration(home: Path, store
     # A second int8 entry, as another calibration set would make it (copied: no second export).
     other = tmp_path / "other-calibration"
     synthetic(other, 4, seed=3)
-    key = cache_key(ModelSpec("timm", "test_resnet", "none"), Recipe(dtype="int8", calibration=str(other)))
+    key = cache_key(ModelSpec("timm", "test_resnet", "none"), Recipe(dtype="int8", calibration=str(other),
+                                                                       exporter="torchscript"))
     shutil.copytree(home / "models" / store["int8"], home / "models" / key)
     metadata = record(home, key)
     metadata.update(key=key)
     metadata["recipe"]["calibration"] = str(other)
     (home / "models" / key / "zoo.json").write_text(json.dumps(metadata))
 
-    both = cli("info", *MODEL, "--dtype", "int8")
+    both = cli("info", *TINY, "--dtype", "int8")
     assert both.code == 1 and "several int8 entries" in both.stderr
     assert store["int8"] in both.stderr and key in both.stderr
-    exact = cli("info", *MODEL, "--dtype", "int8", "--calibration", other, "--json")
+    exact = cli("info", *TINY, "--dtype", "int8", "--calibration", other, "--json")
     assert exact.json()["key"] == key
 
 
 def test_bench_compare_times_int8_against_float32_in_one_run(store: dict[str, object]) -> None:
-    out = cli("bench", *MODEL, "--compare", str(store["int8"]), "--batch", "2", "--warmup", "1",
+    out = cli("bench", *TINY, "--compare", str(store["int8"]), "--batch", "2", "--warmup", "1",
               "--iterations", "3", "--json")
     assert out.code == 0, out.stderr
     result = out.json()
@@ -145,7 +150,7 @@ def test_bench_compare_times_int8_against_float32_in_one_run(store: dict[str, ob
     assert other["batch"] == 2 and other["throughput"] > 0
     assert result["compare"]["speedup_throughput"] == pytest.approx(result["throughput"] / other["throughput"],
                                                                     rel=1e-2)
-    human = cli("bench", *MODEL, "--compare", str(store["int8"])[:8], "--iterations", "2", "--warmup", "0")
+    human = cli("bench", *TINY, "--compare", str(store["int8"])[:8], "--iterations", "2", "--warmup", "0")
     assert "int8" in human.stdout and "the throughput" in human.stdout
 
 

@@ -66,13 +66,9 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
     from zoo import cli as module
 
     def run(*args: str) -> tuple[int, str, str]:
-        commands = list(module.app.registered_commands)  # main() adds the plugins' commands each time
         monkeypatch.setattr(sys, "argv", ["zoo", *args])
-        try:
-            with pytest.raises(SystemExit) as stopped:
-                module.main()
-        finally:
-            module.app.registered_commands[:] = commands
+        with pytest.raises(SystemExit) as stopped:
+            module.main()
         out, err = capsys.readouterr()
         return stopped.value.code, out, err
 

@@ -1,18 +1,22 @@
 """Plugin discovery, broken plugins, ZOO_LOAD_PLUGINS, the extension hooks and the conformance kit.
 
 The plugins are the modules in tests/plugins/, exposed as entry points through hand-written
-``.dist-info`` directories in a temporary folder put on the CLI's PYTHONPATH: nothing is
-installed into the shared environment.
+``.dist-info`` directories in a temporary folder: nothing is installed into the shared
+environment. The CLI runs in this process with both folders on ``sys.path`` for the call (and
+on PYTHONPATH for the processes zoo starts itself: the kit's ``light`` step); the plugin host
+is loaded afresh for every call, as a new process would.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import hf_settings, run_cli, zoo_env
+from helpers import Ran, hf_settings, invoke, run_cli, zoo_env
 from helpers import tiny_classifier as tiny_model
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -48,18 +52,32 @@ def make_site(root: Path, plugins: dict[str, tuple[str, str]]) -> Path:
     return site
 
 
-def plugin_env(home: Path, site: Path, **extra: str) -> dict[str, str]:
-    path = os.pathsep.join([str(site), str(PLUGINS), os.environ.get("PYTHONPATH", "")])
-    return zoo_env(home, PYTHONPATH=path.rstrip(os.pathsep), **extra)
+def with_site(site: Path) -> Callable[..., Ran]:
+    """``run(*args, check=True, **env)``: ``zoo ARGS`` in process, the plugins of ``site`` installed.
+
+    Uses the store of the ``home`` fixture.
+    """
+
+    def run(*args: str, check: bool = True, **extra: str) -> Ran:
+        paths = [str(site), str(PLUGINS)]
+        pythonpath = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        sys.path[:0] = paths
+        try:
+            return invoke(*args, env={"PYTHONPATH": pythonpath, **extra}, check=check)
+        finally:
+            for path in paths:
+                sys.path.remove(path)
+
+    return run
 
 
 @pytest.fixture
-def broken_env(tmp_path: Path) -> dict[str, str]:
-    return plugin_env(tmp_path / "home", make_site(tmp_path, {**BROKEN, **TINY}))
+def broken(home: Path, tmp_path: Path) -> Callable[..., Ran]:
+    return with_site(make_site(tmp_path, {**BROKEN, **TINY}))
 
 
-def test_broken_plugins_are_listed_with_reason_and_distribution(broken_env: dict[str, str]) -> None:
-    rows = {p["name"]: p for p in json.loads(run_cli("plugins", "--json", env=broken_env).stdout)}
+def test_broken_plugins_are_listed_with_reason_and_distribution(broken: Callable[..., Ran]) -> None:
+    rows = {p["name"]: p for p in json.loads(broken("plugins", "--json").stdout)}
     for name, (dist, _module) in BROKEN.items():
         assert rows[name]["distribution"] == dist and rows[name]["version"] == "1.2.3"
         assert rows[name]["status"].startswith("error: ")
@@ -71,13 +89,13 @@ def test_broken_plugins_are_listed_with_reason_and_distribution(broken_env: dict
     assert rows["tiny"]["commands"] == ["stats"]
     assert rows["zoo_torchvision"]["status"] == "loaded" and rows["zoo_torchvision"]["sources"] == ["torchvision"]
 
-    table = run_cli("plugins", env=broken_env).stdout
+    table = broken("plugins").stdout
     line = next(row for row in table.splitlines() if row.startswith("duplicate "))
     assert "zoo-test-duplicate" in line and "already registered by zoo_torchvision" in line
 
 
-def test_other_commands_keep_working_and_warn_once_per_broken_plugin(broken_env: dict[str, str]) -> None:
-    proc = run_cli("list", "--available", "mobilenet_v3_s*", "--json", env=broken_env)
+def test_other_commands_keep_working_and_warn_once_per_broken_plugin(broken: Callable[..., Ran]) -> None:
+    proc = broken("list", "--available", "mobilenet_v3_s*", "--json")
     names = [row["name"] for row in json.loads(proc.stdout)]
     assert "torchvision:mobilenet_v3_small" in names
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("zoo: warning: plugin")]
@@ -85,32 +103,31 @@ def test_other_commands_keep_working_and_warn_once_per_broken_plugin(broken_env:
     for name, (dist, _module) in BROKEN.items():
         assert sum(f"plugin {name} (from {dist}) skipped" in w for w in warnings) == 1
     # The built-in `list` is not replaced by the clashing plugin's command.
-    assert "hijacked" not in run_cli("list", env=broken_env).stdout
+    assert "hijacked" not in broken("list").stdout
 
 
-def test_an_entry_point_named_like_a_loaded_plugin_is_refused(tmp_path: Path) -> None:
+def test_an_entry_point_named_like_a_loaded_plugin_is_refused(home: Path, tmp_path: Path) -> None:
     site = make_site(tmp_path, {"zoo_torchvision": ("zoo-test-shadow", "zoo_test_tiny")})
-    rows = json.loads(run_cli("plugins", "--json", env=plugin_env(tmp_path / "home", site)).stdout)
+    rows = json.loads(with_site(site)("plugins", "--json").stdout)
     shadow = [p for p in rows if p["distribution"] == "zoo-test-shadow"]
     assert len(shadow) == 1 and shadow[0]["status"] == "error: duplicate plugin name 'zoo_torchvision'"
     builtin = next(p for p in rows if p["name"] == "zoo_torchvision")
     assert builtin["status"] == "loaded" and builtin["sources"] == ["torchvision"]
 
 
-def test_a_failing_catalogue_leaves_the_others_listed(tmp_path: Path) -> None:
+def test_a_failing_catalogue_leaves_the_others_listed(home: Path, tmp_path: Path) -> None:
     site = make_site(tmp_path, {"badcat": ("zoo-test-bad-catalogue", "zoo_test_bad_catalogue")})
-    proc = run_cli("list", "--available", "mobilenet_v3_s*", "--json", env=plugin_env(tmp_path / "home", site))
+    proc = with_site(site)("list", "--available", "mobilenet_v3_s*", "--json")
     assert "torchvision:mobilenet_v3_small" in [row["name"] for row in json.loads(proc.stdout)]
     assert ("plugin badcat (zoo-test-bad-catalogue 1.2.3) failed listing the models of source badcat: "
             "RuntimeError: catalogue service down; left out of the list") in proc.stderr
 
 
-def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
-    site = make_site(tmp_path, {**TINY, "raises": BROKEN["raises"]})
+def test_zoo_load_plugins_selects_entry_points(home: Path, tmp_path: Path) -> None:
+    zoo = with_site(make_site(tmp_path, {**TINY, "raises": BROKEN["raises"]}))
 
     def loaded(**extra: str) -> set[str]:
-        env = plugin_env(tmp_path / "home", site, **extra)
-        rows = json.loads(run_cli("plugins", "--json", env=env).stdout)
+        rows = json.loads(zoo("plugins", "--json", **extra).stdout)
         return {p["name"] for p in rows if not p["builtin"] and p["status"] != "skipped (ZOO_LOAD_PLUGINS)"}
 
     assert {"tiny", "raises"} <= loaded()  # unset: every entry point
@@ -119,13 +136,13 @@ def test_zoo_load_plugins_selects_entry_points(tmp_path: Path) -> None:
     assert loaded(ZOO_LOAD_PLUGINS=" tiny , raises ") == {"tiny", "raises"}
 
 
-def test_post_export_transform_runs_and_is_recorded(tmp_path: Path) -> None:
+def test_post_export_transform_runs_and_is_recorded(home: Path, tmp_path: Path) -> None:
     site = make_site(tmp_path, {**TINY, "bad_transform": ("zoo-test-bad-transform", "zoo_test_bad_transform")})
-    env = plugin_env(tmp_path / "home", site)
-    pulled = json.loads(run_cli("pull", "tiny:mlp", "--json", env=env).stdout)
-    info = json.loads(run_cli("info", "tiny:mlp", "--json", env=env).stdout)
+    zoo = with_site(site)
+    pulled = json.loads(zoo("pull", "tiny:mlp", "--json").stdout)
+    info = json.loads(zoo("info", "tiny:mlp", "--json").stdout)
     records = {r["plugin"]: r["status"] for r in info["post_export"]}
-    load_order = [p["name"] for p in json.loads(run_cli("plugins", "--json", env=env).stdout)]
+    load_order = [p["name"] for p in json.loads(zoo("plugins", "--json").stdout)]
     assert list(records) == [name for name in load_order if name in records]  # run in load order
     assert records["tiny"] == "applied"
     assert records["bad_transform"].startswith("undone: ")  # its corrupt file was rolled back
@@ -133,31 +150,31 @@ def test_post_export_transform_runs_and_is_recorded(tmp_path: Path) -> None:
     assert counts["nodes_after"] <= counts["nodes_before"]
     assert info["stats"]["onnx_nodes"] == counts["nodes_after"]
     assert info["validation"]["passed"] is True
-    assert json.loads(run_cli("verify", "--json", env=env).stdout)["ok"] is True
+    assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
     assert Path(pulled["path"]).read_bytes()[:20] != b"not an onnx model"[:20]
 
 
-def test_plugin_commands_are_added_to_the_cli(tmp_path: Path) -> None:
-    env = plugin_env(tmp_path / "home", make_site(tmp_path, TINY))
-    assert "stats" in run_cli("--help", env=env).stdout
-    assert json.loads(run_cli("stats", "--json", env=env).stdout) == {"entries": 0}
-    no_plugins = plugin_env(tmp_path / "home", make_site(tmp_path / "empty", {}))
-    proc = run_cli("stats", env=no_plugins, check=False)
+def test_plugin_commands_are_added_to_the_cli(home: Path, tmp_path: Path) -> None:
+    zoo = with_site(make_site(tmp_path, TINY))
+    assert "stats" in zoo("--help").stdout
+    assert json.loads(zoo("stats", "--json").stdout) == {"entries": 0}
+    no_plugins = with_site(make_site(tmp_path / "empty", {}))
+    assert "stats" not in no_plugins("--help").stdout
+    proc = no_plugins("stats", check=False)
     assert proc.returncode == 2 and "No such command 'stats'" in proc.stderr
 
 
-def test_check_passes_a_conforming_source(tmp_path: Path) -> None:
-    env = plugin_env(tmp_path / "home", make_site(tmp_path, TINY))
-    data = json.loads(run_cli("plugins", "check", "tiny", "--json", env=env).stdout)
+def test_check_passes_a_conforming_source(home: Path, tmp_path: Path) -> None:
+    data = json.loads(with_site(make_site(tmp_path, TINY))("plugins", "check", "tiny", "--json").stdout)
     steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
     assert data["passed"] is True
     assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "alias", "unknown", "blame", "build",
                                    "export", "checker", "parity"), "pass")
 
 
-def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None:
-    env = plugin_env(tmp_path / "home", make_site(tmp_path, {"sloppy": ("zoo-test-sloppy", "zoo_test_sloppy")}))
-    proc = run_cli("plugins", "check", "sloppy", "--json", env=env, check=False)
+def test_check_reports_each_failing_step_with_the_reason(home: Path, tmp_path: Path) -> None:
+    zoo = with_site(make_site(tmp_path, {"sloppy": ("zoo-test-sloppy", "zoo_test_sloppy")}))
+    proc = zoo("plugins", "check", "sloppy", "--json", check=False)
     assert proc.returncode == 1
     steps = {s["name"]: s for s in json.loads(proc.stdout)["reports"][0]["steps"]}
     assert steps["light"]["status"] == "fail" and "imported torch" in steps["light"]["detail"]
@@ -167,22 +184,22 @@ def test_check_reports_each_failing_step_with_the_reason(tmp_path: Path) -> None
                for s in ("plugin", "resolve", "alias", "blame", "build", "export", "checker", "parity"))
 
 
-def test_check_of_a_source_of_ready_onnx_files(tmp_path: Path) -> None:
-    env = plugin_env(tmp_path / "home", make_site(tmp_path, {"ready": ("zoo-test-fetch", "zoo_test_fetch")}))
-    data = json.loads(run_cli("plugins", "check", "ready", "--json", env=env).stdout)
+def test_check_of_a_source_of_ready_onnx_files(home: Path, tmp_path: Path) -> None:
+    zoo = with_site(make_site(tmp_path, {"ready": ("zoo-test-fetch", "zoo_test_fetch")}))
+    data = json.loads(zoo("plugins", "check", "ready", "--json").stdout)
     steps = {s["name"]: s["status"] for s in data["reports"][0]["steps"]}
     assert data["passed"] is True, data
     assert steps == dict.fromkeys(("plugin", "light", "catalogue", "resolve", "alias", "unknown", "blame", "fetch",
                                    "checker", "run"), "pass")
 
 
-def test_check_of_a_broken_plugin_or_unknown_name(broken_env: dict[str, str]) -> None:
-    proc = run_cli("plugins", "check", "raises", "--json", env=broken_env, check=False)
+def test_check_of_a_broken_plugin_or_unknown_name(broken: Callable[..., Ran]) -> None:
+    proc = broken("plugins", "check", "raises", "--json", check=False)
     report = json.loads(proc.stdout)["reports"][0]
     assert proc.returncode == 1 and "boom at import" in report["steps"][0]["detail"]
-    human = run_cli("plugins", "check", "raises", env=broken_env, check=False)
+    human = broken("plugins", "check", "raises", check=False)
     assert human.returncode == 1 and "FAIL plugin" in human.stdout and "FAILED" in human.stdout
-    proc = run_cli("plugins", "check", "nosuch", env=broken_env, check=False)
+    proc = broken("plugins", "check", "nosuch", check=False)
     assert proc.returncode == 1 and "no source or plugin called 'nosuch'" in proc.stderr
 
 
@@ -202,21 +219,19 @@ def test_timm_passes_the_kit(home: Path) -> None:
     assert report.model == get_host().source("timm").example  # a small model, not the catalogue's first
 
 
-def test_local_passes_the_kit(home: Path, tmp_path: Path) -> None:
+def test_local_passes_the_kit(zoo: Callable[..., Ran], tmp_path: Path) -> None:
     import torch
     import torchvision
 
     checkpoint = tmp_path / "finetuned.pth"
     torch.save(torchvision.models.squeezenet1_1().state_dict(), checkpoint)  # torchvision's smallest classifier
-    env = zoo_env(home)
-    proc = run_cli("plugins", "check", "local", "--model", str(checkpoint), "--weights", "default",
-                   "--option", "arch=torchvision:squeezenet1_1", "--exporter", "torchscript", "--json",
-                   env=env, check=False)
+    proc = zoo("plugins", "check", "local", "--model", str(checkpoint), "--weights", "default",
+               "--option", "arch=torchvision:squeezenet1_1", "--exporter", "torchscript", "--json", check=False)
     data = json.loads(proc.stdout)
     assert data["passed"] is True, data
     build = next(s for s in data["reports"][0]["steps"] if s["name"] == "build")
     assert "SqueezeNet" in build["detail"]
-    proc = run_cli("plugins", "check", "local", "--option", "arch", env=env, check=False)
+    proc = zoo("plugins", "check", "local", "--option", "arch", check=False)
     assert proc.returncode == 1 and "--option takes KEY=VALUE" in proc.stderr
 
 
