@@ -777,12 +777,13 @@ def command(only: str | None = None, plugin_commands: Mapping[str, Callable[...,
         source.command(name=name)(function)
     root = typer.main.get_command(source)
 
-    def plain(param: Any) -> None:
-        if param.param_type_name == "argument":  # the name column says what it is
+    def plain(param: Any) -> None:  # for typer < 0.29 (pyproject.toml); never fatal with another
+        if param.param_type_name != "argument":
+            if not (getattr(param, "is_flag", False) or getattr(param, "count", False)):
+                param.metavar = param.metavar or param.name.upper()
+        elif hasattr(param, "type"):  # the name column says what an argument is
             param.type = copy.copy(param.type)  # per instance: types are shared
             param.type.get_metavar = lambda param, ctx: ""
-        elif not (param.is_flag or param.count):
-            param.metavar = param.metavar or param.name.upper()
 
     def tidy(cmd: Any) -> None:
         for param in cmd.params:
