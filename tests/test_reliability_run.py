@@ -1,5 +1,5 @@
-"""`zoo run` refuses what it must not load: corrupted store entries (and `zoo pull --force`
-repairs them) and ONNX files whose external data points outside their folder, before
+"""`zoo run` refuses what it must not load: corrupted store entries (so does a `zoo pull`
+hit, and `zoo pull --force` repairs them) and ONNX files whose external data points outside their folder, before
 ONNX Runtime opens anything.
 """
 
@@ -27,9 +27,11 @@ def _corrupt(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["flipped byte", "truncated"])
 def test_run_refuses_a_corrupted_entry_and_force_pull_repairs_it(copy_store: Path, zoo, how: str) -> None:
     (key,) = entry_dirs(copy_store)
+    assert json.loads(zoo("pull", key, "--json").stdout)["cached"] is True  # intact: a hit (hashes remembered)
     _corrupt(copy_store / "models" / key / MODEL_FILE, how)
-    proc = zoo("run", *TINY, "--json", check=False)
-    one_line_error(proc, 3, "does not match its record", f"zoo pull --force {key}")
+    for command in (["run", *TINY], ["pull", *TINY], ["pull", key[:8]]):  # a hit never hands out bad files
+        proc = zoo(*command, "--json", check=False)
+        one_line_error(proc, 3, "does not match its record", f"zoo pull --force {key}")
     if how == "truncated":  # the repair costs an export: prove it once
         assert json.loads(zoo("pull", *TINY, "--force", "--json").stdout)["cached"] is False
         out = json.loads(zoo("run", *TINY, "--json").stdout)

@@ -117,7 +117,8 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     exports that entry again from its record, the way a repair hint says. On a local miss
     the remote cache is asked first (``remote``: a URL, ``False`` for none, ``None`` for the
     configured one; see ``zoo.remote``); a fresh export is uploaded to it unless ``upload``
-    is False.
+    is False. A local hit whose files no longer match their record is ``IntegrityError``,
+    naming the ``pull --force KEY`` that makes it again.
     """
     from .remote import remote_for_pull, upload_quietly
 
@@ -126,6 +127,7 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     stored = store.get(key) if key else None
     resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     if not force and (entry := stored or store.get(resolved.key)) is not None:
+        _verified(store, entry, name)  # a hit is only as good as its files (trusted hashes: cheap)
         return PullResult(entry, True, resolved)
     shared = remote_for_pull(remote)
     if shared is not None and not force and (hit := shared.fetch(resolved.key, store, progress)) is not None:
