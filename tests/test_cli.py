@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from helpers import REPO, TINY, assert_one_line_error, metadata_of, tree, zoo_env
+from helpers import REPO, TINY, assert_one_line_error, entry_dirs, metadata_of, tree, zoo_env
 
 
 @pytest.mark.parametrize(
@@ -145,6 +145,14 @@ def test_export_to_a_directory(home: Path, zoo, tmp_path: Path) -> None:
     assert metadata["inputs"][0]["shape"] == [1, 3, 160, 160]
     assert out["sha256"] == metadata["files"][0]["sha256"]
     assert not (home / "models").exists()  # export does not touch the store
+
+
+def test_export_by_store_key(copy_store: Path, zoo, tmp_path: Path) -> None:
+    (key,) = entry_dirs(copy_store)
+    stored = json.loads((copy_store / "models" / key / "zoo.json").read_text())
+    zoo("export", key[:7], "-o", str(tmp_path / "again"))  # that entry's source, weights and recipe, made again
+    made = json.loads((tmp_path / "again" / "zoo.json").read_text())
+    assert made["key"] == key and made["recipe"] == stored["recipe"] and made["ref"] == stored["ref"]
 
 
 def test_torchscript_exporter_and_size(home: Path, zoo) -> None:

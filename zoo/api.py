@@ -146,7 +146,8 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
 
     ``output`` ending in ``.onnx`` is the file to write, its record beside it as ``FILE.json``;
     any other ``output`` is a directory that gets ``model.onnx`` and ``zoo.json``. An existing
-    file is never replaced unless ``force``. Files are written next to the target first and
+    file is never replaced unless ``force``. ``name`` may be a stored entry's key (or a unique
+    prefix): that entry's source, weights and recipe are exported again. Files are written next to the target first and
     moved in when complete. ``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9")``.
     """
     out = Path(output).expanduser()
@@ -163,7 +164,9 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
         for existing in (directory / model_name, directory / record_name):
             if existing.exists():
                 raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
-    resolved = resolve_name(name, **selection)
+    store = Store()
+    stored = store.get(key) if (key := _by_key(name, store)) else None
+    resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     produce = _producer(resolved, get_host(), progress)
     tmp: Path | None = None
     try:
