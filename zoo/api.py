@@ -376,10 +376,10 @@ def plugin_commands(taken: set[str]) -> dict[str, Any]:
     return get_host().register_commands(taken)
 
 
-def locate(name: str, *, progress: Progress | None = None, remote: str | bool | None = None, upload: bool = True,
-           **selection: Any) -> Target:
+def locate(name: str, *, progress: Progress | None = None, force: bool = False, remote: str | bool | None = None,
+           upload: bool = True, **selection: Any) -> Target:
     """``name`` as a runnable model: a ``.onnx`` file, else the store entry (pulled on a miss,
-    with ``remote`` and ``upload`` as for ``pull``).
+    or exported again with ``force``; ``remote`` and ``upload`` as for ``pull``).
 
     A stored entry whose files no longer match their recorded sizes and hashes is refused.
     """
@@ -387,9 +387,12 @@ def locate(name: str, *, progress: Progress | None = None, remote: str | bool | 
         return read_file(name)
     store = Store()
     try:
-        entry = find(name, store=store, **selection)
+        entry = None if force else find(name, store=store, **selection)
     except NotInStoreError:
-        entry = pull(name, store=store, progress=progress, remote=remote, upload=upload, **selection).entry
+        entry = None
+    if entry is None:
+        entry = pull(name, store=store, force=force, progress=progress, remote=remote, upload=upload,
+                     **selection).entry
     return _verified(store, entry, name)
 
 
@@ -417,8 +420,8 @@ def info(name: str, *, store: Store | None = None, **selection: Any) -> Target:
 def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), input_file: str | Path | None = None,
         output_file: str | Path | None = None, topk: int = 5, runtime: ProviderOptions | None = None,
         preprocessing: Mapping[str, Any] | None = None, labels: Sequence[str] | None = None,
-        preprocess_like: str | None = None, progress: Progress | None = None, remote: str | bool | None = None,
-        upload: bool = True, **selection: Any) -> dict[str, Any]:
+        preprocess_like: str | None = None, progress: Progress | None = None, force: bool = False,
+        remote: str | bool | None = None, upload: bool = True, **selection: Any) -> dict[str, Any]:
     """Run ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) once with ONNX Runtime.
 
     For a ``.onnx`` file without zoo metadata, ``preprocessing`` (fields of
@@ -426,7 +429,7 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
     ``preprocess_like`` (a stored or buildable model whose preprocessing to copy) say how
     images become its input. Returns what ``zoo run --json`` prints: ``provider`` (the one
     that really ran), ``predictions`` per image and ``outputs``. See ``zoo.runtime``.
-    ``remote`` and ``upload`` apply to a pull on a miss, as for ``pull``.
+    ``force``, ``remote`` and ``upload`` apply to the pull, as for ``pull``.
     """
     from . import runtime as rt
 
@@ -439,7 +442,7 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
     else:
         if preprocessing or labels is not None or preprocess_like:
             raise UserError("preprocessing and label flags are for .onnx files; a stored model has its own")
-        target = locate(name, progress=progress, remote=remote, upload=upload, **selection)
+        target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
     return rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
 
 
@@ -483,12 +486,12 @@ def _like(name: str) -> tuple[Any, list[str] | None]:
 
 def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), modes: Sequence[str] = ("naive",),
           warmup: int = 10, iterations: int = 50, runtime: ProviderOptions | None = None,
-          compare: str | None = None, progress: Progress | None = None, remote: str | bool | None = None,
-          upload: bool = True, **selection: Any) -> list[dict[str, Any]]:
+          compare: str | None = None, progress: Progress | None = None, force: bool = False,
+          remote: str | bool | None = None, upload: bool = True, **selection: Any) -> list[dict[str, Any]]:
     """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``.
 
-    A static-batch entry runs one batch size, which also selects it. ``remote`` and ``upload``
-    apply to a pull on a miss, as for ``pull``.
+    A static-batch entry runs one batch size, which also selects it. ``force``, ``remote`` and
+    ``upload`` apply to the pull, as for ``pull``.
     """
     from .benchmark import bench as measure
 
@@ -497,7 +500,7 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
             raise UserError("a --static-batch model runs one batch size: give a single --batch")
         selection["batch"] = batches[0]
     check_provider(provider, runtime)  # before anything is pulled or exported for it
-    target = locate(name, progress=progress, remote=remote, upload=upload, **selection)
+    target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
     other = locate_stored(compare) if compare not in (None, "torch") else None
     if progress:
         progress("timing")
@@ -521,18 +524,18 @@ def locate_stored(name: str) -> Target:
 def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = None, limit: int | None = None,
              batch: int | None = None, provider: str = "cpu", runtime: ProviderOptions | None = None,
              compare: str | None = None, per_class: bool = False, bars: bool = False,
-             progress: Progress | None = None, remote: str | bool | None = None, upload: bool = True,
-             **selection: Any) -> dict[str, Any]:
+             progress: Progress | None = None, force: bool = False, remote: str | bool | None = None,
+             upload: bool = True, **selection: Any) -> dict[str, Any]:
     """Top-1/top-5 of ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) on the labelled
     folder ``data``; ``compare``: ``torch``, or a stored KEY, name or FILE.onnx on the same images.
 
     A stored entry keeps the result in its record under ``evaluations``. See ``zoo.accuracy``.
-    ``remote`` and ``upload`` apply to a pull on a miss, as for ``pull``.
+    ``force``, ``remote`` and ``upload`` apply to the pull, as for ``pull``.
     """
     from . import accuracy as evaluation
 
     check_provider(provider, runtime)
-    target = locate(name, progress=progress, remote=remote, upload=upload, **selection)
+    target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
     against: Any = None
     if compare == "torch":
         against = lambda: torch_module(target)  # noqa: E731 (built only when the evaluation starts)

@@ -36,6 +36,7 @@ RemoteFlag = Annotated[str | None, typer.Option(
     "--remote", help="The remote cache for this command, an fsspec URL (over ZOO_REMOTE and config.toml).")]
 NoRemoteFlag = Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")]
 NoUploadFlag = Annotated[bool, typer.Option("--no-upload", help="Do not upload a fresh export to the remote.")]
+ForceFlag = Annotated[bool, typer.Option(help="Export the model again even when it is stored.")]
 
 
 def remote_choice(remote: str | None, no_remote: bool) -> str | bool | None:
@@ -188,7 +189,7 @@ def human_size(size: int) -> str:
 def pull(
     names: Annotated[list[str], typer.Argument(help="Aliases, SOURCE:NAME refs or bare names.")],
     selection: dict[str, Any],
-    force: Annotated[bool, typer.Option(help="Export again even when cached.")] = False,
+    force: ForceFlag = False,
     remote: RemoteFlag = None,
     no_remote: NoRemoteFlag = False,
     no_upload: NoUploadFlag = False,
@@ -475,6 +476,7 @@ def run(
     labels: Annotated[str | None, typer.Option(help="FILE.onnx: a text file with one label per line.")] = None,
     preprocess_like: Annotated[str | None, typer.Option(
         help="FILE.onnx: copy this model's preprocessing (and labels), e.g. timm:resnet50.")] = None,
+    force: ForceFlag = False,
     remote: RemoteFlag = None,
     no_remote: NoRemoteFlag = False,
     no_upload: NoUploadFlag = False,
@@ -497,7 +499,7 @@ def run(
         result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
                          topk=topk, runtime=runtime, progress=report, labels=_read_labels(labels),
                          preprocessing={k: v for k, v in given.items() if v is not None},
-                         preprocess_like=preprocess_like, remote=remote_choice(remote, no_remote),
+                         preprocess_like=preprocess_like, force=force, remote=remote_choice(remote, no_remote),
                          upload=not no_upload, **selection)
 
     def show() -> None:
@@ -553,6 +555,7 @@ def bench(
     compare: Annotated[str | None, typer.Option(
         help="'torch': also time PyTorch eager on the same weights; or a KEY, name or FILE.onnx to time "
              "against this one (e.g. float32 vs its int8 twin).")] = None,
+    force: ForceFlag = False,
     remote: RemoteFlag = None,
     no_remote: NoRemoteFlag = False,
     no_upload: NoUploadFlag = False,
@@ -568,7 +571,7 @@ def bench(
         if report:
             report(f"loading {name}")
         results = api.bench(name, provider=provider, batches=batches, modes=modes, warmup=warmup,
-                            iterations=iterations, runtime=runtime, compare=compare, progress=report,
+                            iterations=iterations, runtime=runtime, compare=compare, progress=report, force=force,
                             remote=remote_choice(remote, no_remote), upload=not no_upload, **selection)
 
     def show() -> None:
@@ -611,6 +614,7 @@ def eval_(
     compare: Annotated[str | None, typer.Option(
         help="'torch' (the PyTorch model), or a KEY, name or FILE.onnx, evaluated on the same images.")] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
+    force: ForceFlag = False,
     remote: RemoteFlag = None,
     no_remote: NoRemoteFlag = False,
     no_upload: NoUploadFlag = False,
@@ -622,7 +626,7 @@ def eval_(
         selection["batch"] = batch
     result = api.evaluate(name, data, labels_map=labels_map, limit=limit, batch=batch, provider=provider,
                           runtime=runtime, compare=compare, per_class=per_class,
-                          bars=not json_ and sys.stderr.isatty(), remote=remote_choice(remote, no_remote),
+                          bars=not json_ and sys.stderr.isatty(), force=force, remote=remote_choice(remote, no_remote),
                           upload=not no_upload, **selection)
 
     def show() -> None:
