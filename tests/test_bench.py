@@ -43,6 +43,15 @@ def test_batches_and_modes_give_one_result_each(copy_store: Path, zoo) -> None:
     assert "naive" in human and "P50" in human and "cpu" in human
 
 
+def test_one_batch_size_prefers_the_entry_traced_at_it(copy_store: Path, zoo) -> None:
+    (default,) = [e["key"] for e in json.loads(zoo("list", "--json").stdout)]
+    traced = json.loads(zoo("pull", *TINY, "--batch", "2", "--json").stdout)["key"]
+    timed = {n: json.loads(zoo("bench", *TINY, "--batch", n, "--warmup", "0", "--iterations", "2",
+                               "--json").stdout)["model"]["key"] for n in ("2", "3")}
+    assert timed == {"2": traced, "3": default}  # none traced at 3: the default entry, no export
+    assert len(json.loads(zoo("list", "--json").stdout)) == 2
+
+
 def test_bound_loop_computes_what_session_run_computes(tiny_store: Path, monkeypatch) -> None:
     from zoo.api import locate
     from zoo.runtime import Binding, open_session, random_feeds

@@ -490,8 +490,10 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
           remote: str | bool | None = None, upload: bool = True, **selection: Any) -> list[dict[str, Any]]:
     """Time ``name`` per mode and batch size; one result dict per pair. See ``zoo.benchmark``.
 
-    A static-batch entry runs one batch size, which also selects it. ``force``, ``remote`` and
-    ``upload`` apply to the pull, as for ``pull``.
+    A static-batch entry runs one batch size, which also selects it; one batch size also
+    selects a stored dynamic-batch entry traced at it (``pull --batch 8`` then ``bench --batch
+    8``) before the default one. ``force``, ``remote`` and ``upload`` apply to the pull, as for
+    ``pull``.
     """
     from .benchmark import bench as measure
 
@@ -500,12 +502,24 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
             raise UserError("a --static-batch model runs one batch size: give a single --batch")
         selection["batch"] = batches[0]
     check_provider(provider, runtime)  # before anything is pulled or exported for it
+    traced = {**selection, "batch": batches[0]} if len(batches) == 1 and selection.get("batch") is None else None
+    if traced and not force and not name.endswith(".onnx") and _stored(name, traced):
+        selection = traced
     target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
     other = locate_stored(compare) if compare not in (None, "torch") else None
     if progress:
         progress("timing")
     reference = (lambda: torch_module(target)) if compare == "torch" else None
     return measure(target, provider, batches, modes, warmup, iterations, runtime, reference, other)
+
+
+def _stored(name: str, selection: Mapping[str, Any]) -> bool:
+    """Whether ``name`` with ``selection`` names a stored entry (never pulls)."""
+    try:
+        find(name, **selection)
+    except UserError:  # not stored (NotInStoreError), or a name that does not resolve
+        return False
+    return True
 
 
 def locate_stored(name: str) -> Target:
