@@ -197,6 +197,9 @@ def test_check_of_a_broken_plugin_or_unknown_name(broken: Callable[..., Ran]) ->
     proc = broken("plugins", "check", "raises", "--json", check=False)
     report = json.loads(proc.stdout)["reports"][0]
     assert proc.returncode == 1 and "boom at import" in report["steps"][0]["detail"]
+    before = broken("plugins", "--json", "check", "raises", check=False)  # --json on the group means the same
+    steps = [(s["name"], s["status"], s["detail"]) for s in json.loads(before.stdout)["reports"][0]["steps"]]
+    assert before.returncode == 1 and steps == [(s["name"], s["status"], s["detail"]) for s in report["steps"]]
     human = broken("plugins", "check", "raises", check=False)
     assert human.returncode == 1 and "FAIL plugin" in human.stdout and "FAILED" in human.stdout
     proc = broken("plugins", "check", "nosuch", check=False)

@@ -660,6 +660,7 @@ app.add_typer(plugins_app, name="plugins")
 def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
     """List plugins: name, version, distribution, hooks, sources and status."""
     if ctx.invoked_subcommand is not None:
+        ctx.meta["json"] = json_  # `zoo plugins --json check X` means JSON, as after check
         return
     for problem in api.get_host().problems(broken=False):  # the table shows the broken ones
         warn(problem)
@@ -676,6 +677,7 @@ def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
 
 @plugins_app.command("check")
 def plugins_check(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A source name, or a plugin name to check all its sources.")],
     model: Annotated[str | None, typer.Option(help="The model to build (default: the source's example).")] = None,
     exporter: Annotated[str | None, typer.Option(help="dynamo, torchscript or auto.")] = None,
@@ -695,7 +697,7 @@ def plugins_check(
     reports = check_plugin(name, model, exporter=exporter, weights=None if weights == "default" else weights,
                            options={key: value for key, _sep, value in pairs} or None)
     data = {"passed": all(r.passed for r in reports), "reports": [r.to_dict() for r in reports]}
-    emit(data, json_, lambda: [echo(r.format()) for r in reports])
+    emit(data, json_ or ctx.meta.get("json", False), lambda: [echo(r.format()) for r in reports])
     if not data["passed"]:
         raise typer.Exit(1)
 
