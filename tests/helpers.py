@@ -123,8 +123,9 @@ def assert_one_line_error(proc: Ran | subprocess.CompletedProcess[str], *fragmen
 
 # -- the store -------------------------------------------------------------------------------------
 def tree(root: Path) -> set[str]:
-    """Every path under ``root`` but the lock files."""
-    return {str(p.relative_to(root)) for p in root.rglob("*") if "locks" not in p.parts}
+    """Every path under ``root`` but the lock files and the trusted hashes (both only save work)."""
+    paths = (p.relative_to(root) for p in root.rglob("*"))
+    return {str(p) for p in paths if not {"locks", "hashes"} & set(p.parts)}
 
 
 def store_files(root: Path) -> dict[str, bytes]:
