@@ -147,8 +147,9 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
     ``output`` ending in ``.onnx`` is the file to write, its record beside it as ``FILE.json``;
     any other ``output`` is a directory that gets ``model.onnx`` and ``zoo.json``. An existing
     file is never replaced unless ``force``. ``name`` may be a stored entry's key (or a unique
-    prefix): that entry's source, weights and recipe are exported again. Files are written next to the target first and
-    moved in when complete. ``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9")``.
+    prefix): that entry's source, weights and recipe are exported again. Files are written
+    next to the target first and moved in when complete.
+    ``zoo.export("local:ft.pth", "out", arch="timm:repvit_m0_9")``.
     """
     out = Path(output).expanduser()
     if out.suffix == ".onnx":
