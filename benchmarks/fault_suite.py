@@ -6,7 +6,7 @@ Five scenario classes, each a bounded batch of real processes against real store
                (the ``ZOO_TEST_PAUSE`` seam), at random moments, and of real ``zoo pull``s;
 - races:       concurrent writers of one key (locked and not), forced writers next to
                readers, removal against a forced write, ``gc --max-age 0`` next to a writer;
-- corruption:  layouts of a broken entry under ``list``, ``verify``, ``info``, ``run``, ``rm``;
+- corruption:  layouts of a broken entry under ``list``, ``verify``, ``info``, ``run``, ``pull``, ``rm``;
 - hostile:     names, ONNX files with escaping external data, non-ONNX bytes, a code-running
                pickle, registries, a FIFO where a file belongs;
 - environment: ``ZOO_HOME`` a file, ``/dev/null`` or under a file, a read-only store or
@@ -395,7 +395,7 @@ CORRUPTIONS: dict[str, tuple[Callable[..., None], dict[str, set[int]]]] = {}
 
 
 def _corruption(name: str, **codes: set[int]) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    expected = {"list": {0}, "verify": {3}, "info": {3}, "run": {3}, "rm": {0}}
+    expected = {"list": {0}, "verify": {3}, "info": {3}, "run": {3}, "pull": {3}, "rm": {0}}
     expected.update(codes)
 
     def register(corrupt: Callable[..., None]) -> Callable[..., None]:
@@ -409,9 +409,10 @@ _corruption("truncated model.onnx", info={0})(lambda e, s: os.truncate(e / "mode
 _corruption("model.onnx deleted", info={0})(lambda e, s: (e / "model.onnx").unlink())
 _corruption("model.onnx a symlink out", info={0})(
     lambda e, s: ((e / "model.onnx").unlink(), (e / "model.onnx").symlink_to(s.outside / "secret.bin")))
-_corruption("extra file recorded nowhere", verify={0}, info={0}, run={0})(
+_corruption("extra file recorded nowhere", verify={0}, info={0}, run={0}, pull={0})(
     lambda e, s: (e / "extra.bin").write_bytes(b"x"))
-_corruption("zoo.json missing", info={1}, run={0, 1, 3}, rm={0, 1})(lambda e, s: (e / "zoo.json").unlink())
+# pull: a missing record or target is a miss, exported again (a repair); a flipped byte is exit 3.
+_corruption("zoo.json missing", info={1}, run={0, 1, 3}, pull={0}, rm={0, 1})(lambda e, s: (e / "zoo.json").unlink())
 _corruption("zoo.json invalid JSON")(lambda e, s: (e / "zoo.json").write_text("{ not json"))
 _corruption("zoo.json empty")(lambda e, s: (e / "zoo.json").write_text(""))
 _corruption("zoo.json a list")(lambda e, s: (e / "zoo.json").write_text("[1, 2]"))
@@ -424,7 +425,7 @@ _corruption("files path ../../outside")(_record(lambda r: r["files"][0].update(p
 _corruption("name null", info={0, 3}, run={0, 3})(_record(lambda r: r.update(name=None)))
 _corruption("weights a string", info={0, 3}, run={0, 3})(_record(lambda r: r.update(weights="x")))
 _corruption("JSON nested 200,000 deep")(lambda e, s: (e / "zoo.json").write_text("[" * 200_000 + "]" * 200_000))
-_corruption("pointer dangling", info={1}, run={0, 1, 3}, rm={0, 1})(
+_corruption("pointer dangling", info={1}, run={0, 1, 3}, pull={0}, rm={0, 1})(
     lambda e, s: shutil.rmtree(e.resolve()))
 _corruption("pointer to outside ZOO_HOME", list={0, 1}, verify={1, 3}, info={1, 3}, run={1, 3}, rm={1, 3})(
     lambda e, s: (e.unlink(), e.symlink_to(s.outside)))
@@ -444,7 +445,7 @@ def _corrupted(suite: Suite, corrupt: Callable[..., None], command: str, codes: 
     shutil.copytree(home / "models" / suite.base_key, intact)
     corrupt(home / "models" / suite.base_key, suite)
     args = {"list": ["list"], "verify": ["verify"], "info": ["info", *SMALL], "run": ["run", *SMALL],
-            "rm": ["rm", suite.base_key]}[command]  # a broken record is removed by its key
+            "pull": ["pull", *SMALL], "rm": ["rm", suite.base_key]}[command]  # a broken record: removed by key
     outcome = judge(zoo(suite.env(home), *args, timeout=30), codes)
     if outcome[0] == "clean" and command in ("list", "verify"):
         listed = zoo(suite.env(home), "list", "--json", timeout=30)
