@@ -155,6 +155,19 @@ def test_export_by_store_key(copy_store: Path, zoo, tmp_path: Path) -> None:
     assert made["key"] == key and made["recipe"] == stored["recipe"] and made["ref"] == stored["ref"]
 
 
+@pytest.mark.parametrize("command", [["pull", "--opset", "13"], ["run", "--size", "128"], ["rm", "--weights", "none"],
+                                     ["export", "-o", "OUT", "--exporter", "dynamo"], ["info", "--batch", "4"]])
+def test_a_key_with_recipe_flags_is_refused_not_ignored(copy_store: Path, zoo, tmp_path: Path,
+                                                        command: list[str]) -> None:
+    (key,) = entry_dirs(copy_store)
+    before = tree(copy_store)
+    args = [str(tmp_path / "out") if arg == "OUT" else arg for arg in command[1:]]
+    proc = zoo(command[0], key[:8], *args, check=False)
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "is a store key", f"--{command[-2].lstrip('-')}", "give the key alone")
+    assert tree(copy_store) == before and not (tmp_path / "out").exists()
+
+
 def test_torchscript_exporter_and_size(home: Path, zoo) -> None:
     out = json.loads(zoo("pull", *TINY, "--size", "128", "--json").stdout)
     metadata = metadata_of(out)

@@ -77,9 +77,10 @@ def test_export_to_a_file_never_replaces_without_force(home: Path, tmp_path: Pat
     assert code == 0, err
 
 
-def test_names_that_do_not_fit_the_model_are_refused(home: Path) -> None:
+def test_names_that_do_not_fit_the_model_are_refused(home: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--output-names gives 2 names"):
-        zoo.export(TINY, "unused", weights="none", output_names="a,b")
+        zoo.export(TINY, tmp_path / "out" / "deeper", weights="none", output_names="a,b")
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # the directory it made for the export is gone
     with pytest.raises(UserError, match="not unique"):
         zoo.resolve_name(TINY, weights="none", output_names="a,a")
 

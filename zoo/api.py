@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,7 +123,7 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     from .remote import remote_for_pull, upload_quietly
 
     store = store or Store()
-    key = _by_key(name, store)
+    key = _by_key(name, store, selection)
     stored = store.get(key) if key else None
     resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     if not force and (entry := stored or store.get(resolved.key)) is not None:
@@ -166,10 +166,11 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
             if existing.exists():
                 raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
     store = Store()
-    stored = store.get(key) if (key := _by_key(name, store)) else None
+    stored = store.get(key) if (key := _by_key(name, store, selection)) else None
     resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
     produce = _producer(resolved, get_host(), progress)
     tmp: Path | None = None
+    made_directory = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
@@ -184,12 +185,16 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
             path.replace(directory / path.name)
     except BaseException as exc:
         refused = refused_write(exc, directory, tmp)  # full or read-only: exit 4, like the store
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if made_directory:  # a failed export leaves no empty output directory behind
+            with suppress(OSError):
+                directory.rmdir()
         if refused is not None:
             raise refused from None
         raise
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
     return Entry(key=resolved.key, dir=directory, record=record, model_file=model_name)
 
 
@@ -200,7 +205,7 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
     (or ref) is found whatever its recipe; several are an error listing them.
     """
     store = store or Store()
-    if (key := _by_key(name, store)) is not None:
+    if (key := _by_key(name, store, selection)) is not None:
         entry = store.get(key)
         if entry is None:
             raise RecordError(f"entry {key} has no {METADATA_FILE}; remove it with `zoo rm {key}`")
@@ -284,7 +289,7 @@ def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry 
     goes even when its record is broken, and its key is returned instead of the entry.
     """
     store = store or Store()
-    key = _by_key(name, store)
+    key = _by_key(name, store, selection)
     if key is not None:
         try:
             entry: Entry | str | None = store.get(key)
@@ -297,13 +302,22 @@ def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry 
     return entry
 
 
-def _by_key(name: str, store: Store) -> str | None:
-    """The stored key ``name`` names (the key, or a unique prefix of at least 6 characters)."""
+def _by_key(name: str, store: Store, selection: Mapping[str, Any] | None = None) -> str | None:
+    """The stored key ``name`` names (the key, or a unique prefix of at least 6 characters).
+
+    A key names one entry, recipe and all: weights or recipe flags given with it are refused,
+    never ignored (``--opset 13`` must not hand out an opset-18 file).
+    """
     if not _KEY_PREFIX.fullmatch(name):
         return None
     keys = store.keys(name)
     if len(keys) > 1:
         raise NotInStoreError(f"{name} is the start of several stored keys ({', '.join(keys)}): give more of it")
+    given = sorted(k for k, v in (selection or {}).items() if v is not None and k != "registry")
+    if keys and given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise UserError(f"{name} is a store key: it names one entry, recipe and all, so {flags} cannot "
+                        "select another; give the key alone, or name the model instead")
     return keys[0] if keys else None
 
 
