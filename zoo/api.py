@@ -313,7 +313,7 @@ def _by_key(name: str, store: Store, selection: Mapping[str, Any] | None = None)
     keys = store.keys(name)
     if len(keys) > 1:
         raise NotInStoreError(f"{name} is the start of several stored keys ({', '.join(keys)}): give more of it")
-    given = sorted(k for k, v in (selection or {}).items() if v is not None and k != "registry")
+    given = sorted(k for k, v in (selection or {}).items() if v not in (None, {}) and k != "registry")
     if keys and given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UserError(f"{name} is a store key: it names one entry, recipe and all, so {flags} cannot "
