@@ -5,9 +5,9 @@ distribution's ``entry_points.txt``: about 30 ms, on every command. Installing, 
 removing a distribution adds or removes a ``.dist-info`` folder, which moves the modification
 time of the ``sys.path`` folder holding it; so the result is kept with each ``sys.path``
 entry's mtime (the rule ``importlib.metadata`` itself uses to cache a folder's listing within a
-process) and found again when any of them moves. As for trusted hashes (``zoo.trust``), a
-folder modified within ``RACY_S`` of the scan could change again within the clock's
-granularity, so such a result is not kept.
+process) and found again when any of them moves. As for trusted hashes, a folder modified
+too recently could change again within the clock's granularity, so such a result is not
+kept (``zoo.trust.settled``).
 
 The remembered list is only a cache: a file that does not parse, or names a value that is
 not an entry point, is ignored and the distributions are read again. It belongs to the
@@ -23,16 +23,13 @@ import json
 import os
 import re
 import sys
-import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .files import FileRefused, read_capped
+from .files import read_memo, write_memo
+from .trust import settled
 
-RACY_S = 2.0
-MAX_BYTES = 1 << 20
 # importlib.metadata.EntryPoint's own pattern: "module.path:attr.path [extras]".
 _VALUE = re.compile(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$")
 
@@ -72,9 +69,9 @@ def installed(group: str, cache_dir: Path | None = None) -> list[EntryPoint]:
     if record is not None and (found := _remembered(record, stamps)) is not None:
         return found
     found = _scan(group)
-    settled = all(s is None or time.time_ns() - s > RACY_S * 1e9 for s in stamps)
-    if record is not None and settled and stamps == [_mtime_ns(p) for p in paths]:
-        _remember(record, stamps, found)
+    unchanged = stamps == [_mtime_ns(p) for p in paths] and all(s is None or settled(s) for s in stamps)
+    if record is not None and unchanged:
+        write_memo(record, {"stamps": stamps, "entry_points": [asdict(ep) for ep in found]})
     return found
 
 
@@ -102,12 +99,12 @@ def _record_path(cache_dir: Path, group: str, paths: list[str]) -> Path:
 
 
 def _remembered(record: Path, stamps: list[int | None]) -> list[EntryPoint] | None:
+    data = read_memo(record)
     try:
-        data = json.loads(read_capped(record, MAX_BYTES))
         if data["stamps"] != stamps:
             return None
         found = [EntryPoint(**fields) for fields in data["entry_points"]]
-    except (OSError, ValueError, TypeError, KeyError, FileRefused):
+    except (TypeError, KeyError):  # None (no memo), or not the shape written
         return None
     return found if all(map(_well_formed, found)) else None
 
@@ -115,15 +112,3 @@ def _remembered(record: Path, stamps: list[int | None]) -> list[EntryPoint] | No
 def _well_formed(ep: EntryPoint) -> bool:
     return (isinstance(ep.name, str) and isinstance(ep.value, str) and _VALUE.match(ep.value) is not None
             and all(v is None or isinstance(v, str) for v in (ep.distribution, ep.version)))
-
-
-def _remember(record: Path, stamps: list[int | None], found: list[EntryPoint]) -> None:
-    """Write atomically; a store that cannot be written just scans again next time."""
-    try:
-        record.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".entry-points.", dir=record.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"stamps": stamps, "entry_points": [asdict(ep) for ep in found]}, handle)
-        os.replace(tmp, record)
-    except OSError:
-        return

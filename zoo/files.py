@@ -3,14 +3,21 @@
 A FIFO, a device or ``/dev/zero`` named where zoo expects a record, a registry or an image
 would block or fill memory, so anything but a regular file is refused before its content
 is read, and a regular file larger than the cap is refused without reading it.
+
+Also: the small JSON memos that only save work (``read_memo``, ``write_memo``), and the
+one-line refusals of writes the filesystem refused.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
+import tempfile
+from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from .errors import EnvironmentProblem, IntegrityError, UserError, ZooError
 
@@ -124,3 +131,31 @@ def refusal(exc: BaseException) -> tuple[str, bool]:
     cause = os_error(exc)
     reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
     return reason, cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+# -- memos: small JSON files that only save work (trusted hashes, the plugin list) ---------------
+def read_memo(path: Path, cap: int = MiB) -> Any:
+    """The JSON in ``path``; None when it is missing, unreadable, over ``cap`` or not JSON (the
+    caller then does the work again)."""
+    try:
+        return json.loads(read_capped(path, cap))
+    except (OSError, ValueError, FileRefused):
+        return None
+
+
+def write_memo(path: Path, data: Any) -> bool:
+    """``data`` as JSON in ``path``, through a temp file beside it renamed over it; False, with
+    nothing left behind, when the filesystem refuses (the next run does the work again)."""
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
+        return False
+    return True

@@ -16,13 +16,11 @@ mtime is safely in the past.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
-from .files import FileRefused, read_capped
+from .files import read_memo, write_memo
 from .recipe import file_sha256
 
 RACY_S = 2.0  # a file modified this recently is hashed again next time
@@ -53,28 +51,22 @@ class TrustedHashes:
             return known["sha256"]
         self.all_trusted = False
         digest = file_sha256(path)
-        if identity(path) == now_id and time.time_ns() - now_id[3] > RACY_S * 1e9:
+        if identity(path) == now_id and settled(now_id[3]):
             self._known[key] = {"identity": now_id, "sha256": digest}
             self._changed = True
         return digest
 
     def save(self) -> None:
         """Write the hashes atomically; a store that cannot be written just hashes again next time."""
-        if not self._changed:
-            return
-        try:
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".hashes.", dir=self.record.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self._known, handle)
-            os.replace(tmp, self.record)
-        except OSError:
-            return
-        self._changed = False
+        if self._changed and write_memo(self.record, self._known):
+            self._changed = False
 
     def _load(self) -> dict[str, dict]:
-        try:
-            data = json.loads(read_capped(self.record, MAX_BYTES))
-        except (OSError, ValueError, FileRefused):
-            return {}
+        data = read_memo(self.record, MAX_BYTES)
         return data if isinstance(data, dict) else {}
+
+
+def settled(mtime_ns: int) -> bool:
+    """Whether a file or folder last modified at ``mtime_ns`` is safely in the past: one changed
+    within the clock's granularity of being read could change again unseen (git's racy rule)."""
+    return time.time_ns() - mtime_ns > RACY_S * 1e9
