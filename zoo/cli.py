@@ -34,14 +34,6 @@ app = typer.Typer(
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 RemoteFlag = Annotated[str | None, typer.Option(
     "--remote", help="The remote cache for this command, an fsspec URL (over ZOO_REMOTE and config.toml).")]
-NoRemoteFlag = Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")]
-NoUploadFlag = Annotated[bool, typer.Option("--no-upload", help="Do not upload a fresh export to the remote.")]
-ForceFlag = Annotated[bool, typer.Option(help="Export the model again even when it is stored.")]
-
-
-def remote_choice(remote: str | None, no_remote: bool) -> str | bool | None:
-    """What ``api.pull`` takes as ``remote``: a URL, False for none, None for the configured one."""
-    return False if no_remote else remote
 
 
 def _show_version(value: bool) -> None:
@@ -183,16 +175,39 @@ def human_size(size: int) -> str:
     return str(size)
 
 
+PULL_PARAMETERS = [
+    _option("force", Annotated[bool, typer.Option(help="Export the model again even when it is stored.")], False),
+    _option("remote", RemoteFlag),
+    _option("no_remote", Annotated[bool, typer.Option("--no-remote", help="Do not use the remote cache.")], False),
+    _option("no_upload", Annotated[bool, typer.Option(
+        "--no-upload", help="Do not upload a fresh export to the remote.")], False),
+]
+
+
+def pull_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the flags of a command that pulls (``--force``, ``--remote``, ``--no-remote``,
+    ``--no-upload``); it receives them as ``pulling``, the keywords ``api.pull`` takes."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        flags = {p.name: kwargs.pop(p.name) for p in PULL_PARAMETERS}
+        pulling = {"force": flags["force"], "remote": False if flags["no_remote"] else flags["remote"],
+                   "upload": not flags["no_upload"]}
+        return func(*args, pulling=pulling, **kwargs)
+
+    own = [p for p in inspect.signature(func).parameters.values() if p.name != "pulling"]
+    wrapper.__signature__ = inspect.Signature(own + PULL_PARAMETERS)  # type: ignore[attr-defined]
+    return wrapper
+
+
 # -- commands --------------------------------------------------------------------------------
 @app.command()
 @recipe_options
+@pull_options
 def pull(
     names: Annotated[list[str], typer.Argument(help="Aliases, SOURCE:NAME refs or bare names.")],
     selection: dict[str, Any],
-    force: ForceFlag = False,
-    remote: RemoteFlag = None,
-    no_remote: NoRemoteFlag = False,
-    no_upload: NoUploadFlag = False,
+    pulling: dict[str, Any],
     json_: JsonFlag = False,
 ) -> None:
     """Resolve, export on a miss, and print the path of model.onnx."""
@@ -200,8 +215,7 @@ def pull(
     results = []
     for name in names:
         with progress(not json_) as report:
-            pulled = api.pull(name, force=force, progress=report, remote=remote_choice(remote, no_remote),
-                              upload=not no_upload, **selection)
+            pulled = api.pull(name, progress=report, **pulling, **selection)
         results.append(pulled.summary())
         if not json_:
             note(f"{name} from remote {pulled.remote}" if pulled.cached == "remote"
@@ -458,11 +472,13 @@ def runtime_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @app.command()
 @recipe_options
 @runtime_options
+@pull_options
 def run(
     name: Annotated[str, typer.Argument(help="A model name (pulled on a miss) or a .onnx file.")],
     selection: dict[str, Any],
     provider: str,
     runtime: Any,
+    pulling: dict[str, Any],
     image: Annotated[list[str] | None, typer.Option(
         "--image", help="An image file; repeat for a batch.")] = None,
     input_: Annotated[str | None, typer.Option("--input", help="Input tensor(s): FILE.npy or FILE.npz.")] = None,
@@ -476,10 +492,6 @@ def run(
     labels: Annotated[str | None, typer.Option(help="FILE.onnx: a text file with one label per line.")] = None,
     preprocess_like: Annotated[str | None, typer.Option(
         help="FILE.onnx: copy this model's preprocessing (and labels), e.g. timm:resnet50.")] = None,
-    force: ForceFlag = False,
-    remote: RemoteFlag = None,
-    no_remote: NoRemoteFlag = False,
-    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Run a model once on images, a tensor file, or a random input of its shape.
@@ -499,8 +511,7 @@ def run(
         result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
                          topk=topk, runtime=runtime, progress=report, labels=_read_labels(labels),
                          preprocessing={k: v for k, v in given.items() if v is not None},
-                         preprocess_like=preprocess_like, force=force, remote=remote_choice(remote, no_remote),
-                         upload=not no_upload, **selection)
+                         preprocess_like=preprocess_like, **pulling, **selection)
 
     def show() -> None:
         echo(f"provider: {_provider_line(result)}")
@@ -543,11 +554,13 @@ def _provider_line(result: dict[str, Any]) -> str:
 @app.command()
 @recipe_options
 @runtime_options
+@pull_options
 def bench(
     name: Annotated[str, typer.Argument(help="A model name (pulled on a miss) or a .onnx file.")],
     selection: dict[str, Any],
     provider: str,
     runtime: Any,
+    pulling: dict[str, Any],
     batch: Annotated[str, typer.Option(help="Batch sizes to time, e.g. 1,8,32.")] = "1",
     mode: Annotated[str, typer.Option(help="naive, iobinding, cudagraph, or a list: naive,iobinding.")] = "naive",
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = 10,
@@ -555,10 +568,6 @@ def bench(
     compare: Annotated[str | None, typer.Option(
         help="'torch': also time PyTorch eager on the same weights; or a KEY, name or FILE.onnx to time "
              "against this one (e.g. float32 vs its int8 twin).")] = None,
-    force: ForceFlag = False,
-    remote: RemoteFlag = None,
-    no_remote: NoRemoteFlag = False,
-    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Time a model: session creation, first run, p50/p90/p99/mean latency and throughput."""
@@ -571,8 +580,8 @@ def bench(
         if report:
             report(f"loading {name}")
         results = api.bench(name, provider=provider, batches=batches, modes=modes, warmup=warmup,
-                            iterations=iterations, runtime=runtime, compare=compare, progress=report, force=force,
-                            remote=remote_choice(remote, no_remote), upload=not no_upload, **selection)
+                            iterations=iterations, runtime=runtime, compare=compare, progress=report,
+                            **pulling, **selection)
 
     def show() -> None:
         first = results[0]
@@ -600,11 +609,13 @@ def bench(
 @app.command("eval")
 @recipe_options
 @runtime_options
+@pull_options
 def eval_(
     name: Annotated[str, typer.Argument(help="A model name or key (pulled on a miss) or a .onnx file.")],
     selection: dict[str, Any],
     provider: str,
     runtime: Any,
+    pulling: dict[str, Any],
     data: Annotated[str, typer.Option(
         help="Labelled images: DIR/<class>/<image>, class = index, WordNet id or label.")],
     labels_map: Annotated[str | None, typer.Option(
@@ -614,10 +625,6 @@ def eval_(
     compare: Annotated[str | None, typer.Option(
         help="'torch' (the PyTorch model), or a KEY, name or FILE.onnx, evaluated on the same images.")] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
-    force: ForceFlag = False,
-    remote: RemoteFlag = None,
-    no_remote: NoRemoteFlag = False,
-    no_upload: NoUploadFlag = False,
     json_: JsonFlag = False,
 ) -> None:
     """Measure top-1 and top-5 accuracy on a labelled image folder (recorded in a stored entry)."""
@@ -626,8 +633,7 @@ def eval_(
         selection["batch"] = batch
     result = api.evaluate(name, data, labels_map=labels_map, limit=limit, batch=batch, provider=provider,
                           runtime=runtime, compare=compare, per_class=per_class,
-                          bars=not json_ and sys.stderr.isatty(), force=force, remote=remote_choice(remote, no_remote),
-                          upload=not no_upload, **selection)
+                          bars=not json_ and sys.stderr.isatty(), **pulling, **selection)
 
     def show() -> None:
         def line(label: str, r: dict[str, Any]) -> str:
