@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -140,26 +140,25 @@ _in_reach: ContextVar[Callable[[str], Any] | None] = ContextVar("zoo_sources_in_
 
 
 @contextmanager
-def sources_in_reach(lookup: Callable[[str], Any]) -> Iterator[None]:
-    """While a plugin runs: let ``build_model`` find the other registered sources (host use)."""
-    token = _in_reach.set(lookup)
+def _bound(variable: ContextVar[Any], value: Any) -> Iterator[None]:
+    token = variable.set(value)
     try:
         yield
     finally:
-        _in_reach.reset(token)
+        variable.reset(token)
+
+
+def sources_in_reach(lookup: Callable[[str], Any]) -> AbstractContextManager[None]:
+    """While a plugin runs: let ``build_model`` find the other registered sources (host use)."""
+    return _bound(_in_reach, lookup)
 
 
 _reporter: ContextVar[Progress | None] = ContextVar("zoo_reporter", default=None)
 
 
-@contextmanager
-def reporting(progress: Progress | None) -> Iterator[None]:
+def reporting(progress: Progress | None) -> AbstractContextManager[None]:
     """While a source builds: send ``report`` lines to ``progress`` (host use)."""
-    token = _reporter.set(progress)
-    try:
-        yield
-    finally:
-        _reporter.reset(token)
+    return _bound(_reporter, progress)
 
 
 def report(message: str) -> None:
