@@ -138,7 +138,10 @@ def test_list_available_filters_with_wildcards(home: Path, zoo) -> None:
 
 def test_export_to_a_directory(home: Path, zoo, tmp_path: Path) -> None:
     out_dir = tmp_path / "onnx_output"
-    out = json.loads(zoo("export", *TINY, "--static-batch", "-o", str(out_dir), "--json").stdout)
+    not_a_store = tmp_path / "zoo-home-is-a-file"  # exporting a name never opens the store
+    not_a_store.write_text("")
+    out = json.loads(zoo("export", *TINY, "--static-batch", "-o", str(out_dir), "--json",
+                         ZOO_HOME=str(not_a_store)).stdout)
     assert sorted(p.name for p in out_dir.iterdir()) == ["model.onnx", "zoo.json"]
     metadata = json.loads((out_dir / "zoo.json").read_text())
     assert metadata["recipe"]["dynamic_batch"] is False

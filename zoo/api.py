@@ -123,9 +123,7 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     from .remote import remote_for_pull, upload_quietly
 
     store = store or Store()
-    key = _by_key(name, store, selection)
-    stored = store.get(key) if key else None
-    resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
+    resolved, stored = _named(name, store, selection)
     if not force and (entry := stored or store.get(resolved.key)) is not None:
         _verified(store, entry, name)  # a hit is only as good as its files (trusted hashes: cheap)
         return PullResult(entry, True, resolved)
@@ -165,9 +163,8 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
         for existing in (directory / model_name, directory / record_name):
             if existing.exists():
                 raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
-    store = Store()
-    stored = store.get(key) if (key := _by_key(name, store, selection)) else None
-    resolved = resolved_from_record(stored) if stored else resolve_name(name, **selection)
+    # Only a key is looked up in the store: exporting a model name never opens it.
+    resolved = _named(name, Store() if _KEY_PREFIX.fullmatch(name) else None, selection)[0]
     produce = _producer(resolved, get_host(), progress)
     tmp: Path | None = None
     made_directory = not directory.exists()
@@ -239,6 +236,14 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
         resolve_name(name, **selection)  # raises the reason the name does not resolve
     raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
                           f"is not in the store: run `zoo pull {name}` first")
+
+
+def _named(name: str, store: Store | None, selection: Mapping[str, Any]) -> tuple[Resolved, Entry | None]:
+    """What ``name`` asks to make, and the stored entry when ``name`` is its key (or a unique
+    prefix): that entry's recorded recipe; otherwise the model name resolved with ``selection``.
+    Without a ``store`` no key is looked up."""
+    stored = store.get(key) if store is not None and (key := _by_key(name, store, selection)) else None
+    return (resolved_from_record(stored) if stored else resolve_name(name, **selection)), stored
 
 
 def resolved_from_record(entry: Entry, exact: bool = True) -> Resolved:
@@ -518,9 +523,8 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
         selection["batch"] = batches[0]
     check_provider(provider, runtime)  # before anything is pulled or exported for it
     traced = {**selection, "batch": batches[0]} if len(batches) == 1 and selection.get("batch") is None else None
-    if traced and not force and not name.endswith(".onnx") and _stored(name, traced):
-        selection = traced
-    target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
+    target = _stored_target(name, traced) if traced and not force and not name.endswith(".onnx") else None
+    target = target or locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
     other = locate_stored(compare) if compare not in (None, "torch") else None
     if progress:
         progress("timing")
@@ -528,13 +532,14 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
     return measure(target, provider, batches, modes, warmup, iterations, runtime, reference, other)
 
 
-def _stored(name: str, selection: Mapping[str, Any]) -> bool:
-    """Whether ``name`` with ``selection`` names a stored entry (never pulls)."""
+def _stored_target(name: str, selection: Mapping[str, Any]) -> Target | None:
+    """``name`` with ``selection`` as a verified stored entry; None when none is stored (never pulls)."""
+    store = Store()
     try:
-        find(name, **selection)
+        entry = find(name, store=store, **selection)
     except UserError:  # not stored (NotInStoreError), or a name that does not resolve
-        return False
-    return True
+        return None
+    return _verified(store, entry, name)
 
 
 def locate_stored(name: str) -> Target:
