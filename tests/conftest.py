@@ -8,12 +8,24 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import TINY, Ran, home_env, invoke, run_cli, zoo_env
+
+
+@pytest.fixture(autouse=True)
+def _network_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with the offline and remote switches unset, as on a developer's laptop;
+    a test that depends on one sets it (air-gapped clusters export HF_HUB_OFFLINE=1 everywhere)."""
+    for name in ("HF_HUB_OFFLINE", "ZOO_OFFLINE", "ZOO_REMOTE"):
+        monkeypatch.delenv(name, raising=False)
+    remote = sys.modules.get("zoo.remote")
+    if remote is not None:  # "said once" is per process: per test here
+        monkeypatch.setattr(remote, "_said_off", set())
 
 
 @pytest.fixture

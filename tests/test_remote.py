@@ -125,9 +125,12 @@ def test_file_remote_serves_a_second_home_without_torch(seed: Seed, tmp_path: Pa
     assert (shared / "blobs" / "sha256" / seed.pulled["sha256"]).is_file()
 
     home = tmp_path / "home-b"
-    env = zoo_env(home, ZOO_REMOTE=seed.url, PYTHONPATH=poisoned(tmp_path))
-    pulled = json.loads(run_cli("pull", *MODEL, "--json", env=env).stdout)
+    # HF_HUB_OFFLINE is the Hub's switch (set everywhere on air-gapped clusters): the remote stays on
+    env = zoo_env(home, ZOO_REMOTE=seed.url, PYTHONPATH=poisoned(tmp_path), HF_HUB_OFFLINE="1")
+    proc = run_cli("pull", *MODEL, "--json", env=env)
+    pulled = json.loads(proc.stdout)
     assert pulled["cached"] == "remote" and pulled["remote"] == seed.url
+    assert "is off" not in proc.stderr
     assert pulled["key"] == key and pulled["sha256"] == seed.pulled["sha256"]
     same_files(seed.entry_dir, Path(pulled["path"]).parent)
     assert not list((home / "tmp").iterdir())  # downloaded through the store's temp dir + rename
@@ -138,6 +141,8 @@ def test_file_remote_serves_a_second_home_without_torch(seed: Seed, tmp_path: Pa
         proc = run_cli(*args, env=zoo_env(tmp_path / "home-c", ZOO_REMOTE=seed.url, PYTHONPATH=poisoned(tmp_path),
                                           **off), check=False)
         assert proc.returncode != 0 and "must not be imported" in proc.stderr, proc.stderr
+        said = f"zoo: remote cache {seed.url} is off ({'ZOO_OFFLINE=1' if off else '--no-remote'})"
+        assert [line for line in proc.stderr.splitlines() if "is off" in line][0].startswith(said), proc.stderr
 
 
 def test_human_pull_says_from_remote_and_list_push_verify(seed: Seed, home: Path, tmp_path: Path,

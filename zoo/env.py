@@ -20,8 +20,17 @@ def home() -> Path:
 
 
 def offline() -> bool:
-    """``ZOO_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``): never touch the network."""
-    return any(_truthy(os.environ.get(v)) for v in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"))
+    """``ZOO_OFFLINE=1`` (or huggingface_hub's ``HF_HUB_OFFLINE=1``): sources never download weights.
+
+    Only for what sources fetch from the Hub or the web; the team remote follows ``zoo_offline``.
+    """
+    return zoo_offline() or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+
+
+def zoo_offline() -> bool:
+    """``ZOO_OFFLINE=1`` alone: the remote cache is off. ``HF_HUB_OFFLINE`` is the Hub's switch and is
+    set everywhere on air-gapped clusters, exactly where a team's internal remote is what they use."""
+    return _truthy(os.environ.get("ZOO_OFFLINE"))
 
 
 def no_lock() -> bool:

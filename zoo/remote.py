@@ -16,7 +16,8 @@ hashes every byte it downloads and never uses a blob that does not match its nam
 says so in one line and the caller exports locally instead. Nothing here imports torch.
 
 Which remote: ``--remote URL`` for one command, else ``ZOO_REMOTE``, else ``remote = "URL"``
-in ``config.toml`` in the user config dir. ``--no-remote`` or ``ZOO_OFFLINE=1`` turn it off.
+in ``config.toml`` in the user config dir. ``--no-remote`` or ``ZOO_OFFLINE=1`` turn it off (never
+``HF_HUB_OFFLINE``: that is the Hub's switch), and a pull says so once on stderr.
 Credentials and endpoints are fsspec's own (``AWS_*``, ``AWS_ENDPOINT_URL``,
 ``GOOGLE_APPLICATION_CREDENTIALS``).
 """
@@ -37,7 +38,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from .env import config_dir, offline
+from .env import config_dir, zoo_offline
 from .errors import EnvironmentProblem, IntegrityError, UserError, ZooError
 from .integrity import SHA256
 from .record import FileRecord, Record, RecordError, as_json
@@ -95,7 +96,7 @@ def open_remote(url: str | bool | None = None) -> Remote | None:
     ``url``: a URL (``--remote``), ``False`` (``--no-remote``), or ``None`` for the configured
     one. ``ZOO_OFFLINE=1`` turns every remote off.
     """
-    if url is False or offline():
+    if url is False or zoo_offline():
         return None
     chosen = url if isinstance(url, str) and url else configured_url()
     return Remote(chosen) if chosen else None
@@ -103,7 +104,7 @@ def open_remote(url: str | bool | None = None) -> Remote | None:
 
 def require_remote(url: str | None = None) -> Remote:
     """The remote for ``zoo remote ...`` commands: an error when there is none."""
-    if offline():
+    if zoo_offline():
         raise EnvironmentProblem("offline mode (ZOO_OFFLINE): the remote cache is off; unset it to use the remote")
     remote = open_remote(url)
     if remote is None:
@@ -113,12 +114,31 @@ def require_remote(url: str | None = None) -> Remote:
 
 
 def remote_for_pull(url: str | bool | None) -> Remote | None:
-    """``open_remote`` for a pull: a remote that cannot be opened is a warning, never a failed pull."""
+    """``open_remote`` for a pull: a remote that cannot be opened is a warning, never a failed pull.
+
+    A remote that is configured but off is said once per process: a team that counts on it
+    should never find out from an hour-long export that it was not asked.
+    """
     try:
+        if url is False or zoo_offline():
+            _say_off(url)
+            return None
         return open_remote(url)
     except ZooError as exc:
         warn(f"{exc}; going on without the remote")
         return None
+
+
+_said_off: set[tuple[str, str]] = set()
+
+
+def _say_off(url: str | bool | None) -> None:
+    """One stderr line naming the remote that is off and why, when one is configured."""
+    reason = "--no-remote" if url is False else "ZOO_OFFLINE=1"
+    configured = url if isinstance(url, str) and url else configured_url()
+    if configured and (configured, reason) not in _said_off:
+        _said_off.add((configured, reason))
+        sys.stderr.write(f"zoo: remote cache {configured} is off ({reason}): not asked, nothing uploaded\n")
 
 
 def upload_quietly(remote: Remote, entry: Entry, progress: Progress | None = None) -> dict[str, Any] | None:
