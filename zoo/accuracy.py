@@ -113,11 +113,11 @@ def labelled_images(root: Path, labels: Sequence[str] | None, classes: int | Non
     if not folders:
         raise UserError(f"--data {root}: no class folders; lay the images out as DIR/<class>/<image>")
     mapping = read_labels_map(labels_map) if labels_map else {}
-    names = _label_names(labels)
+    names = label_names(labels)
     indices: dict[str, int] = {}
     unknown = []
     for folder in folders:
-        index = _class_index(mapping.get(folder, folder), names, classes)
+        index = class_index(mapping.get(folder, folder), names, classes)
         if index is None:
             unknown.append(folder)
         else:
@@ -159,7 +159,7 @@ def read_labels_map(path: str | Path) -> dict[str, Any]:
     return mapping
 
 
-def _class_index(name: Any, names: dict[str, int | None], classes: int | None) -> int | None:
+def class_index(name: Any, names: dict[str, int | None], classes: int | None) -> int | None:
     if isinstance(name, int) or (isinstance(name, str) and name.isdigit()):
         index = int(name)
         return index if classes is None or 0 <= index < classes else None
@@ -168,7 +168,7 @@ def _class_index(name: Any, names: dict[str, int | None], classes: int | None) -
     return names.get(_normal(name))  # None: unknown, or a name two labels share
 
 
-def _label_names(labels: Sequence[str] | None) -> dict[str, int | None]:
+def label_names(labels: Sequence[str] | None) -> dict[str, int | None]:
     """Normalised label -> index, for whole labels and each comma-separated name (None when shared)."""
     names: dict[str, int | None] = {}
     for index, label in enumerate(labels or []):

@@ -664,7 +664,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
     from .exporting import export as run_export
     from .integrity import check_built_weights, check_pinned_path
     from .metadata import write_props
-    from .quantize import require_calibration
+    from .quantize import before_build
 
     say = progress or (lambda _msg: None)
 
@@ -673,7 +673,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         spec, recipe = resolved.spec, resolved.recipe
         source = host.source(spec.source)
         check_pinned_path(spec)  # before any source opens the file
-        require_calibration(recipe)  # int8 without images: refused before anything is built
+        before_build(recipe)  # int8: refused without images, and said when this CPU will not gain from it
         if source.fetches:  # ready ONNX files: no build, no export
             return _fetched(resolved, host, source, directory, progress, start)
         say(f"building {spec.ref} (weights {spec.weights})")

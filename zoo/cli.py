@@ -120,6 +120,26 @@ def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> N
         human()
 
 
+def int8_summary(int8: Any) -> str:
+    """``validation.int8`` on one line: the figures it has (older records: top-1 on calibration images)."""
+    def percent(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    calibration = int8.calibration or {}
+    parts = [f"passed={int8.passed}"]
+    if int8.confident_agreement is not None or int8.top5_containment is not None:
+        parts += [f"confident_agreement={percent(int8.confident_agreement)} of {int8.confident_images}",
+                  f"top5={percent(int8.top5_containment)}", f"tv={int8.mean_tv_distance:.3f}",
+                  f"on {int8.images} held-out images"]
+    else:
+        parts += [f"top1_agreement={percent(int8.top1_agreement)} on {int8.images} calibration images"]
+    if int8.labelled:
+        parts.append(f"labelled top-1 drop={int8.labelled.get('top1_drop')}")
+    if int8.cpu is not None:
+        parts.append(f"cpu={int8.cpu.kind}" + (" reduce_range" if int8.reduce_range else ""))
+    return " ".join(parts) + f" ({calibration.get('fingerprint')})"
+
+
 def echo(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
@@ -350,11 +370,9 @@ def _show_record(record: Any, path: Any) -> None:
         echo(f"{'validation':<14} passed={validation.passed} "
              + (f"max_abs_diff={diff:.3g}" if diff is not None else f"parity={validation.parity or 'not run'}"))
     echo(f"{'stats':<14} {json.dumps(as_json(record.stats))}")
-    int8 = validation.other.get("int8") if validation else None
-    if isinstance(int8, dict):
-        echo(f"{'int8':<14} passed={int8.get('passed')} top1_agreement={int8.get('top1_agreement')} "
-             f"max_abs_diff={int8.get('max_abs_diff')} on {int8.get('images')} calibration images "
-             f"({(int8.get('calibration') or {}).get('fingerprint')})")
+    int8 = validation.int8 if validation else None
+    if int8 is not None:
+        echo(f"{'int8':<14} {int8_summary(int8)}")
     for mark, run in (record.evaluations or {}).items():
         if isinstance(run, dict):
             echo(f"{'evaluation':<14} top1={run.get('top1')} top5={run.get('top5')} on {run.get('images')} images "

@@ -102,7 +102,7 @@ def export(
         if recipe.dtype == "int8":  # float32 parity first, then int8 against float32 on real images
             from .quantize import quantize
 
-            validation["int8"] = quantize(path, built.preprocessing, recipe, say)
+            validation["int8"] = quantize(path, built.preprocessing, recipe, say, built.labels)
             check(path)
         validation["artefact"] = check_artefact(path, recipe, built.preprocessing.input_size, stage="the file")
         inputs, outputs, nodes = describe(path)

@@ -3,15 +3,20 @@
 ONNX Runtime's tool chain, as its documentation recommends for CNNs on CPU: ``quant_pre_process``
 (symbolic shape inference and graph optimisation), then ``quantize_static`` in QDQ format with
 per-channel int8 weights and MinMax ranges calibrated on real images, read with the model's own
-preprocessing. Activations are uint8 (asymmetric): on x86 with AVX-512 VNNI or AMX the U8S8
-kernels are ORT's fastest (resnet50 on the dev box: 2.9x float32, where int8 activations ran no
-faster than float32), and ReLU outputs use the whole range. TensorRT wants symmetric int8
-activations; a QDQ file still runs there, only not at TensorRT's best.
+preprocessing. Activations are uint8 (asymmetric, U8S8): on x86 with AVX-512 VNNI or AMX these are
+ORT's fastest kernels (resnet50 on a VNNI box: 2.9x float32, where int8 activations ran no faster
+than float32), and ReLU outputs use the whole range. Without VNNI/AMX (``zoo.cpu``), U8S8
+saturates int16 pair sums, so weights are quantized with ``reduce_range`` (7 bits), ORT's
+documented remedy, and the user is told before the build that int8 is unlikely to be faster there.
+TensorRT wants symmetric int8 activations; a QDQ file still runs there, only not at TensorRT's best.
 
-The check: the int8 file and its float32 parent run on ORT's CPU provider on the calibration
-images; top-1 agreement and the largest logit difference go into ``validation.int8``. Agreement
-under 90% on at least 50 images fails the export with the figures; fewer images are too few to
-judge, so the figures are recorded with a warning.
+The check measures what a user loses, not flips among near-ties: every third calibration image is
+held out of calibration, and on those the int8 file and its float32 parent (ORT's CPU provider)
+are compared: top-1 agreement where float32 is confident, float32's top-1 within int8's top 5, the
+mean total-variation distance of the probability vectors and, when the calibration folder is
+labelled (``DIR/<class>/<image>``, as ``zoo eval`` reads it), the top-1 drop against the labels.
+Figures, thresholds, the CPU and ORT's version go into ``validation.int8``. A check with too few
+images to decide is recorded without judging, with a warning.
 """
 
 from __future__ import annotations
@@ -30,10 +35,18 @@ from .errors import NotInStoreError, ParityError, UserError
 from .imageset import calibration_set
 from .spec import Preprocessing
 
-MIN_AGREEMENT = 0.90
-MIN_IMAGES = 50  # below this an agreement figure is too coarse to fail an export on
+CONFIDENCE = 0.2  # float32 top-1 probability from which a flip is a loss, not a near-tie among unfit classes
+MIN_CONFIDENT_AGREEMENT = 0.90
+MIN_TOP5_CONTAINMENT = 0.95
+MAX_MEAN_TV_DISTANCE = 0.2
+MAX_TOP1_DROP = 0.02  # against labels: two points
+MIN_HELDOUT = 20  # held-out images below which the figures are too coarse to fail an export on
+MIN_CONFIDENT = 10  # confident images below which their agreement is not judged
+MIN_LABELLED = 50  # labelled held-out images below which one image is more than the allowed drop
+HOLD_OUT_EVERY = 3  # every third image is kept out of calibration to check on
 CALIBRATION_BATCH = 8
 CALIBRATION_FIELDS = ("calibration", "calibration_size")
+TOPK = 5
 
 
 def require_calibration(recipe: Any) -> None:
@@ -43,8 +56,35 @@ def require_calibration(recipe: Any) -> None:
                         "those the model will see (a few hundred; --calibration-size N picks how many)")
 
 
-def quantize(path: Path, preprocessing: Preprocessing, recipe: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    """Rewrite the float32 model at ``path`` as int8 QDQ in place; return the ``validation.int8`` record."""
+def before_build(recipe: Any) -> None:
+    """What int8 needs checked or said before anything is built: calibration images, and a warning
+    when this CPU's int8 kernels are unlikely to beat float32."""
+    require_calibration(recipe)
+    if recipe.dtype != "int8":
+        return
+    from .cpu import detect
+
+    cpu = detect()
+    if not cpu.fast_int8:
+        sys.stderr.write(f"zoo: warning: this CPU (int8 kind {cpu.kind}: no AVX-512 VNNI, AVX-VNNI or AMX) has "
+                         "no fast int8 kernels: int8 is unlikely to be faster than float32 here; quantizing "
+                         "with reduce_range (7-bit weights) to avoid U8S8 saturation\n")
+
+
+def scheme(kind: str) -> dict[str, Any]:
+    """The quantization settings for a CPU of int8 ``kind`` (``zoo.cpu.KINDS``)."""
+    from .cpu import EXACT
+
+    return {"activations": "uint8, asymmetric", "weights": "int8, per channel",
+            "reduce_range": kind not in EXACT}
+
+
+def quantize(path: Path, preprocessing: Preprocessing, recipe: Any, say: Callable[[str], None],
+             labels: Sequence[str] | None = None) -> dict[str, Any]:
+    """Rewrite the float32 model at ``path`` as int8 QDQ in place; return the ``validation.int8`` record.
+
+    ``labels`` (the model's class names) help name the classes of a labelled calibration folder.
+    """
     import numpy as np
     import onnxruntime
     from onnxruntime.quantization import (
@@ -55,20 +95,29 @@ def quantize(path: Path, preprocessing: Preprocessing, recipe: Any, say: Callabl
         quantize_static,
     )
 
+    from .cpu import detect
+    from .record import Int8Validation, as_json
+
     require_calibration(recipe)
+    cpu = detect()
+    settings = scheme(cpu.kind)
     images = calibration_set(recipe.calibration, recipe.calibration_size)
     say(f"reading {len(images.files)} calibration images")
     tensors, failed = read_tensors(images.files, preprocessing)
     if not len(tensors):
         raise UserError(f"--calibration {recipe.calibration}: none of its {len(images.files)} images could be read "
                         f"({failed[0]['error']})")
+    bad = {item["path"] for item in failed}
+    read = [file for file in images.files if str(file) not in bad]
+    held = [i for i in range(len(tensors)) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
+    fitted = [i for i in range(len(tensors)) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1]
     static = _static_batch(path)
     chunk = static or CALIBRATION_BATCH
     name = _input_name(path)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._batches = iter(batches(tensors, chunk, static is not None))
+            self._batches = iter(batches(tensors[fitted], chunk, static is not None))
 
         def get_next(self) -> dict[str, Any] | None:
             batch = next(self._batches, None)
@@ -79,50 +128,161 @@ def quantize(path: Path, preprocessing: Preprocessing, recipe: Any, say: Callabl
         say("preparing the graph for quantization (quant_pre_process)")
         preprocess_step = _pre_process(path, prepared)
         quantized = Path(scratch) / "int8.onnx"
-        say("calibrating and quantizing to int8")
+        say(f"calibrating on {len(fitted)} images and quantizing to int8"
+            + (" (reduce_range)" if settings["reduce_range"] else ""))
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
                 str(prepared if prepared.is_file() else path), str(quantized), Reader(),
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                reduce_range=settings["reduce_range"],
                 # MinMax reduces each activation to its min and max inside the calibration graph, so memory
                 # stays small. (CalibMaxIntermediateOutputs would bound it too, but ORT drops the batches it
                 # clears instead of merging their ranges.)
                 calibrate_method=CalibrationMethod.MinMax,
             )
-        say("comparing int8 with float32 on the calibration images")
-        want = run_cpu(path, tensors, chunk, static is not None)
-        got = run_cpu(quantized, tensors, chunk, static is not None)
+        say(f"comparing int8 with float32 on {len(held)} held-out images")
+        want = run_cpu(path, tensors[held], chunk, static is not None)
+        got = run_cpu(quantized, tensors[held], chunk, static is not None)
         shutil.move(str(quantized), str(path))
-    figures = agreement(got, want)
-    record = {
-        "dtype": "int8",
-        "quantizer": "onnxruntime.quantization.quantize_static",
-        "onnxruntime": onnxruntime.__version__,
-        "format": "QDQ",
-        "weights": "int8, per channel",
-        "activations": "uint8, asymmetric",
-        "calibration_method": "MinMax",
-        "pre_process": preprocess_step,
-        "calibration": {**images.describe(), "read": len(tensors), "failed": failed},
-        "against": "float32 export, ORT CPU, on the calibration images",
-        **figures,
-        "threshold": {"min_top1_agreement": MIN_AGREEMENT, "min_images": MIN_IMAGES},
-    }
-    judged = figures["top1_agreement"] is not None and figures["images"] >= MIN_IMAGES
-    record["passed"] = not judged or figures["top1_agreement"] >= MIN_AGREEMENT
-    if not record["passed"]:
-        raise ParityError(f"int8: top-1 agrees with float32 on only {figures['top1_agreement']:.1%} of "
-                          f"{figures['images']} calibration images (max abs logit diff "
-                          f"{figures['max_abs_diff']:.3g}; needs {MIN_AGREEMENT:.0%}); keep float32 or float16 "
-                          "for this model, or calibrate on images closer to its data")
-    if not judged and figures["top1_agreement"] is not None:
-        record["warning"] = (f"int8 checked on {figures['images']} images only (top-1 agreement "
-                             f"{figures['top1_agreement']:.1%}): too few to judge; calibrate on {MIN_IMAGES}+ images")
-        sys.stderr.write(f"zoo: warning: {record['warning']}\n")
-    if not np.isfinite(figures["max_abs_diff"]):
+    truth = folder_labels(images.root, [read[i] for i in held], labels, want.shape[1] if want.ndim == 2 else None)
+    figures = compare(got, want, truth)
+    judged, losses = judge(figures)
+    check = Int8Validation(
+        dtype="int8", quantizer="onnxruntime.quantization.quantize_static", onnxruntime=onnxruntime.__version__,
+        format="QDQ", **settings, calibration_method="MinMax", pre_process=preprocess_step,
+        cpu=_cpu_record(cpu),
+        calibration={**images.describe(), "read": len(tensors), "calibrated_on": len(fitted),
+                     "held_out": len(held), "failed": failed},
+        against=f"float32 export, ORT CPU, on every {_ordinal(HOLD_OUT_EVERY)} calibration image, held out",
+        **figures, judged=judged, passed=not losses,
+        threshold={"confidence": CONFIDENCE, "min_confident_agreement": MIN_CONFIDENT_AGREEMENT,
+                   "min_top5_containment": MIN_TOP5_CONTAINMENT, "max_mean_tv_distance": MAX_MEAN_TV_DISTANCE,
+                   "max_top1_drop": MAX_TOP1_DROP, "min_images": MIN_HELDOUT,
+                   "min_confident_images": MIN_CONFIDENT, "min_labelled_images": MIN_LABELLED},
+    )
+    if figures["max_abs_diff"] is not None and not np.isfinite(figures["max_abs_diff"]):
         raise ParityError("int8: outputs are not finite; keep float32 for this model")
-    return record
+    if losses:
+        raise ParityError(f"int8 loses too much against float32 on {figures['images']} held-out calibration images: "
+                          f"{'; '.join(losses)}; keep float32 or float16 for this model, or calibrate on images "
+                          "closer to its data")
+    if figures["images"] < MIN_HELDOUT and figures["top1_agreement"] is not None:
+        check.warning = (f"int8 checked on {figures['images']} held-out images only (top-1 agreement "
+                         f"{figures['top1_agreement']:.1%}, top-5 {figures['top5_containment']:.1%}): too few to "
+                         f"judge; calibrate on {MIN_HELDOUT * HOLD_OUT_EVERY}+ images")
+        sys.stderr.write(f"zoo: warning: {check.warning}\n")
+    return as_json(check)
+
+
+def compare(got: Any, want: Any, labels: Sequence[int] | None = None) -> dict[str, Any]:
+    """What int8 outputs ``got`` lose against float32 outputs ``want`` (logits or probabilities,
+    one row per image); with ``labels`` (a class per row), both models' top-1 against them."""
+    import numpy as np
+
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    out: dict[str, Any] = {
+        "images": int(len(want)), "top1_agreement": None, "confident_images": None, "confident_agreement": None,
+        "top5_containment": None, "mean_tv_distance": None,
+        "max_abs_diff": float(np.abs(got - want).max(initial=0.0)) if got.shape == want.shape else None,
+        "labelled": None,
+    }
+    if got.shape != want.shape or want.ndim != 2 or want.shape[1] < 2 or not len(want):
+        return out
+    p, q = probabilities(want), probabilities(got)
+    first = want.argmax(1)
+    same = got.argmax(1) == first
+    confident = p.max(1) >= CONFIDENCE
+    top = np.argsort(-got, axis=1, kind="stable")[:, :TOPK]
+    out.update(
+        top1_agreement=float(same.mean()),
+        confident_images=int(confident.sum()),
+        confident_agreement=float(same[confident].mean()) if confident.any() else None,
+        top5_containment=float((top == first[:, None]).any(1).mean()),
+        mean_tv_distance=float(np.clip(0.5 * np.abs(p - q).sum(1), 0, 1).mean()),
+    )
+    if labels is not None and len(labels) == len(want):
+        truth = np.asarray(labels)
+        float32, int8 = float((first == truth).mean()), float((got.argmax(1) == truth).mean())
+        out["labelled"] = {"images": int(len(truth)), "float32_top1": float32, "int8_top1": int8,
+                           "top1_drop": float32 - int8}
+    return out
+
+
+def judge(figures: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The checks the figures have enough images for, and those of them that fail, each as a phrase."""
+    judged: list[str] = []
+    losses: list[str] = []
+
+    def check(name: str, value: float, limit: float, low: bool, text: str) -> None:
+        judged.append(name)
+        if (value < limit) if low else (value > limit):
+            losses.append(text)
+
+    if figures["top1_agreement"] is not None and figures["images"] >= MIN_HELDOUT:
+        confident = figures["confident_images"]
+        if confident >= MIN_CONFIDENT:
+            check("confident_agreement", figures["confident_agreement"], MIN_CONFIDENT_AGREEMENT, True,
+                  f"top-1 agrees on {figures['confident_agreement']:.1%} of the {confident} images float32 is "
+                  f"confident about (p >= {CONFIDENCE:g}; needs {MIN_CONFIDENT_AGREEMENT:.0%})")
+        check("top5_containment", figures["top5_containment"], MIN_TOP5_CONTAINMENT, True,
+              f"float32's top-1 is in int8's top 5 on {figures['top5_containment']:.1%} (needs "
+              f"{MIN_TOP5_CONTAINMENT:.0%})")
+        check("mean_tv_distance", figures["mean_tv_distance"], MAX_MEAN_TV_DISTANCE, False,
+              f"the probabilities differ by {figures['mean_tv_distance']:.3f} in mean total variation (at most "
+              f"{MAX_MEAN_TV_DISTANCE:g})")
+    labelled = figures["labelled"]
+    if labelled and labelled["images"] >= MIN_LABELLED:
+        check("top1_drop", labelled["top1_drop"], MAX_TOP1_DROP, False,
+              f"top-1 against the labels drops {labelled['top1_drop'] * 100:.1f} points "
+              f"({labelled['float32_top1']:.1%} -> {labelled['int8_top1']:.1%}; at most {MAX_TOP1_DROP * 100:g})")
+    return judged, losses
+
+
+def probabilities(scores: Any) -> Any:
+    """Rows of ``scores`` as probabilities: kept when they already are (non-negative, summing to 1),
+    else a softmax of the logits."""
+    import numpy as np
+
+    if (scores >= 0).all() and np.allclose(scores.sum(1), 1.0, atol=1e-3):
+        return scores
+    shifted = np.exp(scores - scores.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
+
+
+def folder_labels(root: Path, files: Sequence[Path], labels: Sequence[str] | None,
+                  classes: int | None) -> list[int] | None:
+    """The class of each file when ``root`` is laid out as ``zoo eval`` reads it (every file in a
+    ``<class>/`` folder that names a class), else None: a folder of unlabelled images."""
+    from .accuracy import class_index, label_names
+
+    names = label_names(labels)
+    found: dict[str, int | None] = {}
+    out = []
+    for file in files:
+        parts = file.relative_to(root).parts
+        if len(parts) != 2:  # at the top, or nested deeper than DIR/<class>/<image>
+            return None
+        if parts[0] not in found:
+            try:
+                found[parts[0]] = class_index(parts[0], names, classes)
+            except Exception:  # e.g. WordNet ids without timm: unlabelled, as any unknown folder
+                found[parts[0]] = None
+        if found[parts[0]] is None:
+            return None
+        out.append(found[parts[0]])
+    return out or None
+
+
+def _cpu_record(cpu: Any) -> Any:
+    from .record import CpuRecord
+
+    return CpuRecord(kind=cpu.kind, name=cpu.name, flags=list(cpu.flags),
+                     detected=cpu.detected if cpu.detected != cpu.kind else None)
+
+
+def _ordinal(n: int) -> str:
+    return {2: "second", 3: "third", 4: "fourth"}.get(n, f"{n}th")
 
 
 def read_tensors(files: Sequence[Path], preprocessing: Preprocessing) -> tuple[Any, list[dict[str, str]]]:
@@ -167,20 +327,6 @@ def run_cpu(model: Path, tensors: Any, size: int, static: bool) -> Any:
     return np.concatenate(parts).astype(np.float64)
 
 
-def agreement(got: Any, want: Any) -> dict[str, Any]:
-    """Top-1 agreement (None unless both are per-class scores) and max abs difference of two outputs."""
-    import numpy as np
-
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    same_shape = got.shape == want.shape
-    classes = same_shape and got.ndim == 2 and got.shape[1] > 1
-    return {
-        "images": int(len(want)),
-        "top1_agreement": float((got.argmax(1) == want.argmax(1)).mean()) if classes and len(want) else None,
-        "max_abs_diff": float(np.abs(got - want).max(initial=0.0)) if same_shape else None,
-    }
-
-
 def stored_int8(store: Any, resolved: Any) -> Any:
     """The one stored int8 entry of this model and recipe, whatever its calibration set."""
     spec, recipe = resolved.spec, resolved.recipe
@@ -205,8 +351,8 @@ def stored_int8(store: Any, resolved: Any) -> Any:
 
 def _calibration_of(entry: Any) -> str:
     validation = entry.record.validation
-    int8 = validation.other.get("int8") if validation else None
-    calibration = (int8.get("calibration") if isinstance(int8, dict) else None) or {}
+    int8 = validation.int8 if validation else None
+    calibration = (int8.calibration if int8 else None) or {}
     root, count, mark = calibration.get("root"), calibration.get("images"), calibration.get("fingerprint")
     return f"{root}, {count} images, fingerprint {mark}"
 

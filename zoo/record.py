@@ -80,6 +80,15 @@ LIMITS: dict[str, Limit] = {
     "Stats.gflops": Limit(low=0, high=1e12),
     "Validation.max_abs_diff": Limit(low=0),
     "Validation.max_rel_diff": Limit(low=0),
+    "Int8Validation.images": _COUNT,
+    "Int8Validation.confident_images": _COUNT,
+    "Int8Validation.top1_agreement": Limit(low=0, high=1),
+    "Int8Validation.confident_agreement": Limit(low=0, high=1),
+    "Int8Validation.top5_containment": Limit(low=0, high=1),
+    "Int8Validation.mean_tv_distance": Limit(low=0, high=1),
+    "Int8Validation.max_abs_diff": Limit(low=0),
+    "Int8Validation.judged": Limit(items=16, length=64),
+    "CpuRecord.flags": Limit(items=64, length=64),
     "Preprocessing.input_size": Limit(low=1, high=MAX_SIDE),
     "Preprocessing.resize": Limit(low=1, high=2 * MAX_SIDE),  # --size 4096 resizes to 4681 before its crop
     "Preprocessing.crop": _SIDE,
@@ -152,6 +161,58 @@ class Attempt:
 
 
 @dataclass
+class CpuRecord:
+    """The CPU int8 figures were measured on: its int8 ``kind`` (``zoo.cpu.KINDS``), model name and
+    deciding flags; ``detected`` when ``ZOO_CPU_KIND`` chose another kind than the flags give."""
+
+    kind: str
+    name: str | None = _optional()
+    flags: list[str] = field(default_factory=list)
+    detected: str | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Int8Validation:
+    """``validation.int8``: how the int8 file was made and what it loses against its float32 parent.
+
+    The figures compare the two on calibration images held out from calibration (``images`` of
+    them): ``confident_agreement`` (top-1 agreement on the ``confident_images`` where float32's
+    top-1 probability is at least ``threshold.confidence``), ``top5_containment`` (float32's top-1
+    in int8's top 5), ``mean_tv_distance`` (of the probability vectors), and ``labelled`` (top-1 of
+    both against the labels of a ``DIR/<class>/<image>`` folder). ``judged`` names the checks that
+    had enough images to decide ``passed``. Records from before zoo measured this way hold
+    ``top1_agreement`` on all calibration images and ``threshold.min_top1_agreement``.
+    """
+
+    dtype: str | None = _optional()
+    quantizer: str | None = _optional()
+    onnxruntime: str | None = _optional()
+    format: str | None = _optional()
+    weights: str | None = _optional()
+    activations: str | None = _optional()
+    reduce_range: bool | None = _optional()
+    calibration_method: str | None = _optional()
+    pre_process: str | None = _optional()
+    cpu: CpuRecord | None = _optional()
+    calibration: dict[str, Any] | None = _optional()
+    against: str | None = _optional()
+    images: int | None = _optional()
+    top1_agreement: float | None = _optional()
+    confident_images: int | None = _optional()
+    confident_agreement: float | None = _optional()
+    top5_containment: float | None = _optional()
+    mean_tv_distance: float | None = _optional()
+    max_abs_diff: float | None = _optional()
+    labelled: dict[str, Any] | None = _optional()
+    threshold: dict[str, float] | None = _optional()
+    judged: list[str] | None = _optional()
+    passed: bool | None = _optional()
+    warning: str | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Validation:
     """How the file was checked: the checker, and parity with PyTorch where there was one."""
 
@@ -162,6 +223,7 @@ class Validation:
     tolerance: dict[str, float] | None = _optional()
     parity: str | None = _optional()
     passed: bool | None = _optional()
+    int8: Int8Validation | None = _optional()
     other: dict[str, Any] = field(default_factory=dict)
 
 
