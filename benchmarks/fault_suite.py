@@ -443,6 +443,8 @@ def _corrupted(suite: Suite, corrupt: Callable[..., None], command: str, codes: 
     home = suite.fresh("corrupt")
     intact = home / "models" / ("f" * 20)  # a second, healthy entry: it must survive everything
     shutil.copytree(home / "models" / suite.base_key, intact)
+    record = json.loads((intact / "zoo.json").read_text())
+    (intact / "zoo.json").write_text(json.dumps({**record, "key": intact.name}))  # its own, not the copied one's
     corrupt(home / "models" / suite.base_key, suite)
     args = {"list": ["list"], "verify": ["verify"], "info": ["info", *SMALL], "run": ["run", *SMALL],
             "pull": ["pull", *SMALL], "rm": ["rm", suite.base_key]}[command]  # a broken record: removed by key

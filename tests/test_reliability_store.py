@@ -31,8 +31,9 @@ from helpers import (
 )
 
 from zoo.errors import IntegrityError
+from zoo.liveness import host as _host
 from zoo.record import Record
-from zoo.store import MODEL_FILE, Store, StoreWriteError, _host
+from zoo.store import MODEL_FILE, Store, StoreWriteError
 
 # A miss against the shared tiny store (another opset, so another key): a cheap real export.
 MISS = (*TINY, "--opset", "17")
@@ -189,7 +190,7 @@ def test_gc_removes_dead_and_old_temp_dirs_only(home: Path, zoo, tmp_path: Path)
 def test_gc_keeps_a_live_writer_in_another_pid_namespace(home: Path, zoo) -> None:
     """Containers sharing a store and a hostname: a writer's pid means nothing in our namespace."""
     proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
-                           "import os; from zoo.store import _host; print(_host(), os.getpid())"],
+                           "import os; from zoo.liveness import host; print(host(), os.getpid())"],
                           capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         pytest.skip(f"cannot create a pid namespace here: {proc.stderr.strip()}")
@@ -229,6 +230,8 @@ def test_verify_reports_corruption_and_list_keeps_the_rest(copy_store: Path, zoo
     (key,) = entry_dirs(copy_store)
     intact = copy_store / "models" / ("f" * 20)
     shutil.copytree(copy_store / "models" / key, intact)  # a second, healthy entry
+    record = json.loads((intact / "zoo.json").read_text())
+    (intact / "zoo.json").write_text(json.dumps({**record, "key": intact.name}))  # its own, not the copied one's
     file, corrupt, problem = CORRUPTIONS[case]
     corrupt(copy_store / "models" / key / file)
 

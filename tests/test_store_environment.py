@@ -21,7 +21,7 @@ import pytest
 from helpers import REPO, SMALL, mounted, one_line_error, zoo_env
 from onnx import TensorProto, helper
 
-from zoo.store import _host
+from zoo.liveness import host as _host
 
 Main = Callable[..., tuple[int, str, str]]
 

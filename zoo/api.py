@@ -298,7 +298,7 @@ def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry 
     if key is not None:
         try:
             entry: Entry | str | None = store.get(key)
-        except RecordError:
+        except IntegrityError:  # a broken record, or another entry's files: the key goes all the same
             entry = None
         store.remove(key)
         return entry or key
@@ -618,12 +618,26 @@ def torch_module(target: Target) -> tuple[Any, Any]:
     return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
 
 
-def remote_cache(url: str | None = None) -> Any:
-    """The remote cache at ``url``, else the configured one (``ZOO_REMOTE``, ``config.toml``), as a
-    ``zoo.remote.Remote``; a one-line error when none is configured."""
+def remote_entries(url: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries on the remote cache at ``url`` (else the configured one: ``ZOO_REMOTE``,
+    ``config.toml``), and the problems met reading its manifests."""
     from .remote import require_remote
 
-    return require_remote(url)
+    return require_remote(url).entries()
+
+
+def remote_verify(url: str | None = None, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Re-hash the remote's blobs and check its manifests; ``ok`` is False on any problem."""
+    from .remote import require_remote
+
+    return require_remote(url).verify(progress)
+
+
+def remote_gc(url: str | None = None) -> dict[str, Any]:
+    """Remove the remote's blobs that no manifest names (never one young enough to be in flight)."""
+    from .remote import require_remote
+
+    return require_remote(url).collect_garbage()
 
 
 def remote_push(name: str, *, url: str | None = None, progress: Progress | None = None, store: Store | None = None,

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from .errors import UserError
-from .runtime import Binding, ProviderOptions, Session, Target, open_session, random_feeds, trt_cache_dir
+from .runtime import Binding, ProviderOptions, Session, Target, open_session, random_feeds, with_defaults
 
 MODES = ("naive", "iobinding", "cudagraph")
 
@@ -65,11 +65,7 @@ def bench(
         raise UserError("--warmup must be 0 or more and --iterations at least 1")
     if "cudagraph" in modes and provider == "cpu":
         raise UserError("cudagraph mode needs --provider cuda or tensorrt (CUDA graphs are a GPU feature)")
-    options = options or ProviderOptions()
-    if provider == "tensorrt" and options.trt_cache_dir is None:
-        options.trt_cache_dir = trt_cache_dir(target)
-    if options.cudnn_conv_algo_search is None:
-        options.cudnn_conv_algo_search = "EXHAUSTIVE"  # the warm-up pays for the search once per shape
+    options = with_defaults(options, target, provider, "EXHAUSTIVE")  # the warm-up pays for the search once per shape
 
     results = []
     shared: Session | None = None

@@ -91,7 +91,6 @@ RECIPE_PARAMETERS = [
         "--strict/--no-strict", help="Refuse checkpoints with missing or unexpected keys (default strict).",
         show_default=False)]),
 ]
-RECIPE_NAMES = [p.name for p in RECIPE_PARAMETERS]
 
 
 def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -734,7 +733,7 @@ app.add_typer(remote_app, name="remote")
 @remote_app.command("list")
 def remote_list(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Entries on the remote."""
-    rows, problems = api.remote_cache(remote).entries()
+    rows, problems = api.remote_entries(remote)
     for problem in problems:
         warn(problem)
 
@@ -765,7 +764,7 @@ def remote_push(
 def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Re-hash the remote's blobs and check its manifests (exit 3 on any problem)."""
     with progress(not json_) as report:
-        data = api.remote_cache(remote).verify(report)
+        data = api.remote_verify(remote, progress=report)
     def show() -> None:
         for line in data["problems"]:
             echo(line)
@@ -780,7 +779,7 @@ def remote_verify(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
 @remote_app.command("gc")
 def remote_gc(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
     """Remove blobs no manifest names (never one younger than an hour: an upload may be in flight)."""
-    data = api.remote_cache(remote).collect_garbage()
+    data = api.remote_gc(remote)
     emit(data, json_, lambda: echo(f"removed {len(data['removed'])} unreferenced blob(s); "
                                    f"kept {data['kept_young']} younger than an hour"))
 

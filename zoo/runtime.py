@@ -547,11 +547,6 @@ class Target:
     verified: bool = False  # its files (and external-data references) checked against the record
 
     @property
-    def metadata(self) -> dict[str, Any]:
-        """The record as JSON data (``{}`` without one)."""
-        return self.record.to_json() if self.record else {}
-
-    @property
     def preprocessing(self) -> Preprocessing | None:
         return self.record.preprocessing if self.record else None
 
@@ -588,11 +583,25 @@ def read_file(name: str) -> Target:
 
 
 def trt_cache_dir(target: Target) -> Path:
-    """TensorRT engines live under the store, per model file."""
+    """TensorRT engines live under the store (``tensorrt/<key>``, per model file), checked to
+    stay inside it like every folder of the store; ``rm`` and ``gc`` remove them with the entry."""
     from .env import home
+    from .layout import Layout
 
-    key = target.entry.key if target.entry else target.path.stem
-    return home() / "tensorrt" / key
+    if target.entry is not None:  # models/<key>: the entry's own store, which may not be ZOO_HOME's
+        return Layout(target.entry.dir.parent.parent).engine_dir(target.entry.key)
+    return Layout(home()).engine_dir(target.path.stem)
+
+
+def with_defaults(options: ProviderOptions | None, target: Target, provider: str, search: str) -> ProviderOptions:
+    """A copy of the caller's ``options`` with what this call fills in (the engine cache, the
+    cuDNN search): a caller reusing one object for ``run`` then ``bench`` gets each one's default."""
+    options = replace(options) if options is not None else ProviderOptions()
+    if provider == "tensorrt" and options.trt_cache_dir is None:
+        options.trt_cache_dir = trt_cache_dir(target)
+    if options.cudnn_conv_algo_search is None:
+        options.cudnn_conv_algo_search = search
+    return options
 
 
 def run(
@@ -614,11 +623,7 @@ def run(
         raise UserError(f"--topk must be at least 1, not {topk}")
     if output_file:
         output_path(output_file)
-    options = options or ProviderOptions()
-    if provider == "tensorrt" and options.trt_cache_dir is None:
-        options.trt_cache_dir = trt_cache_dir(target)
-    if options.cudnn_conv_algo_search is None:
-        options.cudnn_conv_algo_search = "HEURISTIC"  # one run: timing every algorithm costs more than it saves
+    options = with_defaults(options, target, provider, "HEURISTIC")  # one run: a search costs more than it saves
     session = open_session(target.path, provider, options, checked=target.verified)
     inputs = session.inputs
     if images:

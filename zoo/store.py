@@ -1,12 +1,9 @@
 """The local store: one entry per key, replaced atomically.
 
-Layout under ``ZOO_HOME``::
-
-    models/<key>               -> ../generations/<gen>   the entry: a symlink to its generation
-    generations/<gen>/model.onnx   (+ external data files)
-    generations/<gen>/zoo.json     metadata, with the size and sha256 of every file
-    tmp/<key>.<pid>@<host>.<random>/   an entry being written by process ``pid``
-    locks/<key>.lock           per-key lock: concurrent pulls of one model export once
+The folders under ``ZOO_HOME`` are declared in ``zoo.layout``, which every path here goes
+through. An entry is ``models/<key>``, a symlink to its generation ``generations/<gen>/``
+(``model.onnx``, external data files, and ``zoo.json`` with the size and sha256 of every
+file); ``tmp/`` holds entries being written, ``locks/`` the per-key locks.
 
 A generation is written in a temp dir, fsynced, and renamed into ``generations/`` under the
 temp dir's name (``<gen>``); only then does the symlink ``models/<key>`` appear or swing
@@ -24,12 +21,10 @@ stays correct. Temp dirs and unlinked generations whose writer died are removed 
 from __future__ import annotations
 
 import errno
-import functools
 import json
 import os
 import re
 import shutil
-import socket
 import stat
 import sys
 import tempfile
@@ -40,10 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .durable import sync_dir, sync_file, sync_tree
 from .env import contained, home, no_lock
 from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, StoreWriteError, UserError
 from .files import is_write_error, nearly_full, refusal
 from .integrity import check_external_data, external_data_problems
+from .layout import Layout
+from .liveness import host, writer_alive
 from .recipe import file_sha256
 from .record import FileRecord, Record, RecordError
 from .trust import TrustedHashes
@@ -58,9 +56,6 @@ _NEW = ".new"
 _LINK = re.compile(_TMP.pattern + re.escape(_NEW))
 # A temp dir of a writer that cannot be judged by its pid (another host) is stale after this.
 STALE_AFTER_S = 24 * 3600
-# A pid whose process started this long after the temp dir was last written is not its writer.
-_CLOCK_SLACK_S = 60.0
-# Errors that mean "this store cannot be written", not "zoo has a bug".
 
 
 @dataclass
@@ -130,10 +125,11 @@ class Store:
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root is not None else home()
-        self.models_dir = self.root / "models"
-        self.generations_dir = self.root / "generations"
-        self.tmp_dir = self.root / "tmp"
-        self.locks_dir = self.root / "locks"
+        self.layout = Layout(self.root)
+        self.models_dir = self.layout.models
+        self.generations_dir = self.layout.generations
+        self.tmp_dir = self.layout.tmp
+        self.locks_dir = self.layout.locks
         self._check_usable()
 
     def _check_usable(self) -> None:
@@ -159,7 +155,7 @@ class Store:
         place inside the store before anything reads through it."""
         pointer = self._pointer(key)
         try:
-            contained(self.root, pointer)
+            self.layout.inside(pointer)
         except UserError:
             raise IntegrityError(f"entry {key} leads outside the store (to {os.path.realpath(pointer)}); "
                                  f"repair it with `zoo pull --force {key}` or delete {pointer}") from None
@@ -169,7 +165,7 @@ class Store:
         """``models/<key>`` itself, never followed (writers replace or unlink the link)."""
         if not _KEY.fullmatch(key):
             raise UserError(f"invalid store key {key!r}")
-        return contained(self.root, self.models_dir) / key
+        return self.layout.inside(self.models_dir) / key
 
     def get(self, key: str) -> Entry | None:
         """The entry ``key``, ``None`` when there is none, ``RecordError`` when its record is bad."""
@@ -183,6 +179,9 @@ class Store:
             raise RecordError(f"entry {key} has an {problem}; {_repair(key)}") from None
         if not record.files:
             raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {_repair(key)}")
+        if record.key is not None and record.key != key:  # models/<key> leads to another entry's files
+            raise IntegrityError(f"entry {key} leads to the files of entry {record.key} ({record.ref}), not its own; "
+                                 f"remove it with `zoo rm {key}`, then pull the model again")
         return Entry(key=key, dir=directory, record=record)
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -234,7 +233,7 @@ class Store:
             import fcntl
         except ImportError:  # no flock on this platform
             return None
-        path = contained(self.root, self.locks_dir / f"{key}.lock")  # checked before anything is made
+        path = self.layout.lock_file(key)  # checked before anything is made
         try:
             self.locks_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -279,14 +278,14 @@ class Store:
                     check_external_data(made / MODEL_FILE)
                 record.files = describe(made)
                 write_json(made / METADATA_FILE, record.to_json())
-                _sync_tree(made)
+                sync_tree(made)
                 _pause("synced")
                 self._mkdir(self.models_dir)
                 self._mkdir(self.generations_dir)
-                generation = contained(self.root, self.generations_dir / made.name)
+                generation = self.layout.inside(self.generations_dir / made.name)
                 os.rename(made, generation)
                 made = generation
-                _sync_dir(self.generations_dir)
+                sync_dir(self.generations_dir)
                 _pause("placed")
                 winner = self._point(pointer, generation, replace=force)
             except BaseException as exc:
@@ -314,13 +313,13 @@ class Store:
                     return winner
                 # A key without a readable entry (never written by this protocol): replace it.
             else:
-                _sync_dir(pointer.parent)
+                sync_dir(pointer.parent)
                 return None
         link = pointer.parent / f"{generation.name}{_NEW}"
         os.symlink(target, link)
         _pause("linked")
         old = self._swap(link, pointer)
-        _sync_dir(pointer.parent)
+        sync_dir(pointer.parent)
         _pause("swapped")
         if old is not None:
             self._discard(old)
@@ -341,37 +340,42 @@ class Store:
         return trash
 
     def _generation_of(self, pointer: Path) -> Path | None:
-        """The generation directory a pointer leads to (None if it leads anywhere else)."""
+        """The generation directory a pointer leads to (None if it leads anywhere else, or to
+        another key's generation: removing or replacing this key must not delete that one)."""
         if not pointer.is_symlink():
             return None
         target = Path(os.path.realpath(pointer))
         generations = self.generations_dir.resolve()
-        return target if target.parent == generations and _TMP.fullmatch(target.name) else None
+        match = _TMP.fullmatch(target.name)
+        return target if target.parent == generations and match and match.group(1) == pointer.name else None
 
     def _new_tmp(self, key: str) -> Path:
         self._mkdir(self.tmp_dir)
-        prefix = f"{key}.{os.getpid()}@{_host()}."
-        return contained(self.root, Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir)))
+        prefix = f"{key}.{os.getpid()}@{host()}."
+        return self.layout.inside(Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir)))
 
     def _mkdir(self, directory: Path) -> None:
-        contained(self.root, directory)
+        self.layout.inside(directory)
         directory.mkdir(parents=True, exist_ok=True)
 
     def remove(self, key: str) -> bool:
+        """Remove entry ``key`` and everything zoo keeps for it (``Layout.kept_for``)."""
         pointer = self._pointer(key)
         if not os.path.lexists(pointer):
+            self.layout.forget(key)  # memos an older release left behind
             return False
         try:
             with self.lock(key):
                 if pointer.is_symlink():
                     old = self._generation_of(pointer)
                     os.unlink(pointer)  # the key is gone in one step; its files go next
-                    _sync_dir(pointer.parent)
+                    sync_dir(pointer.parent)
                     _pause("unlinked")
                     if old is not None:
                         self._discard(old)
                 elif os.path.lexists(pointer):
                     self._discard(pointer)
+                self.layout.forget(key)
         except OSError as exc:
             if is_write_error(exc, False):
                 raise _as_write_error(exc, self.root) from None
@@ -414,7 +418,7 @@ class Store:
                     continue
                 if directory is self.generations_dir and self._is_linked(path, match):
                     continue  # checked after its writer is known dead: that writer links no more
-                contained(self.root, path.parent)  # the link itself is not followed: only it goes
+                self.layout.inside(path.parent)  # the link itself is not followed: only it goes
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:
@@ -424,7 +428,23 @@ class Store:
                         pass
                 if not os.path.lexists(path):
                     removed.append(path)
-        return removed
+        return removed + self._forget_orphans()
+
+    def _forget_orphans(self) -> list[Path]:
+        """What zoo kept for keys that have no entry any more (an ``rm`` by an older release, a
+        crash between unlinking an entry and its memos)."""
+        removed: list[Path] = []
+        for folder in (self.layout.hashes, self.layout.tensorrt):
+            try:
+                self.layout.inside(folder)
+                names = sorted(os.listdir(folder))
+            except (OSError, UserError):
+                continue
+            for name in names:
+                key = name.removesuffix(".json") if folder == self.layout.hashes else name
+                if _KEY.fullmatch(key) and not os.path.lexists(self.models_dir / key):
+                    removed += self.layout.forget(key)
+        return sorted(set(removed))
 
     def _in_use(self, path: Path, match: re.Match[str] | None, max_age_s: float) -> bool:
         """Whether the writer of a temp dir, generation or link may still be using it."""
@@ -435,9 +455,9 @@ class Store:
         young = time.time() - mtime <= max_age_s
         if match is None:
             return young  # not named by zoo: age is all there is to judge by
-        key, pid, host = match.group(1), int(match.group(2)), match.group(3)
-        if host == _host():
-            return _writer_alive(pid, mtime)
+        key, pid, writer_host = match.group(1), int(match.group(2)), match.group(3)
+        if writer_host == host():
+            return writer_alive(pid, mtime)
         return young or (key is not None and self._lock_held(key))
 
     def _is_linked(self, generation: Path, match: re.Match[str] | None) -> bool:
@@ -506,17 +526,16 @@ class Store:
             temp = entry.dir / f".{METADATA_FILE}.{os.getpid()}.tmp"
             try:
                 write_json(temp, record.to_json())
-                with open(temp, "rb") as handle:
-                    os.fsync(handle.fileno())
+                sync_file(temp)
                 os.replace(temp, target)
-                _sync_dir(entry.dir)
+                sync_dir(entry.dir)
             finally:
                 temp.unlink(missing_ok=True)
             return Entry(key=key, dir=entry.dir, record=record)
 
     def trusted_hashes(self, key: str) -> TrustedHashes:
         """The remembered hashes of entry ``key``'s files (see ``zoo.trust``)."""
-        return TrustedHashes(self.root / "hashes" / f"{key}.json")
+        return TrustedHashes(self.layout.hashes_file(key))
 
     def broken(self) -> list[tuple[str, str]]:
         """Entry directories whose ``zoo.json`` is missing, unreadable or invalid, with the reason."""
@@ -529,54 +548,6 @@ def _repair(key: str) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
-@functools.cache
-def _host() -> str:
-    """Who can judge our pids: this host, and on Linux this pid namespace (containers sharing
-    a store volume and a hostname each see other pids as dead)."""
-    name = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:63]
-    try:
-        namespace = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))
-    except OSError:
-        return name
-    return f"{name}-{namespace}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
-def _writer_alive(pid: int, last_written: float) -> bool:
-    """Whether process ``pid`` may still be the writer of something last written at
-    ``last_written``: it runs, and (where the OS tells) it started before that write."""
-    if not _alive(pid):
-        return False
-    started = _started_at(pid)
-    return started is None or started <= last_written + _CLOCK_SLACK_S
-
-
-def _started_at(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds), on Linux; None where it cannot be told."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-@functools.cache
-def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("btime "):
-            return float(line.split()[1])
-    raise ValueError("no btime in /proc/stat")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -618,40 +589,12 @@ def _pause(point: str) -> None:
         time.sleep(600)
 
 
-def _sync_tree(directory: Path) -> None:
-    """fsync every file and the dir itself, so a crash after the rename cannot leave holes."""
-    for path in directory.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    _sync_dir(directory)
-
-
-def _sync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # platforms that cannot open dirs (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     """A one-line error for a store that refused a write (full, read-only, no permission)."""
     reason, full = refusal(exc)
     advice = ("free some space (`zoo rm`, `zoo gc`) or point ZOO_HOME at a bigger disk" if full
               else "make it writable or point ZOO_HOME at a writable directory")
     return StoreWriteError(f"cannot write to the store {root}: {reason}; {advice} (stored entries are unchanged)")
-
-
-
 
 
 def _one_line(exc: BaseException) -> str:
