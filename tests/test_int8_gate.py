@@ -95,6 +95,16 @@ def test_without_vnni_the_user_is_warned_first_and_weights_keep_to_7_bits(zoo, c
     assert check["reduce_range"] is True and check["cpu"]["kind"] == "avx2"
     assert _max_weight(path) <= 64
 
+    # `zoo run` says so when the CPU is of a kind the figures were not measured on, and only then.
+    image = synthetic(tmp_path / "image", 1)[0]
+    elsewhere = zoo("run", *TINY, "--dtype", "int8", "--image", str(image), "--json", ZOO_CPU_KIND="vnni")
+    assert json.loads(elsewhere.stdout)["provider"] == "cpu"
+    assert elsewhere.stderr.splitlines() == [
+        "zoo: warning: this int8 file (made with reduce_range) was checked on a CPU of int8 kind avx2, not on this "
+        "one (vnni): its accuracy and speed here are unmeasured; `zoo eval` it, or pull it again here"]
+    same = zoo("run", *TINY, "--dtype", "int8", "--image", str(image), ZOO_CPU_KIND="avx2")
+    assert "zoo: warning" not in same.stderr
+
     zoo("rm", *TINY, "--dtype", "int8")
     vnni = zoo("pull", *TINY, "--dtype", "int8", "--calibration", str(tmp_path / "cal"), "--json",
                ZOO_CPU_KIND="vnni")
@@ -103,6 +113,9 @@ def test_without_vnni_the_user_is_warned_first_and_weights_keep_to_7_bits(zoo, c
     check = json.loads((path.parent / "zoo.json").read_text())["validation"]["int8"]
     assert check["reduce_range"] is False and check["cpu"]["kind"] == "vnni"
     assert _max_weight(path) > 64
+    # AMX and VNNI both accumulate int8 products exactly: one kind's figures hold on the other.
+    assert "zoo: warning" not in zoo("run", *TINY, "--dtype", "int8", ZOO_CPU_KIND="amx").stderr
+    assert "kind vnni, not on this one (avx2)" in zoo("run", *TINY, "--dtype", "int8", ZOO_CPU_KIND="avx2").stderr
 
 
 # -- the figures -----------------------------------------------------------------------------------

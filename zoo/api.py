@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -463,7 +464,14 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
         if preprocessing or labels is not None or preprocess_like:
             raise UserError("preprocessing and label flags are for .onnx files; a stored model has its own")
         target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
-    return rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
+    result = rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
+    if result.get("provider") == "cpu" and target.record is not None and target.record.dtype == "int8":
+        from .quantize import uncovered_cpu
+
+        warning = uncovered_cpu(target.record)
+        if warning:
+            sys.stderr.write(f"zoo: warning: {warning}\n")
+    return result
 
 
 def _with_preprocessing(target: Target, given: Mapping[str, Any], labels: Sequence[str] | None,

@@ -71,6 +71,22 @@ def before_build(recipe: Any) -> None:
                          "with reduce_range (7-bit weights) to avoid U8S8 saturation\n")
 
 
+def uncovered_cpu(record: Any) -> str | None:
+    """The warning for running an int8 entry on this CPU when its ``validation.int8`` was measured on a
+    CPU of another kind (``zoo.cpu.covers``), else None (also for records that name no CPU)."""
+    from .cpu import covers, detect
+
+    int8 = record.validation.int8 if record is not None and record.validation else None
+    if int8 is None or int8.cpu is None:
+        return None
+    here = detect()
+    if covers(int8.cpu.kind, here.kind):
+        return None
+    scheme_note = " (made with reduce_range)" if int8.reduce_range else ""
+    return (f"this int8 file{scheme_note} was checked on a CPU of int8 kind {int8.cpu.kind}, not on this one "
+            f"({here.kind}): its accuracy and speed here are unmeasured; `zoo eval` it, or pull it again here")
+
+
 def scheme(kind: str) -> dict[str, Any]:
     """The quantization settings for a CPU of int8 ``kind`` (``zoo.cpu.KINDS``)."""
     from .cpu import EXACT
