@@ -21,7 +21,7 @@ import typer
 
 from . import api
 from .env import debug
-from .errors import ZooError, ZooWarning
+from .errors import UserError, ZooError, ZooWarning
 
 app = typer.Typer(
     name="zoo",
@@ -241,6 +241,135 @@ def pull(
                  else done_line(pulled.entry, cached=pulled.cached))
     emit(results[0] if len(results) == 1 else results, json_,
          lambda: [echo(r["path"]) for r in results])
+
+
+@app.command()
+@recipe_options
+@pull_options
+def bulk(
+    patterns: Annotated[list[str] | None, typer.Argument(
+        help="Names, SOURCE:NAME refs or patterns ('timm:resnet*', 'torchvision:*').", show_default=False)] = None,
+    selection: dict[str, Any] | None = None,
+    pulling: dict[str, Any] | None = None,
+    from_: Annotated[str | None, typer.Option("--from", help="A file with one model name a line.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Models pulled at once (default: one per core, at most available memory / 2 GiB).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds a model may take; then its process group is killed (status 'timed out').")] = None,
+    retries: Annotated[int, typer.Option(
+        help="Tries again a model that failed for a reason other than bad input, or timed out.")] = 0,
+    memory_limit: Annotated[str | None, typer.Option(
+        help="Memory one model's process may hold, e.g. 4G (default: available memory / workers).")] = None,
+    report: Annotated[str | None, typer.Option(
+        help="Write a report: FILE.json or FILE.csv (a row per model and a summary).")] = None,
+    ray: Annotated[str | None, typer.Option(
+        help="Run on a Ray cluster: 'auto' or its ADDRESS (needs zoo-onnx[ray] and a remote cache).")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="One JSON line per model, then one for the summary.")] = False,
+) -> None:
+    """Pull many models, each in its own process, N at a time; report on each (exit 1 if any failed)."""
+    from . import bulk_run
+
+    selection, pulling = selection or {}, pulling or {}
+    report_path = bulk_run.check_report(report) if report else None  # before any work
+    limit = bulk_run.parse_size(memory_limit) if memory_limit else None
+    names = list(patterns or [])
+    if from_:
+        names += bulk_run.read_names(from_)
+    if not names:
+        raise UserError("name the models: PATTERN... (e.g. 'timm:resnet*') or --from FILE")
+    warn_broken_plugins()
+    names, failed = bulk_run.expand(names, selection.get("registry"))
+    shown = _BulkDisplay(json_, len(names) + len(failed))
+    try:
+        with shown:
+            if ray:
+                from . import bulk_ray
+
+                outcomes, summary = bulk_ray.run(names, address=ray, timeout=timeout, retries=retries,
+                                                 memory_limit=limit, failed=failed, on_event=shown.event,
+                                                 **pulling, **selection)
+            else:
+                outcomes, summary = bulk_run.run(names, workers=workers, timeout=timeout, retries=retries,
+                                                 memory_limit=limit, failed=failed, on_event=shown.event,
+                                                 **pulling, **selection)
+    except bulk_run.Interrupted as stopped:
+        if report_path:
+            bulk_run.write_report(report_path, stopped.outcomes, stopped.summary)
+        raise KeyboardInterrupt from None
+    if report_path:
+        bulk_run.write_report(report_path, outcomes, summary)
+    shown.finish(summary)
+    if any(not o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+class _BulkDisplay:
+    """How a bulk run shows itself: a live panel on a terminal, a line per model otherwise,
+    one JSON line per model with --json (stdout), then the summary."""
+
+    def __init__(self, as_json: bool, total: int) -> None:
+        self.as_json, self.total = as_json, total
+        self.running: dict[str, float] = {}
+        self.counts = {"ok": 0, "failed": 0}
+        self.live: Any = None
+        if not as_json and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(self._panel(), console=Console(stderr=True), refresh_per_second=4, transient=True,
+                             get_renderable=self._panel)
+
+    def __enter__(self) -> "_BulkDisplay":
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def _panel(self) -> Any:
+        import time
+
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        finished = self.counts["ok"] + self.counts["failed"]
+        table = Table.grid(padding=(0, 1))
+        table.add_row(ProgressBar(total=max(self.total, 1), completed=finished, width=30),
+                      f"{finished}/{self.total}  [green]done {self.counts['ok']}[/]  "
+                      f"[red]failed {self.counts['failed']}[/]  running {len(self.running)}")
+        now = time.monotonic()
+        for name, since in list(self.running.items())[:12]:
+            table.add_row("", f"[dim]{now - since:5.0f} s[/] {name}")
+        return table
+
+    def event(self, kind: str, outcome: Any) -> None:
+        import time
+
+        if kind == "start":
+            self.running[outcome.name] = time.monotonic()
+            return
+        self.running.pop(outcome.name, None)
+        self.counts["ok" if outcome.ok else "failed"] += 1
+        if self.as_json:
+            sys.stdout.write(json.dumps(outcome.to_json()) + "\n")
+            sys.stdout.flush()
+            return
+        line = f"{outcome.status} {outcome.name}"
+        line += f": {outcome.error}" if outcome.error else f" ({outcome.seconds:.1f} s)"
+        if self.live is not None:
+            self.live.console.print(f"zoo: {line}", markup=False, highlight=False)
+        else:
+            note(line)
+        if outcome.ok and outcome.path:
+            echo(outcome.path)
+
+    def finish(self, summary: Any) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps({"summary": vars(summary)}) + "\n")
+        else:
+            note(summary.line())
 
 
 @app.command("export")
