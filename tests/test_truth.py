@@ -77,6 +77,67 @@ def test_export_to_a_file_never_replaces_without_force(home: Path, tmp_path: Pat
     assert code == 0, err
 
 
+@pytest.mark.parametrize("method", ["renameat2", "link"])
+def test_a_file_that_appears_during_the_export_is_never_replaced(
+        method: str, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target is checked at the start and published at the end: what someone writes there
+    in between survives, and the export fails in one line leaving nothing of its own."""
+    from zoo import api, files
+
+    if method == "link":
+        monkeypatch.setenv("ZOO_NO_RENAMEAT2", "1")
+    elif files.publish_method() != "renameat2":
+        pytest.skip("no renameat2 on this machine")  # the link test below still runs
+    assert files.publish_method() == method
+    target = tmp_path / "out" / "tiny.onnx"
+    theirs = {"tiny.onnx": b"someone else's model", "tiny.json": b"someone else's record"}
+    producer = api._producer
+
+    def racing(*args: object, **kwargs: object):
+        produce = producer(*args, **kwargs)
+
+        def produce_then_race(tmp: Path):  # the export is done; the other writer is quicker
+            record = produce(tmp)
+            (target.parent / appear).write_bytes(theirs[appear])
+            return record
+        return produce_then_race
+
+    monkeypatch.setattr(api, "_producer", racing)
+    for appear in ("tiny.json", "tiny.onnx"):  # the first file published (sorted), then the second
+        code, out, err = cli(capsys, "export", *CHEAP, "-o", str(target))
+        assert code == 1 and out == "" and len(err.splitlines()) == 1, err
+        assert f"{target.parent / appear} appeared during the export and is kept" in err and "--force" in err
+        assert {p.name: p.read_bytes() for p in target.parent.iterdir()} == {appear: theirs[appear]}
+        (target.parent / appear).unlink()
+
+
+@pytest.mark.parametrize("method", ["renameat2", "link", "copy"])
+def test_publish_new_moves_a_file_in_and_never_over_another(method: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from zoo import files
+
+    if method != "renameat2":
+        monkeypatch.setenv("ZOO_NO_RENAMEAT2", "1")
+    elif files.publish_method() != "renameat2":
+        pytest.skip("no renameat2 on this machine")
+    if method == "copy":  # a filesystem without hard links (vfat, some FUSE mounts)
+        def no_links(src: object, dst: object) -> None:
+            raise OSError(errno.EPERM, "Operation not permitted")
+        monkeypatch.setattr(os, "link", no_links)
+    (tmp_path / "new").write_bytes(b"new")
+    (tmp_path / "old").write_bytes(b"old")
+    with pytest.raises(FileExistsError):
+        files.publish_new(tmp_path / "new", tmp_path / "old")
+    assert (tmp_path / "old").read_bytes() == b"old" and (tmp_path / "new").read_bytes() == b"new"
+    files.publish_new(tmp_path / "new", tmp_path / "free")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["free", "old"]
+    assert (tmp_path / "free").read_bytes() == b"new"
+
+
 def test_names_that_do_not_fit_the_model_are_refused(home: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--output-names gives 2 names"):
         zoo.export(TINY, tmp_path / "out" / "deeper", weights="none", output_names="a,b")

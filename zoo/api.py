@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
-from .files import refused_write
+from .files import publish_new, refused_write
 from .host import GuardedSource, PluginHost, PluginInfo, get_host
 from .record import Record, RecordError
 from .registry import Registry
@@ -179,8 +179,7 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
         write_json(tmp / METADATA_FILE, record.to_json())
         if record_name != METADATA_FILE:
             (tmp / METADATA_FILE).rename(tmp / record_name)
-        for path in sorted(tmp.iterdir()):
-            path.replace(directory / path.name)
+        _publish(tmp, directory, force)
     except BaseException as exc:
         refused = refused_write(exc, directory, tmp)  # full or read-only: exit 4, like the store
         if tmp is not None:
@@ -194,6 +193,31 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
     return Entry(key=resolved.key, dir=directory, record=record, model_file=model_name)
+
+
+def _publish(tmp: Path, directory: Path, force: bool) -> None:
+    """Move the finished export's files from ``tmp`` into ``directory``.
+
+    Without ``force`` nothing there is ever replaced, not even a file that appeared during the
+    export (after the check at the start): each file is moved in with a no-replace primitive,
+    and when one is refused the files already moved are taken back, so the output is as it was.
+    """
+    moved: list[tuple[Path, int]] = []
+    for path in sorted(tmp.iterdir()):
+        target = directory / path.name
+        if force:
+            path.replace(target)
+            continue
+        try:
+            publish_new(path, target)
+        except FileExistsError:
+            for done, ino in moved:  # ours only: a file someone put there since is theirs
+                with suppress(OSError):
+                    if done.stat().st_ino == ino:
+                        done.unlink()
+            raise UserError(f"{target} appeared during the export and is kept; nothing was written: choose "
+                            f"another output, or give --force to replace it") from None
+        moved.append((target, target.stat().st_ino))
 
 
 def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:

@@ -39,6 +39,12 @@ def no_lock() -> bool:
     return _truthy(os.environ.get("ZOO_NO_LOCK"))
 
 
+def no_renameat2() -> bool:
+    """``ZOO_NO_RENAMEAT2=1``: publish files with ``link`` then ``unlink`` even where
+    ``renameat2(RENAME_NOREPLACE)`` exists (the fallback path, for tests and odd filesystems)."""
+    return _truthy(os.environ.get("ZOO_NO_RENAMEAT2"))
+
+
 def debug() -> bool:
     """``ZOO_DEBUG=1``: show tracebacks."""
     return _truthy(os.environ.get("ZOO_DEBUG"))

@@ -4,8 +4,9 @@ A FIFO, a device or ``/dev/zero`` named where zoo expects a record, a registry o
 would block or fill memory, so anything but a regular file is refused before its content
 is read, and a regular file larger than the cap is refused without reading it.
 
-Also: the small JSON memos that only save work (``read_memo``, ``write_memo``), and the
-one-line refusals of writes the filesystem refused.
+Also: the small JSON memos that only save work (``read_memo``, ``write_memo``), the
+one-line refusals of writes the filesystem refused, and moving a file into place without ever
+replacing one (``publish_new``).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import stat
+import sys
 import tempfile
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+from .env import no_renameat2
 from .errors import EnvironmentProblem, IntegrityError, UserError, ZooError
 
 MiB = 1 << 20
@@ -159,3 +163,71 @@ def write_memo(path: Path, data: Any) -> bool:
                 os.unlink(tmp)
         return False
     return True
+
+
+# -- publishing without replacing ---------------------------------------------------------------
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+# renameat2 errors that mean "not here" (an old kernel, a filesystem without the flag): fall back
+_NO_RENAMEAT2 = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}
+# link errors that mean "this filesystem has no hard links" (vfat, some FUSE and network mounts)
+_NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+_renameat2_fn: Any = None
+
+
+def _renameat2() -> Any:
+    """glibc's ``renameat2`` (2.28+, Linux 3.15+) through ctypes, or None where there is none."""
+    global _renameat2_fn
+    if _renameat2_fn is None:
+        _renameat2_fn = False
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            with suppress(OSError, AttributeError):
+                fn = ctypes.CDLL(None, use_errno=True).renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _renameat2_fn = fn
+    return _renameat2_fn or None
+
+
+def publish_method() -> str:
+    """How ``publish_new`` moves files on this machine: ``renameat2`` or ``link``
+    (``ZOO_NO_RENAMEAT2=1`` forces the second, so that both are tested)."""
+    return "link" if no_renameat2() or _renameat2() is None else "renameat2"
+
+
+def publish_new(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst`` (same directory or filesystem) unless ``dst`` exists, in one step.
+
+    ``FileExistsError`` when anything is at ``dst``, which is left as it is: the check and the
+    write are one system call (``renameat2(RENAME_NOREPLACE)``, else ``link`` then ``unlink``),
+    so a file created there a moment before is never replaced.
+    """
+    if publish_method() == "renameat2":
+        import ctypes
+
+        if _renameat2()(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in _NO_RENAMEAT2:
+            raise OSError(err, os.strerror(err), str(dst))
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK or isinstance(exc, FileExistsError):
+            raise
+        _copy_exclusive(src, dst)  # no hard links here: create exclusively, then fill
+    os.unlink(src)
+
+
+def _copy_exclusive(src: Path, dst: Path) -> None:
+    """``src``'s bytes into a ``dst`` that this call creates (O_EXCL); removed again on failure."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as source:
+            shutil.copyfileobj(source, out, MiB)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(dst)
+        raise
