@@ -67,6 +67,25 @@ def test_the_scheme_follows_the_cpu_kind() -> None:
     assert {scheme(k)["activations"] for k in ("amx", "avx2")} == {"uint8, asymmetric"}
 
 
+def test_the_reduce_range_scheme_has_its_own_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team remote must not hand a VNNI machine's file to an AVX2 machine, nor the reverse."""
+    from zoo.recipe import Recipe, cache_key
+    from zoo.spec import ModelSpec
+
+    synthetic(tmp_path, 3)
+    spec, recipe = ModelSpec("timm", "test_resnet", "none"), Recipe(dtype="int8", calibration=str(tmp_path))
+    keys = {}
+    for kind in ("amx", "vnni", "avx2", "other"):
+        monkeypatch.setenv("ZOO_CPU_KIND", kind)
+        keys[kind] = cache_key(spec, recipe)
+    assert keys["amx"] == keys["vnni"] != keys["avx2"] == keys["other"]
+    assert cache_key(spec, Recipe()) == cache_key(spec, Recipe())  # float32 keys never depend on the CPU
+    monkeypatch.setenv("ZOO_CPU_KIND", "vnni")
+    vnni_float32 = cache_key(spec, Recipe())
+    monkeypatch.setenv("ZOO_CPU_KIND", "avx2")
+    assert cache_key(spec, Recipe()) == vnni_float32
+
+
 def _max_weight(model: Path) -> int:
     import onnx
     from onnx import numpy_helper
@@ -105,7 +124,6 @@ def test_without_vnni_the_user_is_warned_first_and_weights_keep_to_7_bits(zoo, c
     same = zoo("run", *TINY, "--dtype", "int8", "--image", str(image), ZOO_CPU_KIND="avx2")
     assert "zoo: warning" not in same.stderr
 
-    zoo("rm", *TINY, "--dtype", "int8")
     vnni = zoo("pull", *TINY, "--dtype", "int8", "--calibration", str(tmp_path / "cal"), "--json",
                ZOO_CPU_KIND="vnni")
     assert "fast int8" not in vnni.stderr
@@ -115,7 +133,13 @@ def test_without_vnni_the_user_is_warned_first_and_weights_keep_to_7_bits(zoo, c
     assert _max_weight(path) > 64
     # AMX and VNNI both accumulate int8 products exactly: one kind's figures hold on the other.
     assert "zoo: warning" not in zoo("run", *TINY, "--dtype", "int8", ZOO_CPU_KIND="amx").stderr
-    assert "kind vnni, not on this one (avx2)" in zoo("run", *TINY, "--dtype", "int8", ZOO_CPU_KIND="avx2").stderr
+    # Both entries are stored (their keys differ): `--dtype int8` picks the one made for this CPU's kind.
+    assert json.loads(zoo("run", *TINY, "--dtype", "int8", "--json", ZOO_CPU_KIND="avx2").stdout)["key"] != \
+        json.loads(vnni.stdout)["key"]
+    picked = zoo("run", *TINY, "--dtype", "int8", "--json", ZOO_CPU_KIND="other")
+    assert "kind avx2, not on this one (other)" in picked.stderr
+    by_key = zoo("run", json.loads(vnni.stdout)["key"], ZOO_CPU_KIND="avx2")
+    assert "kind vnni, not on this one (avx2)" in by_key.stderr
 
 
 # -- the figures -----------------------------------------------------------------------------------

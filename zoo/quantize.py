@@ -355,6 +355,12 @@ def stored_int8(store: Any, resolved: Any) -> Any:
         and entry.record.options == options
         and {k: v for k, v in entry.record.recipe.items() if k not in CALIBRATION_FIELDS} == want
     ]
+    if len(found) > 1:  # made for several CPU kinds (ZOO_CPU_KIND): the one whose scheme suits this CPU
+        from .cpu import detect
+
+        suited = [e for e in found if e.record.validation and e.record.validation.int8
+                  and e.record.validation.int8.reduce_range == scheme(detect().kind)["reduce_range"]]
+        found = suited if len(suited) == 1 else found
     if len(found) == 1:
         return found[0]
     if found:

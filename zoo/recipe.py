@@ -128,5 +128,10 @@ def cache_key(spec: ModelSpec, recipe: Recipe) -> str:
         from .imageset import calibration_set
 
         payload["recipe"]["calibration"] = calibration_set(recipe.calibration, recipe.calibration_size).fingerprint
+    if recipe.dtype == "int8":
+        from .cpu import EXACT, detect
+
+        if detect().kind not in EXACT:  # another file (reduce_range): its own key; VNNI/AMX keys stay as they were
+            payload["int8_scheme"] = "reduce_range"
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
