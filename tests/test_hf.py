@@ -116,7 +116,8 @@ def test_pull_pins_the_revision_and_checks_hashes(hf, server: HubServer) -> None
         "interpolation": "bicubic", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
         "channel_order": "RGB", "layout": "NCHW"}
     assert metadata["inputs"][0]["shape"] == ["batch", 3, 32, 32]
-    assert metadata["validation"]["passed"] is True and metadata["exporter"] is None
+    assert metadata["validation"]["passed"] is True and metadata["exporter"] == "fetched"
+    assert metadata["opset"] == 18 and metadata["recipe"] == {}  # the file's own opset; no recipe applied
     assert run_model(path).shape == (2, 3)
     assert "parity=not run" in hf("info", f"hf:acme/tiny@{first}").stdout
 
@@ -261,8 +262,9 @@ def test_push_and_pull_back_round_trip(copy_store: Path, server: HubServer, tmp_
     pulled = json.loads(run_cli("pull", "hf:team/resnet18", "--json", env=mate_env).stdout)
     assert pulled["sha256"] == original["files"][0]["sha256"]
     back = json.loads((Path(pulled["path"]).parent / "zoo.json").read_text())
-    for key in ("preprocessing", "labels", "validation", "exporter", "license"):
+    for key in ("preprocessing", "labels", "validation", "license"):
         assert back[key] == original[key], key
+    assert back["exporter"] == "fetched" and back["origin"]["exporter"] == original["exporter"]
     assert back["preprocessing_from"] == "zoo.json"
     assert back["origin"]["ref"] == "timm:test_resnet" and back["origin"]["recipe"] == original["recipe"]
     assert back["weights"]["commit"] == pushed["commit"]

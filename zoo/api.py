@@ -22,8 +22,9 @@ from typing import Any
 
 from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
+from .fetching import FETCHED
 from .files import publish_new, refused_write
-from .host import GuardedSource, PluginHost, PluginInfo, get_host
+from .host import PluginHost, PluginInfo, get_host
 from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
@@ -173,6 +174,10 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
         directory.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".zoo-export.", dir=directory))
         record = produce(tmp)
+        if record.exporter == FETCHED:  # stored byte for byte; a copy out carries its record like an export
+            from .metadata import write_props
+
+            write_props(tmp / MODEL_FILE, record)
         if model_name != MODEL_FILE:
             (tmp / MODEL_FILE).rename(tmp / model_name)
         record.files = describe_files(tmp)
@@ -381,7 +386,7 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
     """
     from .errors import ZooError
     from .names import split_ref
-    from .source import match
+    from .source import Pattern, match
 
     host = get_host()
     only, pattern = split_ref(pattern) if pattern else (None, pattern)
@@ -393,16 +398,17 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
                              "description": alias.description})
     for source_name in [only] if only else sorted(host.sources):
         source = host.source(source_name)
-        try:
-            models = source.models(pattern or None)
+        try:  # named: the user asked for this source, so one that cannot list says why
+            models = source.models(Pattern(pattern) if only else (pattern or None))
+            listed = [(model, source.description(model) or "") for model in models]
         except ZooError as exc:
             if on_error is None or only:
                 raise
             on_error(source_name, f"{exc}; left out of the list")
             continue
-        for model in models:
+        for model, description in listed:
             rows.append({"name": f"{source_name}:{model}", "ref": f"{source_name}:{model}",
-                         "kind": "model", "description": ""})
+                         "kind": "model", "description": description})
     return rows
 
 
@@ -708,8 +714,9 @@ def push(name: str, repo_id: str, *, private: bool = False, revision: str | None
 def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -> Callable[[Path], Record]:
     """The function that builds, exports and describes ``resolved`` into a directory."""
     from .exporting import export as run_export
+    from .fetching import fetched_record
     from .integrity import check_built_weights, check_pinned_path
-    from .metadata import write_props
+    from .metadata import new_record, write_props
     from .quantize import before_build
 
     say = progress or (lambda _msg: None)
@@ -720,8 +727,8 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         source = host.source(spec.source)
         check_pinned_path(spec)  # before any source opens the file
         before_build(recipe)  # int8: refused without images, and said when this CPU will not gain from it
-        if source.fetches:  # ready ONNX files: no build, no export
-            return _fetched(resolved, host, source, directory, progress, start)
+        if source.fetches:  # ready ONNX files: no build, no export (zoo.fetching says what the file is)
+            return fetched_record(resolved, host, source, directory, progress)
         say(f"building {spec.ref} (weights {spec.weights})")
         with _seeded(), reporting(progress):  # random init (--weights none): the same on every run
             built = source.build(spec, recipe)
@@ -732,7 +739,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         classes = result.outputs[0]["shape"][-1] if result.outputs else None
         if built.labels and isinstance(classes, int) and classes != len(built.labels):
             built.labels = None  # e.g. a fine-tuned head: the source's labels do not apply
-        record = _new_record(resolved, host, built.source_version, {
+        record = new_record(resolved, host, built.source_version, {
             "weights": {"tag": spec.weights, **built.weights},
             "exporter": result.exporter,
             "export_attempts": result.attempts,
@@ -753,54 +760,6 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
         return record
 
     return produce
-
-
-def _fetched(resolved: Resolved, host: PluginHost, source: GuardedSource, directory: Path,
-             progress: Progress | None, start: float) -> Record:
-    """The record of a source's ready ONNX files (``Source.fetch``).
-
-    The files are stored byte for byte as fetched (no ``metadata_props`` written, no
-    post-export hooks), so their hashes still match where they came from.
-    """
-    spec = resolved.spec
-    if progress:
-        progress(f"fetching {spec.ref}")
-    parts = dict(source.fetch(spec, resolved.recipe, directory, progress))
-    version = parts.pop("source_version", None)
-    record = _new_record(resolved, host, version, parts)
-    record.fetch_seconds = round(time.perf_counter() - start, 3)
-    return record
-
-
-def _new_record(resolved: Resolved, host: PluginHost, source_version: str | None, described: dict[str, Any]) -> Record:
-    """The record of a new entry: what zoo knows of ``resolved``, plus what the source ``described``.
-
-    It goes through the same check as a record read from disk, so a source that describes
-    its model out of bounds (a resize of a million pixels, a label list of the wrong kind)
-    is refused here, naming the field, before anything is stored.
-    """
-    from .metadata import SCHEMA, now, toolchain
-
-    spec = resolved.spec
-    plugin = host.source_plugin(spec.source)
-    data = {
-        "schema": SCHEMA,
-        "name": resolved.name,
-        "alias": resolved.alias.alias if resolved.alias else None,
-        "ref": spec.ref,
-        "key": resolved.key,
-        "source": {"name": spec.source, "plugin": plugin.name, "distribution": plugin.distribution,
-                   "version": source_version or plugin.version},
-        "options": dict(spec.options),
-        "recipe": resolved.recipe.to_dict(),
-        **described,
-        "toolchain": toolchain(),
-        "created": now(),
-    }
-    try:
-        return Record.from_json(data, "record")
-    except RecordError as exc:
-        raise PluginError(f"source {spec.source} (plugin {plugin.name}) described the model wrongly: {exc}") from None
 
 
 def _post_export(host: PluginHost, path: Path, record: Record, built: Any,

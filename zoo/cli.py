@@ -153,10 +153,15 @@ def note(text: str) -> None:
 
 
 def done_line(entry: Any, cached: bool) -> str:
-    """How a pull or export ended: in the store already, or exported (exporter, parity, size)."""
+    """How a pull or export ended: in the store already, fetched, or exported (exporter, parity, size)."""
     if cached:
         return f"{entry.ref} was in the store ({entry.key}, {human_size(entry.size)})"
-    validation = entry.record.validation
+    record = entry.record
+    if record.exporter == "fetched":  # a ready file: nothing was exported or compared with PyTorch here
+        opset = f"opset {record.opset}, " if record.opset else ""
+        return f"fetched {entry.ref} from source {entry.ref.partition(':')[0]}, {opset}" \
+               f"onnx.checker passed, {human_size(entry.size)} ({entry.key})"
+    validation = record.validation
     diff = validation.max_abs_diff if validation else None
     parity = f"parity max abs diff {diff:.2g}" if diff is not None else "no PyTorch parity run"
     weights = entry.record.weights
@@ -480,8 +485,9 @@ def _show_record(record: Any, path: Any) -> None:
     if record is None:
         echo(f"{'path':<14} {path}\n(no zoo metadata in this file)")
         return
-    for key, value in (("name", record.name), ("ref", record.ref), ("key", record.key), ("path", path),
-                       ("exporter", record.exporter), ("created", record.created)):
+    for key, value in (("name", record.name), ("ref", record.ref), ("description", record.description),
+                       ("key", record.key), ("path", path), ("exporter", record.exporter), ("opset", record.opset),
+                       ("created", record.created)):
         if value is not None:
             echo(f"{key:<14} {value}")
     echo(f"{'weights':<14} {json.dumps(as_json(record.weights) or {})}")

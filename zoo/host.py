@@ -158,6 +158,13 @@ class GuardedSource(Source):
         with self._blame(f"listing the models of source {self.name}"):
             return list(self.wrapped.models(pattern))
 
+    def description(self, name: str) -> str | None:
+        if not implements(self.wrapped, "description"):
+            return None
+        with self._blame(f"describing {self.name}:{name}"):
+            text = self.wrapped.description(name)
+        return text if isinstance(text, str) else None
+
     def resolve(self, name: str) -> ModelSpec | None:
         with self._blame(f"resolving {name!r} in source {self.name}"):
             return self.wrapped.resolve(name)

@@ -12,12 +12,16 @@ import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .files import MiB, check_regular
 from .record import SCHEMA, Record, RecordError
 
-__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props", "model_props"]
+if TYPE_CHECKING:
+    from .host import PluginHost
+    from .resolve import Resolved
+
+__all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props", "model_props", "new_record"]
 
 METADATA_KEY = "zoo.metadata"
 MAX_PROP_CHARS = 64 * MiB  # what zoo parses of one property (its labels included)
@@ -145,3 +149,35 @@ def _entry(data: bytes) -> tuple[str, str]:
         return parts[1].decode("utf-8"), parts[2].decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("a metadata property that is not UTF-8") from None
+
+
+def new_record(resolved: Resolved, host: PluginHost, source_version: str | None,
+               described: dict[str, Any]) -> Record:
+    """The record of a new entry: what zoo knows of ``resolved``, plus what the source ``described``.
+
+    It goes through the same check as a record read from disk, so a source that describes
+    its model out of bounds (a resize of a million pixels, a label list of the wrong kind)
+    is refused here, naming the field, before anything is stored.
+    """
+    from .errors import PluginError
+
+    spec = resolved.spec
+    plugin = host.source_plugin(spec.source)
+    data = {
+        "schema": SCHEMA,
+        "name": resolved.name,
+        "alias": resolved.alias.alias if resolved.alias else None,
+        "ref": spec.ref,
+        "key": resolved.key,
+        "source": {"name": spec.source, "plugin": plugin.name, "distribution": plugin.distribution,
+                   "version": source_version or plugin.version},
+        "options": dict(spec.options),
+        "recipe": resolved.recipe.to_dict(),
+        **described,
+        "toolchain": toolchain(),
+        "created": now(),
+    }
+    try:
+        return Record.from_json(data, "record")
+    except RecordError as exc:
+        raise PluginError(f"source {spec.source} (plugin {plugin.name}) described the model wrongly: {exc}") from None

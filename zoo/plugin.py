@@ -1,6 +1,7 @@
 """Everything a zoo plugin needs, in one module: the stable surface for plugin authors.
 
     from zoo.plugin import BuiltModel, ModelSpec, Preprocessing, Source, hookimpl, match
+    from zoo.plugin import FetchedModel  # what Source.fetch returns: a ready ONNX file
 
 A plugin imports from here (and from third-party libraries) only; the built-in plugins in
 ``plugins/`` do, and ``docs/plugins.md`` documents each name. Names elsewhere in ``zoo``
@@ -41,15 +42,16 @@ from .integrity import check_weights_file, external_location, model_tensors, pin
 from .names import check_name, split_ref
 from .recipe import CHECKPOINT_SUFFIXES, Recipe, file_sha256, looks_like_path
 from .record import MAX_RECORD_BYTES, Record, RecordError
-from .source import Progress, Source, build_model, checkpoint_spec, match, refuse_options, report
-from .spec import BuiltModel, ModelSpec, Preprocessing
+from .source import Pattern, Progress, Source, build_model, checkpoint_spec, match, refuse_options, report
+from .spec import BuiltModel, FetchedModel, ModelSpec, Preprocessing
 from .store import METADATA_FILE
 
 __all__ = [
     # the interface and its data
-    "Source", "ModelSpec", "BuiltModel", "Preprocessing", "Recipe", "Progress", "hookimpl",
+    "Source", "ModelSpec", "BuiltModel", "FetchedModel", "Preprocessing", "Recipe", "Progress", "hookimpl",
     # catalogues, names, options
-    "match", "split_ref", "check_name", "refuse_options", "checkpoint_spec", "looks_like_path", "CHECKPOINT_SUFFIXES",
+    "match", "Pattern", "split_ref", "check_name", "refuse_options", "checkpoint_spec", "looks_like_path",
+    "CHECKPOINT_SUFFIXES",
     # building through another source; saying what a long step does
     "build_model", "report",
     # weights files

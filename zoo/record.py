@@ -68,6 +68,7 @@ LIMITS: dict[str, Limit] = {
     "Record.files": Limit(items=100_000, length=1024),
     "Record.export_seconds": Limit(low=0, high=1e9),
     "Record.fetch_seconds": Limit(low=0, high=1e9),
+    "Record.opset": Limit(low=1, high=1000),
     "FileRecord.size": _COUNT,
     "FileRecord.path": Limit(length=1024),
     "TensorInfo.shape": Limit(low=-1, high=2**31 - 1, items=32, length=128),  # -1: "unknown" in some files
@@ -245,12 +246,14 @@ class Record:
     name: str
     ref: str
     alias: str | None = None
+    description: str | None = _optional()  # one line from the source (a fetched file's catalogue)
     key: str | None = None
     source: SourceInfo | None = None
     weights: Weights | None = None
     options: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
-    exporter: str | None = None
+    exporter: str | None = None  # "dynamo", "torchscript"; "fetched" for a source's ready file
+    opset: int | None = _optional()  # a fetched file's own opset, read from it (an export's: recipe.opset)
     export_attempts: list[Attempt] | None = _optional()
     inputs: list[TensorInfo] = field(default_factory=list)
     outputs: list[TensorInfo] = field(default_factory=list)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import AmbiguousNameError, InvalidNameError, RegistryError, UnknownModelError, UserError
+from .fetching import refuse_recipe
 from .host import PluginHost
 from .integrity import PIN_OPTION
 from .names import MAX_NAME, check_name, split_ref
@@ -86,7 +87,10 @@ def resolve(
     else:
         spec = _claim(model, host, registry)
         spec = ModelSpec(spec.source, spec.name, weights or spec.weights, spec.options)
-    recipe = Recipe.from_layers(alias.recipe if alias else {}, flags)
+    layers = alias.recipe if alias else {}
+    if host.source(spec.source).fetches:  # a ready file is as published: no recipe setting can apply
+        refuse_recipe(spec.ref, layers, flags)
+    recipe = Recipe.from_layers(layers, flags)
     return Resolved(name=text, spec=spec, recipe=recipe, key=cache_key(spec, recipe), alias=alias)
 
 

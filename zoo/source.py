@@ -52,9 +52,20 @@ class Source(abc.ABC):  # noqa: B024
     def models(self, pattern: str | None = None) -> Iterable[str]:
         """Names this source can build, filtered by a shell-style ``pattern`` (use ``match``).
 
+        ``pattern`` is a ``Pattern`` with ``named`` True when the user listed this source by
+        name (``zoo list --available 'mine:*'``), else None or a plain pattern (every source
+        listed, name suggestions). A source that cannot list now (not configured) returns
+        nothing unless named, and then raises an error saying what to set.
         The default lists nothing (sources whose names are paths or repos).
         """
         return []
+
+    def description(self, name: str) -> str | None:
+        """One line about model ``name`` for ``zoo list --available`` (its ``description``).
+
+        Cheap, like ``models``; the default has none.
+        """
+        return None
 
     def resolve(self, name: str) -> ModelSpec | None:
         """Claim a bare ``name``: a spec when this source has it, else None (the default).
@@ -98,6 +109,22 @@ class Source(abc.ABC):  # noqa: B024
         is None when nothing may be shown. Must not import torch.
         """
         raise ExportError(f"{spec.ref}: source {self.name!r} builds models; it has no ready ONNX files")
+
+
+class Pattern(str):
+    """The pattern ``Source.models`` gets when the user lists one source by name.
+
+    A ``str`` (shell-style, ``*`` when none was given), so ``match`` and string methods work
+    as before; ``named`` tells ``zoo list --available 'mine:*'`` (this source asked for by
+    name) from ``zoo list --available`` (every source).
+    """
+
+    named: bool
+
+    def __new__(cls, text: str | None = None, named: bool = True) -> Pattern:
+        pattern = super().__new__(cls, text or "*")
+        pattern.named = named
+        return pattern
 
 
 def implements(source: Any, method: str) -> bool:

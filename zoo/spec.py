@@ -93,3 +93,29 @@ class BuiltModel:
     source_version: str | None = None
     output_names: tuple[str, ...] = ("logits",)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FetchedModel:
+    """A ready ONNX file, returned by ``Source.fetch``, and what the source knows of it.
+
+    The file is ``path`` (anywhere: zoo copies it in), else ``data`` (its bytes: zoo writes
+    them), else the ``model.onnx`` that ``fetch`` wrote into its directory. ``sha256`` is
+    the hash the source's catalogue gives: zoo checks the file against it. The host reads
+    the opset, inputs and outputs from the file itself, and checks ``labels`` against the
+    output width and ``preprocessing.input_size`` against the input shape. ``weights`` is
+    the identity of what was fetched (``url``, ``version``, ``sha256``...; the ``tag`` is
+    added), ``description`` one line about the model, the rest as in ``BuiltModel``.
+    """
+
+    path: Any = None  # str | os.PathLike | None
+    data: bytes | None = None
+    sha256: str | None = None
+    preprocessing: Preprocessing | None = None
+    labels: list[str] | None = None
+    weights: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    license: str | None = None
+    source_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

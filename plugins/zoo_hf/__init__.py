@@ -37,7 +37,6 @@ from zoo.plugin import (
     Source,
     UnknownModelError,
     UserError,
-    check_onnx,
     check_repo_id,
     check_revision,
     describe_onnx,
@@ -57,7 +56,7 @@ from . import configs
 
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _PATH_PART = re.compile(r"[A-Za-z0-9_.+=,@-]+")
-CARRIED = ("preprocessing", "labels", "validation", "exporter", "export_attempts", "license")
+CARRIED = ("preprocessing", "labels", "validation", "export_attempts", "license")
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,7 @@ class HfSource(Source):
                 shutil.copyfile(remote.download(hub_path), target)
                 sources[location] = hub_path
             found = {name: remote.read_json(file) for name, file in remote.config_files(path)}
-        say("checking the ONNX file")
-        check_onnx(directory / MODEL_FILE)
+        # zoo checks the file (onnx.checker) and reads its opset when it makes the record
         inputs, outputs, nodes = describe_onnx(directory / MODEL_FILE)
         model_sha = file_sha256(directory / MODEL_FILE)
         described = _describe(found, model_sha, inputs, outputs, say)
@@ -334,11 +332,11 @@ def _describe(found: dict[str, dict[str, Any]], model_sha: str, inputs: list[dic
         described["stats"] = dict(shared.get("stats") or {})
         described["preprocessing_from"] = METADATA_FILE
         described["origin"] = {k: shared.get(k) for k in ("name", "ref", "key", "weights", "recipe", "source",
-                                                           "toolchain", "created")}
+                                                           "exporter", "toolchain", "created")}
         return described
     if pushed:
         say(f"ignoring the repo's {METADATA_FILE}: it describes another model.onnx")
-    described: dict[str, Any] = {"exporter": None, "validation": {
+    described: dict[str, Any] = {"validation": {
         "checker": "onnx.checker full_check",
         "parity": "not run: a ready ONNX file has no PyTorch reference here",
         "passed": True,
