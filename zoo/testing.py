@@ -32,7 +32,7 @@ from .host import GuardedSource, PluginHost, PluginInfo, get_host
 from .recipe import Recipe, cache_key
 from .registry import Alias, Registry
 from .resolve import Resolved, precheck, resolve
-from .source import implements
+from .source import Pattern, implements
 from .spec import BuiltModel, ModelSpec, Preprocessing
 
 HEAVY_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "transformers")
@@ -78,6 +78,13 @@ class CheckReport:
         if not self.passed:
             raise AssertionError("source conformance failed:\n" + self.format())
         return self
+
+
+class _StandIn:
+    """A source that is only its name and a ``resolve``: for the ``blame`` step."""
+
+    def __init__(self, name: str, resolve: Callable[[str], Any]) -> None:
+        self.name, self.resolve = name, resolve
 
 
 class _Failed(Exception):
@@ -175,16 +182,16 @@ class SourceCheck:
     def catalogue(self) -> str:
         """``models()`` yields strings and applies its pattern."""
         source = self.source
-        names = source.models(None)
+        names = source.models(Pattern(named=True))  # the kit names the source, as `zoo list --available SOURCE:*`
         if not all(isinstance(n, str) for n in names):
             raise _Failed("models() must yield strings")
         chosen = self.model or source.example or (names[0] if names else None)
         if chosen is None:
             raise _Failed("no model to check: the catalogue is empty; give --model or set Source.example")
         self.model = self.report.model = chosen  # later steps can run even if the checks below fail
-        if names and names[0] not in source.models(names[0]):
+        if names and names[0] not in source.models(Pattern(names[0])):
             raise _Failed(f"models({names[0]!r}) does not list {names[0]!r}")
-        if source.models(UNKNOWN_NAME + "*"):
+        if source.models(Pattern(UNKNOWN_NAME + "*")):
             raise _Failed(f"models({UNKNOWN_NAME + '*'!r}) is not empty: apply the pattern (zoo.plugin.match)")
         return f"{len(names)} models; checking {chosen}"
 
@@ -259,19 +266,25 @@ class SourceCheck:
         own = getattr(wrapped, "__dict__", {}).get("resolve")  # an instance attribute to put back
         try:
             wrapped.resolve = broken  # on the instance: the class stays as it is
-        except AttributeError:
-            return "not checked: the source object takes no attributes"
+        except AttributeError:  # a source object that takes no attributes: a stand-in under its plugin
+            stand_in = GuardedSource(_StandIn(self.name, broken), info, self.host.source)
+            return self._blamed(lambda: stand_in.resolve(UNKNOWN_NAME)) + " (through a stand-in source)"
         try:
-            self.host.source(self.name).resolve(UNKNOWN_NAME)
-        except PluginFailure as exc:
-            message = str(exc)
-        else:
-            raise _Failed("an exception from resolve() was not reported")
+            return self._blamed(lambda: self.host.source(self.name).resolve(UNKNOWN_NAME))
         finally:
             if own is None:
                 del wrapped.resolve
             else:
                 wrapped.resolve = own
+
+    def _blamed(self, call: Callable[[], Any]) -> str:
+        info = self.info
+        try:
+            call()
+        except PluginFailure as exc:
+            message = str(exc)
+        else:
+            raise _Failed("an exception from resolve() was not reported")
         expected = [f"plugin {info.name}", info.distribution, info.version, "RuntimeError: injected"]
         missing = [part for part in expected if part and part not in message]
         if missing or "\n" in message:
@@ -330,17 +343,20 @@ class SourceCheck:
         return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
 
     def fetch(self) -> str:
-        """``fetch`` writes ``model.onnx`` and returns a metadata dict."""
-        resolved = self.resolved
-        described = self.source.fetch(resolved.spec, resolved.recipe, self.directory, None)
-        if not isinstance(described, dict):
-            raise _Failed(f"fetch() returned {type(described).__name__}, not a dict of metadata")
-        path = self.directory / MODEL_FILE
-        if not path.is_file():
-            raise _Failed(f"fetch() wrote no {MODEL_FILE}")
-        json.dumps(described, default=str)
-        self.path = path
-        return f"{path.stat().st_size:,} bytes; metadata {', '.join(sorted(described)) or 'none'}"
+        """``fetch`` gives a file the store takes: the store's own record, checks and all.
+
+        ``zoo.fetching.fetched_record`` is what a pull runs: the file checked (and against the
+        catalogue's sha256), labels against the output width, input size against the input
+        shape, every field through the record check. So a PASS here means a pull works.
+        """
+        from .fetching import fetched_record
+
+        record = fetched_record(self.resolved, self.host, self.source, self.directory, None)
+        self.path = self.directory / MODEL_FILE
+        shapes = ", ".join(f"{t.name} {t.shape}" for t in record.inputs)
+        labels = len(record.labels) if record.labels else "no"
+        return f"{self.path.stat().st_size:,} bytes, opset {record.opset}, input {shapes}, {labels} labels; " \
+               "the record a pull stores"
 
     def run_onnx(self) -> str:
         """ONNX Runtime runs the fetched file on a random input, with finite outputs."""
