@@ -182,7 +182,7 @@ class GuardedSource(Source):
             return self.wrapped.build(spec, recipe)
 
     def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
-              progress: Progress | None = None) -> dict[str, Any]:
+              progress: Progress | None = None) -> Any:
         if not self.fetches:
             return super().fetch(spec, recipe, directory, progress)
         with self._blame(f"fetching {spec.ref}"):

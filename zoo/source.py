@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import ExportError, PluginError, UserError
 from .recipe import Recipe
-from .spec import BuiltModel, ModelSpec
+from .spec import BuiltModel, FetchedModel, ModelSpec
 
 Progress = Callable[[str], None]
 
@@ -102,11 +102,14 @@ class Source(abc.ABC):  # noqa: B024
         return implements(self, "fetch")
 
     def fetch(self, spec: ModelSpec, recipe: Recipe, directory: Path,
-              progress: Progress | None = None) -> dict[str, Any]:
-        """Write ``model.onnx`` (and external data) into ``directory``; return the metadata known.
+              progress: Progress | None = None) -> FetchedModel | dict[str, Any]:
+        """The ready ONNX file for ``spec``: a ``FetchedModel`` naming it (or its bytes, or the
+        ``model.onnx`` written into ``directory``) with what the source knows of it.
 
-        For sources of ready ONNX files, called instead of ``build`` + export. ``progress``
-        is None when nothing may be shown. Must not import torch.
+        For sources of ready ONNX files, called instead of ``build`` + export. The host checks
+        the file and the labels and input size against it (``zoo.fetching``), and refuses
+        recipe flags before this is called. ``progress`` is None when nothing may be shown.
+        Must not import torch. (A dict of record fields, the earlier answer, is still taken.)
         """
         raise ExportError(f"{spec.ref}: source {self.name!r} builds models; it has no ready ONNX files")
 
