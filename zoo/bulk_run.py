@@ -328,14 +328,14 @@ def run(names: Sequence[str], *, workers: int | None = None, timeout: float | No
         except KeyboardInterrupt:
             pool.stop_all()
             _collect(store)  # temp dirs of the children stopped mid-write
-            outcomes = _ordered(failed, names, done)
+            outcomes = ordered(failed, names, done)
             raise Interrupted(outcomes, Summary.of(outcomes, time.perf_counter() - started, workers, True)) \
                 from None
         finally:
             pool.stop_all()
         if pool.killed:
             _collect(store)  # temp dirs of children killed mid-write
-    outcomes = _ordered(failed, names, done)
+    outcomes = ordered(failed, names, done)
     return outcomes, Summary.of(outcomes, time.perf_counter() - started, workers)
 
 
@@ -347,7 +347,7 @@ class Interrupted(KeyboardInterrupt):
         self.outcomes, self.summary = outcomes, summary
 
 
-def _ordered(failed: Sequence[Outcome], names: Sequence[str], done: Mapping[str, Outcome]) -> list[Outcome]:
+def ordered(failed: Sequence[Outcome], names: Sequence[str], done: Mapping[str, Outcome]) -> list[Outcome]:
     order = [o.name for o in failed] + list(names)
     return [done[n] for n in dict.fromkeys(order) if n in done]
 

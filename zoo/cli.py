@@ -269,6 +269,8 @@ def bulk(
         help="Write a report: FILE.json or FILE.csv (a row per model and a summary).")] = None,
     ray: Annotated[str | None, typer.Option(
         help="Run on a Ray cluster: 'auto' or its ADDRESS (needs zoo-onnx[ray] and a remote cache).")] = None,
+    ray_cpus: Annotated[float, typer.Option(help="With --ray: CPUs each model's task asks for.")] = 1.0,
+    ray_gpus: Annotated[float, typer.Option(help="With --ray: GPUs each model's task asks for.")] = 0.0,
     json_: Annotated[bool, typer.Option("--json", help="One JSON line per model, then one for the summary.")] = False,
 ) -> None:
     """Pull many models, each in its own process, N at a time; report on each (exit 1 if any failed)."""
@@ -290,9 +292,9 @@ def bulk(
             if ray:
                 from . import bulk_ray
 
-                outcomes, summary = bulk_ray.run(names, address=ray, timeout=timeout, retries=retries,
-                                                 memory_limit=limit, failed=failed, on_event=shown.event,
-                                                 **pulling, **selection)
+                outcomes, summary = bulk_ray.run(names, address=ray, workers=workers, timeout=timeout,
+                                                 retries=retries, memory_limit=limit, cpus=ray_cpus, gpus=ray_gpus,
+                                                 failed=failed, on_event=shown.event, **pulling, **selection)
             else:
                 outcomes, summary = bulk_run.run(names, workers=workers, timeout=timeout, retries=retries,
                                                  memory_limit=limit, failed=failed, on_event=shown.event,
