@@ -115,7 +115,7 @@ class HfSource(Source):
               progress: Progress | None = None) -> dict[str, Any]:
         """Download ``spec`` into ``directory`` (``model.onnx`` + external data); return its metadata."""
         ref = parse(spec.name)
-        _refuse_settings(spec, recipe)
+        _refuse_weights(spec.name, spec.weights)  # recipe flags: zoo refuses them for every source that fetches
         say = progress or (lambda _msg: None)
         with hub_errors(str(ref)), progress_bars(progress is not None):
             remote = Remote(ref, local_only=offline(), say=progress)
@@ -156,15 +156,6 @@ class HfSource(Source):
             "stats": {**described.pop("stats", {}), "onnx_nodes": nodes},
             **described,
         }
-
-
-def _refuse_settings(spec: ModelSpec, recipe: Recipe) -> None:
-    """A ready ONNX file comes as published: export settings and weights cannot apply."""
-    changed = [f"--{k.replace('_', '-')}" for k, v in recipe.to_dict().items() if v != getattr(Recipe(), k)]
-    if changed:
-        raise UserError(f"hf:{spec.name} is a ready ONNX model: {', '.join(changed)} cannot apply; "
-                        "drop the flag (export from a PyTorch source to choose a recipe)")
-    _refuse_weights(spec.name, spec.weights)
 
 
 def _refuse_weights(name: str, weights: str) -> None:
