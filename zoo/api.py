@@ -23,7 +23,7 @@ from typing import Any
 from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError
 from .exporting import MODEL_FILE, Progress
 from .fetching import FETCHED
-from .files import publish_new, refused_write
+from .files import FileRefused, publish_new, refused_write
 from .host import PluginHost, PluginInfo, get_host
 from .record import Record, RecordError
 from .registry import Registry
@@ -125,7 +125,7 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     from .remote import remote_for_pull, upload_quietly
 
     store = store or Store()
-    resolved, stored = _named(name, store, selection)
+    resolved, stored = _named(name, store, selection, remake=force)
     if not force and (entry := stored or store.get(resolved.key)) is not None:
         _verified(store, entry, name)  # a hit is only as good as its files (trusted hashes: cheap)
         return PullResult(entry, True, resolved)
@@ -166,7 +166,7 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
             if existing.exists():
                 raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
     # Only a key is looked up in the store: exporting a model name never opens it.
-    resolved = _named(name, Store() if _KEY_PREFIX.fullmatch(name) else None, selection)[0]
+    resolved = _named(name, Store() if _KEY_PREFIX.fullmatch(name) else None, selection, remake=True)[0]
     produce = _producer(resolved, get_host(), progress)
     tmp: Path | None = None
     made_directory = not directory.exists()
@@ -268,12 +268,48 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
                           f"is not in the store: run `zoo pull {name}` first")
 
 
-def _named(name: str, store: Store | None, selection: Mapping[str, Any]) -> tuple[Resolved, Entry | None]:
+def _named(name: str, store: Store | None, selection: Mapping[str, Any],
+           remake: bool = False) -> tuple[Resolved, Entry | None]:
     """What ``name`` asks to make, and the stored entry when ``name`` is its key (or a unique
     prefix): that entry's recorded recipe; otherwise the model name resolved with ``selection``.
-    Without a ``store`` no key is looked up."""
-    stored = store.get(key) if store is not None and (key := _by_key(name, store, selection)) else None
-    return (resolved_from_record(stored) if stored else resolve_name(name, **selection)), stored
+    Without a ``store`` no key is looked up. ``remake``: the entry is about to be made again, so
+    a key whose ``zoo.json`` cannot be used is made from the record its model file carries."""
+    key = _by_key(name, store, selection) if store is not None else None
+    if key is None:
+        return resolve_name(name, **selection), None
+    try:
+        stored = store.get(key)
+    except RecordError:
+        if not remake:
+            raise
+        return remade_from_carried(store, key), None
+    if stored is None:  # its directory holds no zoo.json: a miss, made again from what its model carries
+        return remade_from_carried(store, key), None
+    return resolved_from_record(stored), stored
+
+
+def remade_from_carried(store: Store, key: str) -> Resolved:
+    """How to make entry ``key`` again when its ``zoo.json`` is unreadable or invalid: from that
+    record when it still parses (only its file list is bad), else from the record its model file
+    carries, when either names this very key. Otherwise ``RecordError`` saying that it cannot,
+    and what works instead (so a repair hint never leads back to the same error)."""
+    from .metadata import read_props
+
+    directory = store.entry_dir(key)
+    for read in (lambda: Record.load(directory / METADATA_FILE), lambda: read_props(directory / MODEL_FILE)):
+        try:
+            record = read()
+        except (OSError, ValueError, RecordError, FileRefused):
+            continue
+        if record is None or record.key != key:
+            continue
+        try:
+            return resolved_from_record(Entry(key=key, dir=directory, record=record))
+        except (UserError, IntegrityError):
+            continue  # it no longer names this key (a local weights path it carries shortened)
+    raise RecordError(f"entry {key} cannot be made again from its key: neither its {METADATA_FILE} nor its "
+                      f"{MODEL_FILE} can be read to say how it was made; remove it with `zoo rm {key}`, then pull "
+                      "the model again by name")
 
 
 def resolved_from_record(entry: Entry, exact: bool = True) -> Resolved:

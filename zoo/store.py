@@ -158,7 +158,8 @@ class Store:
             self.layout.inside(pointer)
         except UserError:
             raise IntegrityError(f"entry {key} leads outside the store (to {os.path.realpath(pointer)}); "
-                                 f"repair it with `zoo pull --force {key}` or delete {pointer}") from None
+                                 f"remove it with `zoo rm {key}` (the link alone: nothing it leads to is "
+                                 "touched), then pull the model again by name") from None
         return pointer
 
     def _pointer(self, key: str) -> Path:
@@ -176,9 +177,9 @@ class Store:
             return None
         except (OSError, RecordError) as exc:
             problem = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({_one_line(exc)})"
-            raise RecordError(f"entry {key} has an {problem}; {_repair(key)}") from None
+            raise RecordError(f"entry {key} has an {problem}; {repair_advice(key)}") from None
         if not record.files:
-            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {_repair(key)}")
+            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {repair_advice(key)}")
         if record.key is not None and record.key != key:  # models/<key> leads to another entry's files
             raise IntegrityError(f"entry {key} leads to the files of entry {record.key} ({record.ref}), not its own; "
                                  f"remove it with `zoo rm {key}`, then pull the model again")
@@ -204,7 +205,7 @@ class Store:
             except IntegrityError as exc:  # a pointer leading outside the store: never followed
                 yield key, RecordError(str(exc))
                 continue
-            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {_repair(key)}")
+            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {repair_advice(key)}")
 
     def entries(self) -> Iterator[Entry]:
         """Every readable entry; broken ones are skipped (``broken``, ``zoo verify`` report them)."""
@@ -542,8 +543,10 @@ class Store:
         return [(key, str(found)) for key, found in self.scan() if isinstance(found, RecordError)]
 
 
-def _repair(key: str) -> str:
-    return f"remove it with `zoo rm {key}` or make it again with `zoo pull --force {key}`"
+def repair_advice(key: str) -> str:
+    """What to do about entry ``key`` whose record is missing, unreadable or invalid: both work
+    (``pull --force KEY`` rebuilds from the record its model file carries, or says it cannot)."""
+    return f"make it again with `zoo pull --force {key}` or remove it with `zoo rm {key}`"
 
 
 def write_json(path: Path, data: Any) -> None:
