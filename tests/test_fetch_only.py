@@ -100,6 +100,8 @@ def test_a_typed_fetch_passes_the_kit_and_pulls_what_the_file_is(cli, tmp_path: 
     assert info["weights"]["sha256"] == catalogue["sha256"] and info["weights"]["version"] == "3"
     assert info["description"] == catalogue["description"]
     assert Path(pulled["path"]).read_bytes() == (mirror / "colours.onnx").read_bytes()  # stored as fetched
+    listed = cli("list").stdout.splitlines()[1].split()
+    assert listed[:5] == ["mirror:colours", "mirror:colours", "default", "fetched", "opset=17"]  # not "-"
 
     # The metadata dict fetch used to return: a Preprocessing object and no weights are taken.
     assert json.loads(cli("plugins", "check", "legacy", "--json").stdout)["passed"] is True

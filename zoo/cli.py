@@ -441,7 +441,8 @@ def list_(
 
     if not rows and not broken:
         sys.stderr.write(f"zoo: no stored entry matches {pattern!r}\n" if pattern else "zoo: the store is empty\n")
-    recipes = [_recipe_differences(e.record.recipe) for e in entries]
+    recipes = [f"fetched opset={e.record.opset}" if e.record.exporter == "fetched" else  # a ready file: no recipe
+               _recipe_differences(e.record.recipe) for e in entries]
 
     def table() -> None:
         if not rows and not broken:
