@@ -85,8 +85,7 @@ def predictions(paths: dict[str, Path], photos: Path, preprocessing: object) -> 
     for name, logits in outputs.items():
         p = probabilities(logits)
         out[name] = {"named": {NAMED[f.name]: [int(p[i].argmax()), round(float(p[i].max()), 3)]
-                               for i, f in enumerate(files) if f.name in NAMED},
-                     "float32_median_confidence": None}
+                               for i, f in enumerate(files) if f.name in NAMED}}
         if name != "float32":
             figures = compare(logits, outputs["float32"])
             out[name]["all_photos"] = {k: figures[k] for k in ("images", "top1_agreement", "confident_images",
@@ -94,7 +93,7 @@ def predictions(paths: dict[str, Path], photos: Path, preprocessing: object) -> 
                                                                 "mean_tv_distance")}
     import numpy as np
 
-    out["float32"]["float32_median_confidence"] = float(np.median(probabilities(outputs["float32"]).max(1)))
+    out["float32"]["median_top1_probability"] = float(np.median(probabilities(outputs["float32"]).max(1)))
     return out
 
 
