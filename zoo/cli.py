@@ -10,7 +10,6 @@ import errno
 import functools
 import inspect
 import json
-import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +21,8 @@ import typer
 from . import api
 from .env import debug
 from .errors import UserError, ZooError, ZooWarning
+from .output import one_line as _one_line  # noqa: F401  (the name tests and plugins know)
+from .output import out
 
 app = typer.Typer(
     name="zoo",
@@ -111,12 +112,11 @@ def recipe_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# -- output --------------------------------------------------------------------------------
-def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:
-    if as_json or human is None:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-    else:
-        human()
+# -- output: everything is printed through ``out`` (zoo.output); these names are its verbs ----------
+emit = out.result  # the result: one JSON document with --json, else the human form
+echo = out.text  # a line of the human form on stdout
+warn = out.warning  # ``zoo: warning: ...`` on stderr
+note = out.note  # ``zoo: ...`` on stderr: for a person; stdout stays what scripts read
 
 
 def int8_summary(int8: Any) -> str:
@@ -137,19 +137,6 @@ def int8_summary(int8: Any) -> str:
     if int8.cpu is not None:
         parts.append(f"cpu={int8.cpu.kind}" + (" reduce_range" if int8.reduce_range else ""))
     return " ".join(parts) + f" ({calibration.get('fingerprint')})"
-
-
-def echo(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def warn(text: str) -> None:
-    sys.stderr.write(f"zoo: warning: {text}\n")
-
-
-def note(text: str) -> None:
-    """One line for a person on stderr; stdout stays what scripts read."""
-    sys.stderr.write(f"zoo: {text}\n")
 
 
 def done_line(entry: Any, cached: bool) -> str:
@@ -360,8 +347,7 @@ class _BulkDisplay:
         self.running.pop(outcome.name, None)
         self.counts["ok" if outcome.ok else "failed"] += 1
         if self.as_json:
-            sys.stdout.write(json.dumps(outcome.to_json()) + "\n")
-            sys.stdout.flush()
+            out.json_line(outcome.to_json())
             return
         line = f"{outcome.status} {outcome.name}"
         line += f": {outcome.error}" if outcome.error else f" ({outcome.seconds:.1f} s)"
@@ -374,7 +360,7 @@ class _BulkDisplay:
 
     def finish(self, summary: Any) -> None:
         if self.as_json:
-            sys.stdout.write(json.dumps({"summary": vars(summary)}) + "\n")
+            out.json_line({"summary": vars(summary)})
         else:
             note(summary.line())
 
@@ -428,8 +414,8 @@ def list_(
         warn_broken_plugins()
         rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
         if not rows:
-            sys.stderr.write(f"zoo: nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`\n"
-                             if pattern else "zoo: nothing available: no aliases, and no source lists models\n")
+            note(f"nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`"
+                 if pattern else "nothing available: no aliases, and no source lists models")
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
     entries, broken = api.scan()
@@ -440,21 +426,17 @@ def list_(
         warn(f"entry {key} is broken ({problem})")
 
     if not rows and not broken:
-        sys.stderr.write(f"zoo: no stored entry matches {pattern!r}\n" if pattern else "zoo: the store is empty\n")
+        note(f"no stored entry matches {pattern!r}" if pattern else "the store is empty")
     recipes = [f"fetched opset={e.record.opset}" if e.record.exporter == "fetched" else  # a ready file: no recipe
                _recipe_differences(e.record.recipe) for e in entries]
 
     def table() -> None:
         if not rows and not broken:
             return
-        lines = [["NAME", "REF", "WEIGHTS", "RECIPE", "SIZE", "KEY"]]
-        lines += [[r["name"], r["ref"], str(r["weights"]), recipe or "-", human_size(r["size"]), r["key"]]
-                  for r, recipe in zip(rows, recipes, strict=True)]
-        lines += [["(broken)", "?", "?", "?", "?", key] for key, _problem in broken]
-        widths = [max(len(line[i]) for line in lines) for i in range(6)]
-        for line in lines:  # columns as wide as their longest cell: long local: names and sha256: tags fit
-            echo("  ".join(cell.rjust(w) if i == 4 else cell.ljust(w)
-                           for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip())
+        cells = [[r["name"], r["ref"], str(r["weights"]), recipe or "-", human_size(r["size"]), r["key"]]
+                 for r, recipe in zip(rows, recipes, strict=True)]
+        cells += [["(broken)", "?", "?", "?", "?", key] for key, _problem in broken]
+        out.table(["NAME", "REF", "WEIGHTS", "RECIPE", "SIZE", "KEY"], cells, right=[4])
 
     emit(rows, json_, table)
 
@@ -571,9 +553,9 @@ def verify(
     emit({"ok": ok, "entries": reports}, json_, show)
     if not ok:
         bad = [r["key"] for r in reports if r["problems"]]
-        sys.stderr.write(f"zoo: error: {len(bad)} of {len(reports)} entries fail verification ({', '.join(bad[:3])}"
-                         f"{', ...' if len(bad) > 3 else ''}): repair one with `zoo pull --force KEY` or remove it "
-                         "with `zoo rm KEY`\n")
+        out.error(f"{len(bad)} of {len(reports)} entries fail verification ({', '.join(bad[:3])}"
+                  f"{', ...' if len(bad) > 3 else ''}): repair one with `zoo pull --force KEY` or remove it "
+                  "with `zoo rm KEY`")
         raise typer.Exit(3)
 
 
@@ -742,18 +724,21 @@ def bench(
         first = results[0]
         echo(f"{first['model']['name']} on {_provider_line(first)} ({first['device']['name']}), "
              f"session {first['session_create_ms']:.0f} ms")
-        echo(f"{'MODE':<10} {'BATCH':>5} {'FIRST':>9} {'P50':>9} {'P90':>9} {'P99':>9} {'MEAN':>9} {'ITEMS/S':>9}")
+        def timings(label: str, t: dict[str, Any], said: str = "") -> list[str]:
+            return [label, str(t["batch"]), *(f"{t[k]:.2f}" for k in ("first_run_ms", "p50_ms", "p90_ms",
+                                                                          "p99_ms", "mean_ms")),
+                    f"{t['throughput']:.1f}", said]
+
+        rows = []
         for r in results:
-            echo(f"{r['mode']:<10} {r['batch']:>5} {r['first_run_ms']:>9.2f} {r['p50_ms']:>9.2f} "
-                 f"{r['p90_ms']:>9.2f} {r['p99_ms']:>9.2f} {r['mean_ms']:>9.2f} {r['throughput']:>9.1f}")
+            rows.append(timings(r["mode"], r))
             if "compare" in r:
                 t = r["compare"].get("torch") or r["compare"]["other"]
                 label = "torch" if "torch" in r["compare"] else str(t["model"].get("dtype") or "other")
-                note = (f"onnxruntime {r['compare']['speedup_p50']:.2f}x faster (p50)" if label == "torch" else
-                        f"{t['model']['key'] or t['model']['path']}: {t['throughput'] / r['throughput']:.2f}x "
-                        "the throughput")
-                echo(f"{label:<10} {t['batch']:>5} {t['first_run_ms']:>9.2f} {t['p50_ms']:>9.2f} "
-                     f"{t['p90_ms']:>9.2f} {t['p99_ms']:>9.2f} {t['mean_ms']:>9.2f} {t['throughput']:>9.1f}   {note}")
+                rows.append(timings(label, t, f"onnxruntime {r['compare']['speedup_p50']:.2f}x faster (p50)"
+                                    if label == "torch" else f"{t['model']['key'] or t['model']['path']}: "
+                                    f"{t['throughput'] / r['throughput']:.2f}x the throughput"))
+        out.table(["MODE", "BATCH", "FIRST", "P50", "P90", "P99", "MEAN", "ITEMS/S", ""], rows, right=range(1, 8))
 
     # One batch and one mode: exactly one result object; several: a document with `results`.
     data: Any = results[0] if len(results) == 1 else {
@@ -828,10 +813,9 @@ def plugins(ctx: typer.Context, json_: JsonFlag = False) -> None:
     infos = [p.to_dict() for p in api.plugins()]
 
     def table() -> None:
-        echo(f"{'PLUGIN':<20} {'VERSION':<10} {'DISTRIBUTION':<16} {'SOURCES':<16} STATUS")
-        for p in infos:
-            echo(f"{p['name']:<20} {str(p['version']):<10} {str(p['distribution']):<16} "
-                 f"{','.join(p['sources']) or '-':<16} {p['status']}")
+        out.table(["PLUGIN", "VERSION", "DISTRIBUTION", "SOURCES", "STATUS"],
+                  [[p["name"], str(p["version"]), str(p["distribution"]), ",".join(p["sources"]) or "-",
+                    p["status"]] for p in infos])
 
     emit(infos, json_, table)
 
@@ -876,9 +860,9 @@ def remote_list(remote: RemoteFlag = None, json_: JsonFlag = False) -> None:
         warn(problem)
 
     def table() -> None:
-        echo(f"{'NAME':<28} {'REF':<36} {'WEIGHTS':<16} {'SIZE':>9}  KEY")
-        for r in rows:
-            echo(f"{r['name']:<28} {r['ref']:<36} {str(r['weights']):<16} {human_size(r['size']):>9}  {r['key']}")
+        out.table(["NAME", "REF", "WEIGHTS", "SIZE", "KEY"],
+                  [[r["name"], r["ref"], str(r["weights"]), human_size(r["size"]), r["key"]] for r in rows],
+                  right=[3])
 
     emit(rows, json_, table)
 
@@ -966,7 +950,7 @@ def main() -> None:
     """Entry point: run the app, turning zoo's errors into one line and an exit code."""
     if sys.stdout is None:  # started with stdout closed (`>&-`): nowhere to print a result
         if sys.stderr is not None:
-            sys.stderr.write("zoo: error: standard output is closed; redirect it instead (e.g. >/dev/null)\n")
+            out.error("standard output is closed; redirect it instead (e.g. >/dev/null)")
         sys.exit(4)
     warnings.showwarning = _show_warning
     try:
@@ -982,10 +966,10 @@ def main() -> None:
     except ZooError as exc:
         if debug():
             raise
-        sys.stderr.write(f"zoo: error: {_one_line(str(exc))}\n")
+        out.error(str(exc))
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        sys.stderr.write("zoo: interrupted\n")
+        out.note("interrupted")
         sys.exit(130)
     except Exception as exc:
         if _is_click_error(exc):
@@ -994,11 +978,10 @@ def main() -> None:
             raise
         if isinstance(exc, OSError) and exc.errno in _REFUSED_WRITES:  # the machine, not zoo
             where = f" ({exc.filename})" if exc.filename else ""
-            sys.stderr.write(f"zoo: error: {exc.strerror}{where}; free space or choose a writable place\n")
+            out.error(f"{exc.strerror}{where}; free space or choose a writable place")
             sys.exit(4)
-        first = _one_line((str(exc).strip().splitlines() or [""])[0])
-        sys.stderr.write(f"zoo: internal error: {type(exc).__name__}: {first} "
-                         "(run with ZOO_DEBUG=1 for the traceback)\n")
+        first = (str(exc).strip().splitlines() or [""])[0]
+        out.error(f"{type(exc).__name__}: {first} (run with ZOO_DEBUG=1 for the traceback)", "internal error")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
@@ -1029,18 +1012,8 @@ def _click_error(exc: Any) -> None:
         exc.show()
     elif "UsageError" in names:
         where = exc.ctx.command_path if getattr(exc, "ctx", None) else "zoo"
-        sys.stderr.write(f"zoo: usage error: {_one_line(exc.format_message())} (see `{where} --help`)\n")
+        out.error(f"{exc.format_message()} (see `{where} --help`)", "usage error")
     else:
-        sys.stderr.write(f"zoo: error: {_one_line(exc.format_message())}\n")
+        out.error(exc.format_message())
     sys.exit(exc.exit_code)
 
-
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
-
-
-def _one_line(text: str) -> str:
-    """A message as one plain line: no terminal escape codes (torch colours its errors), no
-    control characters (a NUL in a name is shown as \\x00), whitespace runs as one space."""
-    text = _ESCAPES.sub("", text)
-    text = "".join(c if c.isprintable() or c.isspace() else ascii(c)[1:-1] for c in text)
-    return " ".join(text.split())
