@@ -220,6 +220,17 @@ def test_a_labelled_folder_gives_the_top1_drop_and_judges_it_from_50_images(tmp_
     assert "top1_drop" not in judge(compare(got[:49], want[:49], truth[:49]))[0]
 
 
+def test_two_images_leave_none_to_hold_out_and_say_so(zoo, copy_store: Path, tmp_path: Path) -> None:
+    synthetic(tmp_path / "cal", 2)
+    out = zoo("pull", *TINY, "--dtype", "int8", "--calibration", str(tmp_path / "cal"), "--json")
+    assert "zoo: warning: int8 not checked: 2 calibration image(s) leave none to hold out; calibrate on 60+ " \
+           "images" in out.stderr
+    path = Path(json.loads(out.stdout)["path"])
+    check = json.loads((path.parent / "zoo.json").read_text())["validation"]["int8"]
+    assert check["images"] == 0 and check["judged"] == [] and check["calibration"]["calibrated_on"] == 2
+    assert "top5_containment" not in check and check["passed"] is True
+
+
 def test_a_labelled_calibration_folder_is_measured_at_pull(zoo, copy_store: Path, tmp_path: Path) -> None:
     for folder in ("0", "1", "2"):
         synthetic(tmp_path / "cal" / folder, 2, seed=int(folder))

@@ -183,7 +183,11 @@ def quantize(path: Path, preprocessing: Preprocessing, recipe: Any, say: Callabl
         raise ParityError(f"int8 loses too much against float32 on {figures['images']} held-out calibration images: "
                           f"{'; '.join(losses)}; keep float32 or float16 for this model, or calibrate on images "
                           "closer to its data")
-    if figures["images"] < MIN_HELDOUT and figures["top1_agreement"] is not None:
+    if not figures["images"]:
+        check.warning = (f"int8 not checked: {len(tensors)} calibration image(s) leave none to hold out; calibrate "
+                         f"on {MIN_HELDOUT * HOLD_OUT_EVERY}+ images")
+        sys.stderr.write(f"zoo: warning: {check.warning}\n")
+    elif figures["images"] < MIN_HELDOUT and figures["top1_agreement"] is not None:
         check.warning = (f"int8 checked on {figures['images']} held-out images only (top-1 agreement "
                          f"{figures['top1_agreement']:.1%}, top-5 {figures['top5_containment']:.1%}): too few to "
                          f"judge; calibrate on {MIN_HELDOUT * HOLD_OUT_EVERY}+ images")
@@ -340,7 +344,7 @@ def run_cpu(model: Path, tensors: Any, size: int, static: bool) -> Any:
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     parts = [session.run(None, {name: batch})[0][:rows] for batch, rows in batches(tensors, size, static)]
-    return np.concatenate(parts).astype(np.float64)
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros((0,))
 
 
 def stored_int8(store: Any, resolved: Any) -> Any:
