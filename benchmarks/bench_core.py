@@ -1,8 +1,12 @@
-"""Core timings: `zoo list` over 50 entries, a cache-hit `zoo pull`, and a cold
+"""Core timings: the walk of a name from the command line to the store.
+
+`zoo list --json` over N entries (500 by default), a cache-hit `zoo pull`, a miss's
+resolution (`zoo info` of a model that resolves but is not stored: everything a miss does
+before the export starts), `zoo info` by a stored bare name, and (with --cold-repeat) a cold
 `zoo pull resnet50 --weights none` against a bare `torch.onnx.export` script.
 
 Every figure is a whole process, as a user sees it (python start-up and imports included).
-Run: python benchmarks/bench_core.py [--repeat N]
+Run: python benchmarks/bench_core.py [--repeat N] [--entries N] [--cold-repeat N]
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ torch.onnx.export(model, (x,), {path!r}, dynamo=True, opset_version=18, input_na
 """
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str], code: int = 0) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - start
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != code:
+        raise SystemExit(f"{' '.join(cmd[2:])} exited {proc.returncode}, not {code}: {proc.stderr.strip()}")
+    return elapsed
 
 
 def zoo(*args: str) -> list[str]:
@@ -55,17 +62,22 @@ def fill_store(home: Path, env: dict[str, str], count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--cold-repeat", type=int, default=2)
+    parser.add_argument("--entries", type=int, default=500)
+    parser.add_argument("--cold-repeat", type=int, default=0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         env = {**os.environ, "ZOO_HOME": str(home), "ZOO_CONFIG_DIR": str(Path(tmp) / "config")}
-        fill_store(home, env, 50)
+        fill_store(home, env, args.entries)
         assert len(json.loads(subprocess.run(zoo("list", "--json"), env=env, capture_output=True,
-                                             check=True).stdout)) == 50
-        timed(zoo("list"), env)  # warm the OS file cache
+                                             check=True).stdout)) == args.entries
+        time.sleep(2.5)  # past the racy window: what a store's memos may keep is settled
+        timed(zoo("list"), env)  # warm the OS file cache (and any memo)
         listing = [timed(zoo("list", "--json"), env) for _ in range(args.repeat)]
         hit = [timed(zoo("pull", "mobilenet_v3_small", "--weights", "none"), env) for _ in range(args.repeat)]
+        miss = [timed(zoo("info", "resnet50", "--weights", "none"), env, code=1) for _ in range(args.repeat)]
+        stored = f"model_{args.entries // 2}"
+        by_name = [timed(zoo("info", stored), env) for _ in range(args.repeat)]
 
         cold, bare = [], []
         for i in range(args.cold_repeat):
@@ -76,12 +88,17 @@ def main() -> None:
     def fmt(values: list[float]) -> str:
         return f"median {statistics.median(values):.3f} s (min {min(values):.3f}, n={len(values)})"
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print(f"zoo list --json, 50 entries:           {fmt(listing)}")
+    n = args.entries
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"load {os.getloadavg()[0]:.2f}")
+    print(f"zoo list --json, {n} entries:{' ' * max(0, 11 - len(str(n)))}{fmt(listing)}")
     print(f"zoo pull (cache hit):                   {fmt(hit)}")
-    print(f"bare torch.onnx.export resnet50:        {fmt(bare)}")
-    print(f"zoo pull resnet50 --weights none (cold): {fmt(cold)}")
-    print(f"cold pull / bare export:                {statistics.median(cold) / statistics.median(bare):.2f}x")
+    print(f"a miss's resolution (zoo info, exit 1): {fmt(miss)}")
+    print(f"zoo info by stored bare name:           {fmt(by_name)}")
+    if cold:
+        print(f"bare torch.onnx.export resnet50:        {fmt(bare)}")
+        print(f"zoo pull resnet50 --weights none (cold): {fmt(cold)}")
+        print(f"cold pull / bare export:                {statistics.median(cold) / statistics.median(bare):.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,17 +14,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError
+from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError, ZooError
 from .exporting import MODEL_FILE, Progress
 from .fetching import FETCHED
 from .files import FileRefused, publish_new, refused_write
 from .host import PluginHost, PluginInfo, get_host
+from .names import split_ref
 from .record import Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
@@ -72,6 +73,10 @@ class Selection:
         merged = {**(self.options or {}), **named}
         return merged or None
 
+    def given(self) -> list[str]:
+        """The fields given (the registry aside: it says where names are looked up, not which entry)."""
+        return [f.name for f in fields(self) if f.name != "registry" and getattr(self, f.name) not in (None, {})]
+
     def narrows(self) -> bool:
         """Whether anything beyond the name was given (to pick one of several entries)."""
         return self.weights is not None or any(v is not None for v in self.recipe_flags().values())
@@ -103,12 +108,28 @@ class PullResult:
 
 def resolve_name(name: str, *, host: PluginHost | None = None, **selection: Any) -> Resolved:
     """Resolve ``name`` and the selection (see ``Selection``) to a spec, recipe and cache key."""
-    chosen = Selection(**selection)
-    precheck(name)  # a name that could act as a path is refused before any file is read
+    return _resolve(name, Selection(**selection), host)
+
+
+def _checked(name: str, host: PluginHost | None = None) -> PluginHost:
+    """Check ``name`` once, before any file is read (a bare name even before the plugins load:
+    only a source can say whether it takes paths), and return the plugin host."""
+    if split_ref(name)[0] is None:
+        precheck(name)
+        return host or get_host()
     host = host or get_host()
     precheck(name, host)
+    return host
+
+
+def _resolve(name: str, chosen: Selection, host: PluginHost | None = None, prefer: Iterable[str] = (),
+             checked: bool = False) -> Resolved:
+    """``name`` resolved with ``chosen``; ``prefer``: sources to ask first (see ``zoo.resolve``)."""
+    if not checked:
+        host = _checked(name, host)
+    host = host or get_host()
     return resolve(name, host, Registry.load(chosen.registry), chosen.weights, chosen.recipe_flags(),
-                   chosen.source_options())
+                   chosen.source_options(), prefer=prefer, checked=True)
 
 
 def pull(name: str, *, force: bool = False, progress: Progress | None = None, store: Store | None = None,
@@ -122,10 +143,16 @@ def pull(name: str, *, force: bool = False, progress: Progress | None = None, st
     is False. A local hit whose files no longer match their record is ``IntegrityError``,
     naming the ``pull --force KEY`` that makes it again.
     """
+    store = store or Store()
+    resolved, stored = _named(name, store, Selection(**selection), force)
+    return _pull(name, store, resolved, stored, force, progress, remote, upload)
+
+
+def _pull(name: str, store: Store, resolved: Resolved, stored: Entry | None, force: bool,
+          progress: Progress | None, remote: str | bool | None, upload: bool) -> PullResult:
+    """``pull`` once the name is resolved: a hit, the remote's copy, or a fresh export."""
     from .remote import remote_for_pull, upload_quietly
 
-    store = store or Store()
-    resolved, stored = _named(name, store, selection, remake=force)
     if not force and (entry := stored or store.get(resolved.key)) is not None:
         _verified(store, entry, name)  # a hit is only as good as its files (trusted hashes: cheap)
         return PullResult(entry, True, resolved)
@@ -166,7 +193,7 @@ def export(name: str, output: str | Path, *, force: bool = False, progress: Prog
             if existing.exists():
                 raise UserError(f"{existing} exists: choose another output, or give --force to replace it")
     # Only a key is looked up in the store: exporting a model name never opens it.
-    resolved = _named(name, Store() if _KEY_PREFIX.fullmatch(name) else None, selection, remake=True)[0]
+    resolved = _named(name, Store() if _KEY_PREFIX.fullmatch(name) else None, Selection(**selection), remake=True)[0]
     produce = _producer(resolved, get_host(), progress)
     tmp: Path | None = None
     made_directory = not directory.exists()
@@ -229,63 +256,111 @@ def find(name: str, *, store: Store | None = None, **selection: Any) -> Entry:
     """The stored entry for ``name`` and selection, or ``NotInStoreError``.
 
     With no weights or recipe flags given, a single stored entry pulled under this name
-    (or ref) is found whatever its recipe; several are an error listing them.
+    (or ref, or alias) is found whatever its recipe, through the store's index of names and
+    without resolving the name (so without asking any source); several are resolved to the
+    one the name makes now, or an error listing them.
     """
     store = store or Store()
-    if (key := _by_key(name, store, selection)) is not None:
+    found = _lookup(name, store, Selection(**selection))
+    if found.entry is not None:
+        return found.entry
+    raise found.missing(name)
+
+
+@dataclass
+class _Found:
+    """What a name means in the store: the entry it selects, and what it resolved to (each
+    looked up once, then handed down)."""
+
+    entry: Entry | None
+    resolved: Resolved | None = None
+    named: list[Entry] = field(default_factory=list)  # entries stored under the name (unselective only)
+    error: ZooError | None = None  # why the name did not resolve (entries stored under it were kept)
+
+    def missing(self, name: str) -> ZooError:
+        """The error for a name that selects no stored entry."""
+        if len(self.named) > 1:
+            choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe {e.record.recipe})"
+                                for e in self.named)
+            return NotInStoreError(f"several stored entries match {name}: {choices}; "
+                                   "name one by its key, or select it with --weights and recipe flags")
+        if self.error is not None:
+            return self.error
+        assert self.resolved is not None
+        spec = self.resolved.spec
+        return NotInStoreError(f"{name} ({spec.ref}, weights {spec.weights}) is not in the store: "
+                               f"run `zoo pull {name}` first")
+
+
+def _lookup(name: str, store: Store, chosen: Selection, host: PluginHost | None = None) -> _Found:
+    """The stored entry ``name`` selects with ``chosen``: by key; else (nothing beyond the name
+    given) the one entry stored under that name, from the index of names; else the name
+    resolved once, its key looked up, and that resolution kept for a pull on a miss.
+
+    A name that no longer resolves (a weights file gone, a source that cannot be reached)
+    still finds the entries stored under it.
+    """
+    from .quantize import stored_int8
+
+    if (key := _by_key(name, store, chosen)) is not None:
         entry = store.get(key)
         if entry is None:
             raise RecordError(f"entry {key} has no {METADATA_FILE}; remove it with `zoo rm {key}`")
-        return entry
-    precheck(name)  # a name that could act as a path is refused before the store is read
+        return _Found(entry)
+    host = _checked(name, host)  # before the store is read
+    named = [] if chosen.narrows() else store.named(name)
+    if len(named) == 1:
+        return _Found(named[0], named=named)
     try:
-        resolved = resolve_name(name, **selection)
+        resolved = _resolve(name, chosen, host, _sources(named), checked=True)
     except InvalidNameError:
         raise
-    except UserError:
-        # The weights file an entry was pulled with may be gone: it is still found by its name.
-        if Selection(**selection).narrows():
+    except ZooError as exc:
+        if chosen.narrows() or not named:
             raise
-        resolved = None
-    if resolved is not None and (entry := store.get(resolved.key)) is not None:
-        return entry
-    if resolved is not None and resolved.recipe.dtype == "int8" and resolved.recipe.calibration is None:
-        from .quantize import stored_int8
-
-        return stored_int8(store, resolved)  # `--dtype int8` alone: the one int8 entry stored
-    if not Selection(**selection).narrows():
-        named = [e for e in store.entries() if name in (e.name, e.ref, e.record.alias)]
-        if len(named) == 1:
-            return named[0]
-        if named:
-            choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe "
-                                f"{e.record.recipe})" for e in named)
-            raise NotInStoreError(f"several stored entries match {name}: {choices}; "
-                                  "name one by its key, or select it with --weights and recipe flags")
-    if resolved is None:
-        resolve_name(name, **selection)  # raises the reason the name does not resolve
-    raise NotInStoreError(f"{name} ({resolved.spec.ref}, weights {resolved.spec.weights}) "
-                          f"is not in the store: run `zoo pull {name}` first")
+        return _Found(None, named=named, error=exc)
+    entry = store.get(resolved.key)
+    if entry is None and resolved.recipe.dtype == "int8" and resolved.recipe.calibration is None:
+        entry = stored_int8(store, resolved)  # `--dtype int8` alone: the one int8 entry stored
+    return _Found(entry, resolved, named)
 
 
-def _named(name: str, store: Store | None, selection: Mapping[str, Any],
-           remake: bool = False) -> tuple[Resolved, Entry | None]:
+def _sources(entries: Iterable[Entry]) -> list[str]:
+    """The sources that made ``entries``: asked first when their name is resolved again."""
+    return [e.record.ref.partition(":")[0] for e in entries if ":" in (e.record.ref or "")]
+
+
+def _named(name: str, store: Store | None, chosen: Selection, remake: bool = False) -> tuple[Resolved, Entry | None]:
     """What ``name`` asks to make, and the stored entry when ``name`` is its key (or a unique
-    prefix): that entry's recorded recipe; otherwise the model name resolved with ``selection``.
-    Without a ``store`` no key is looked up. ``remake``: the entry is about to be made again, so
-    a key whose ``zoo.json`` cannot be used is made from the record its model file carries."""
-    key = _by_key(name, store, selection) if store is not None else None
-    if key is None:
-        return resolve_name(name, **selection), None
+    prefix): that entry's recorded recipe; otherwise the model name resolved once with
+    ``chosen`` (the sources of entries stored under it asked first). Without a ``store`` no key
+    is looked up. ``remake``: the entry is about to be made again, so a key whose ``zoo.json``
+    cannot be used is made from the record its model file carries, and a name must resolve
+    (otherwise the one entry stored under a name that no longer resolves is still found)."""
+    key = _by_key(name, store, chosen) if store is not None else None
+    if key is not None:
+        assert store is not None
+        try:
+            stored = store.get(key)
+        except RecordError:
+            if not remake:
+                raise
+            return remade_from_carried(store, key), None
+        if stored is None:  # its directory holds no zoo.json: a miss, made again from what its model carries
+            return remade_from_carried(store, key), None
+        return resolved_from_record(stored), stored
+    if store is None:
+        return _resolve(name, chosen), None
+    host = _checked(name)
+    named = [] if chosen.narrows() else store.named(name)
     try:
-        stored = store.get(key)
-    except RecordError:
-        if not remake:
+        return _resolve(name, chosen, host, _sources(named), checked=True), None
+    except InvalidNameError:
+        raise
+    except ZooError:
+        if remake or len(named) != 1:
             raise
-        return remade_from_carried(store, key), None
-    if stored is None:  # its directory holds no zoo.json: a miss, made again from what its model carries
-        return remade_from_carried(store, key), None
-    return resolved_from_record(stored), stored
+        return resolved_from_record(named[0], exact=False), named[0]
 
 
 def remade_from_carried(store: Store, key: str) -> Resolved:
@@ -360,7 +435,8 @@ def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry 
     goes even when its record is broken, and its key is returned instead of the entry.
     """
     store = store or Store()
-    key = _by_key(name, store, selection)
+    chosen = Selection(**selection)
+    key = _by_key(name, store, chosen)
     if key is not None:
         try:
             entry: Entry | str | None = store.get(key)
@@ -368,12 +444,14 @@ def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry 
             entry = None
         store.remove(key)
         return entry or key
-    entry = find(name, store=store, **selection)
-    store.remove(entry.key)
-    return entry
+    found = _lookup(name, store, chosen)
+    if found.entry is None:
+        raise found.missing(name)
+    store.remove(found.entry.key)
+    return found.entry
 
 
-def _by_key(name: str, store: Store, selection: Mapping[str, Any] | None = None) -> str | None:
+def _by_key(name: str, store: Store, chosen: Selection | None = None) -> str | None:
     """The stored key ``name`` names (the key, or a unique prefix of at least 6 characters).
 
     A key names one entry, recipe and all: weights or recipe flags given with it are refused,
@@ -384,7 +462,7 @@ def _by_key(name: str, store: Store, selection: Mapping[str, Any] | None = None)
     keys = store.keys(name)
     if len(keys) > 1:
         raise NotInStoreError(f"{name} is the start of several stored keys ({', '.join(keys)}): give more of it")
-    given = sorted(k for k, v in (selection or {}).items() if v not in (None, {}) and k != "registry")
+    given = chosen.given() if chosen is not None else []
     if keys and given:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise UserError(f"{name} is a store key: it names one entry, recipe and all, so {flags} cannot "
@@ -395,13 +473,14 @@ def _by_key(name: str, store: Store, selection: Mapping[str, Any] | None = None)
 def verify(name: str | None = None, *, store: Store | None = None, **selection: Any) -> list[dict[str, Any]]:
     """Re-hash stored files; one report per entry (and per broken entry directory)."""
     store = store or Store()
-    targets = [find(name, store=store, **selection)] if name else list(store.entries())
+    if name:
+        targets, broken = [find(name, store=store, **selection)], []
+    else:  # one pass over the store: entries and broken ones alike
+        targets, broken = scan(store=store)
     reports = [
         {"name": e.name, "ref": e.ref, "key": e.key, "problems": store.verify(e)} for e in targets
     ]
-    if name is None:
-        reports += [{"name": None, "ref": None, "key": key, "problems": [problem]}
-                    for key, problem in store.broken()]
+    reports += [{"name": None, "ref": None, "key": key, "problems": [problem]} for key, problem in broken]
     return reports
 
 
@@ -470,16 +549,27 @@ def locate(name: str, *, progress: Progress | None = None, force: bool = False, 
 
     A stored entry whose files no longer match their recorded sizes and hashes is refused.
     """
+    return _locate(name, Selection(**selection), progress, force, remote, upload)
+
+
+def _locate(name: str, chosen: Selection, progress: Progress | None, force: bool, remote: str | bool | None,
+            upload: bool, found: _Found | None = None) -> Target:
+    """``locate`` with the selection built once; ``found``: the lookup already made (bench's)."""
     if name.endswith(".onnx"):
         return read_file(name)
     store = Store()
-    try:
-        entry = None if force else find(name, store=store, **selection)
-    except NotInStoreError:
-        entry = None
+    if found is None and not force:
+        try:
+            found = _lookup(name, store, chosen)
+        except NotInStoreError:  # e.g. `--dtype int8` with none stored: the pull says what it needs
+            found = None
+    entry = found.entry if found is not None else None
     if entry is None:
-        entry = pull(name, store=store, force=force, progress=progress, remote=remote, upload=upload,
-                     **selection).entry
+        if found is not None and found.resolved is not None:  # resolved once: the pull uses it
+            resolved, stored = found.resolved, None
+        else:
+            resolved, stored = _named(name, store, chosen, force)
+        entry = _pull(name, store, resolved, stored, force, progress, remote, upload).entry
     return _verified(store, entry, name)
 
 
@@ -520,17 +610,18 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
     """
     from . import runtime as rt
 
+    chosen = Selection(**selection)
     check_provider(provider, runtime)  # before anything is pulled or exported for it
     if name.endswith(".onnx"):
         target = read_file(name)
-        given = {**(preprocessing or {}), **({"size": selection["size"]} if selection.get("size") else {})}
+        given = {**(preprocessing or {}), **({"size": chosen.size} if chosen.size else {})}
         if given or labels is not None or preprocess_like:
             target = _with_preprocessing(target, given, labels, preprocess_like)
     else:
         if preprocessing or labels is not None or preprocess_like:
             raise UserError("preprocessing and label flags are for .onnx files; a stored model has its own")
-        target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
-    result = rt.run(target, provider, images, input_file, output_file, topk, Selection(**selection).batch, runtime)
+        target = _locate(name, chosen, progress, force, remote, upload)
+    result = rt.run(target, provider, images, input_file, output_file, topk, chosen.batch, runtime)
     if result.get("provider") == "cpu" and target.record is not None and target.record.dtype == "int8":
         from .quantize import uncovered_cpu
 
@@ -591,14 +682,23 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
     """
     from .benchmark import bench as measure
 
-    if Selection(**selection).dynamic_batch is False:
+    chosen = Selection(**selection)
+    if chosen.dynamic_batch is False:
         if len(batches) != 1:
             raise UserError("a --static-batch model runs one batch size: give a single --batch")
-        selection["batch"] = batches[0]
+        chosen = replace(chosen, batch=batches[0])
     check_provider(provider, runtime)  # before anything is pulled or exported for it
-    traced = {**selection, "batch": batches[0]} if len(batches) == 1 and selection.get("batch") is None else None
-    target = _stored_target(name, traced) if traced and not force and not name.endswith(".onnx") else None
-    target = target or locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
+    target = None
+    found = None
+    if not force and not name.endswith(".onnx"):
+        store = Store()
+        try:
+            found = _lookup(name, store, chosen)
+        except NotInStoreError:
+            found = None
+        if len(batches) == 1 and chosen.batch is None:  # an entry traced at this batch size, if stored
+            target = _traced(store, name, found, batches[0])
+    target = target or _locate(name, chosen, progress, force, remote, upload, found)
     other = locate_stored(compare) if compare not in (None, "torch") else None
     if progress:
         progress("timing")
@@ -606,14 +706,32 @@ def bench(name: str, *, provider: str = "cpu", batches: Sequence[int] = (1,), mo
     return measure(target, provider, batches, modes, warmup, iterations, runtime, reference, other)
 
 
-def _stored_target(name: str, selection: Mapping[str, Any]) -> Target | None:
-    """``name`` with ``selection`` as a verified stored entry; None when none is stored (never pulls)."""
-    store = Store()
-    try:
-        entry = find(name, store=store, **selection)
-    except UserError:  # not stored (NotInStoreError), or a name that does not resolve
+def _traced(store: Store, name: str, found: _Found | None, batch: int) -> Target | None:
+    """The stored entry of what ``found`` means, traced at ``batch`` (``pull --batch 8``), verified;
+    None when none is stored. Derived from the resolution (or the entry) already made: the name
+    is not resolved again."""
+    from .recipe import cache_key
+
+    if found is None:
         return None
-    return _verified(store, entry, name)
+    if found.resolved is not None:
+        made = found.resolved
+    elif found.entry is not None:
+        try:
+            made = resolved_from_record(found.entry, exact=False)
+        except ZooError:
+            return None
+    else:
+        return None
+    recipe = replace(made.recipe, batch=batch)
+    key = cache_key(made.spec, recipe)
+    if found.entry is not None and key == found.entry.key:
+        return _verified(store, found.entry, name)
+    try:
+        entry = store.get(key)
+    except ZooError:
+        return None
+    return _verified(store, entry, name) if entry is not None else None
 
 
 def locate_stored(name: str) -> Target:
@@ -642,8 +760,11 @@ def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = Non
     """
     from . import accuracy as evaluation
 
+    chosen = Selection(**selection)
+    if chosen.dynamic_batch is False:  # a static-batch entry is selected by the batch it runs
+        chosen = replace(chosen, batch=batch or evaluation.DEFAULT_BATCH)
     check_provider(provider, runtime)
-    target = locate(name, progress=progress, force=force, remote=remote, upload=upload, **selection)
+    target = _locate(name, chosen, progress, force, remote, upload)
     against: Any = None
     if compare == "torch":
         against = lambda: torch_module(target)  # noqa: E731 (built only when the evaluation starts)

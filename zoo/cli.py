@@ -769,8 +769,6 @@ def eval_(
 ) -> None:
     """Measure top-1 and top-5 accuracy on a labelled image folder (recorded in a stored entry)."""
     warn_broken_plugins()
-    if selection.get("dynamic_batch") is False:  # a static-batch entry is selected by its batch
-        selection["batch"] = batch
     result = api.evaluate(name, data, labels_map=labels_map, limit=limit, batch=batch, provider=provider,
                           runtime=runtime, compare=compare, per_class=per_class,
                           bars=not json_ and sys.stderr.isatty(), **pulling, **selection)

@@ -353,7 +353,7 @@ def stored_int8(store: Any, resolved: Any) -> Any:
     want = {k: v for k, v in recipe.to_dict().items() if k not in CALIBRATION_FIELDS}
     options = json.loads(json.dumps(dict(spec.options), default=str))
     found = [
-        entry for entry in store.entries()
+        entry for entry in store.named(spec.ref)  # the index of names: not every record read
         if entry.ref == spec.ref
         and entry.record.weights_tag == spec.weights
         and entry.record.options == options

@@ -299,6 +299,7 @@ class Store:
             if winner is not None:
                 shutil.rmtree(made, ignore_errors=True)
                 return winner, False
+        self._names_changed()
         return Entry(key=key, dir=pointer, record=record), True
 
     def _point(self, pointer: Path, generation: Path, replace: bool) -> Entry | None:
@@ -381,6 +382,7 @@ class Store:
             if is_write_error(exc, False):
                 raise _as_write_error(exc, self.root) from None
             raise
+        self._names_changed()
         return True
 
     def _discard(self, directory: Path) -> None:
@@ -429,7 +431,35 @@ class Store:
                         pass
                 if not os.path.lexists(path):
                     removed.append(path)
-        return removed + self._forget_orphans()
+        removed += self._forget_orphans()
+        if removed:
+            self._names_changed()
+        return removed
+
+    def named(self, name: str) -> list[Entry]:
+        """The readable entries stored under ``name`` (the name they were pulled as, their ref
+        or alias), found through the index of names (``zoo.names_index``), not by reading every record."""
+        from .names_index import NameIndex
+
+        found = []
+        for key in NameIndex(self).keys(name):
+            try:
+                entry = self.get(key)
+            except IntegrityError:  # broken since indexed: `zoo verify` reports it
+                continue
+            if entry is not None and name in (entry.name, entry.ref, entry.record.alias):
+                found.append(entry)
+        return found
+
+    def _names_changed(self) -> None:
+        """Bring ``names.json`` up to date after a publish, an ``rm`` or a ``gc``; it only saves
+        work (a lookup repairs it), so a store that refuses it is no error here."""
+        from .names_index import NameIndex
+
+        try:
+            NameIndex(self).sync()
+        except (UserError, OSError):
+            pass
 
     def _forget_orphans(self) -> list[Path]:
         """What zoo kept for keys that have no entry any more (an ``rm`` by an older release, a
