@@ -21,6 +21,8 @@ def test_every_documented_function_works_twice_in_one_process(home: Path, tmp_pa
         assert exported.key == pulled.entry.key and exported.model_path.is_file()
         assert zoo.find(TINY, **FAST).key == pulled.entry.key
         assert [e.key for e in zoo.entries()] == [pulled.entry.key]
+        assert [e.key for e in zoo.entries("TIMM:test_res*")] == [pulled.entry.key]  # by ref, any case
+        assert zoo.entries("resnet*") == []
         assert zoo.info(TINY).record.key == pulled.entry.key
         assert zoo.info(str(exported.model_path)).record.ref == TINY
         assert zoo.resolve_name(TINY, **FAST).key == pulled.entry.key

@@ -411,13 +411,15 @@ def resolved_from_record(entry: Entry, exact: bool = True) -> Resolved:
     return Resolved(name=entry.name or entry.ref, spec=spec, recipe=recipe, key=entry.key, alias=None)
 
 
-def entries(*, store: Store | None = None) -> list[Entry]:
-    """Every complete entry in the store."""
-    return list((store or Store()).entries())
+def entries(pattern: str | None = None, *, store: Store | None = None) -> list[Entry]:
+    """Every complete entry in the store; with ``pattern`` (shell-style, e.g. ``'resnet*'``),
+    those whose name or ref matches it."""
+    return _matching(list((store or Store()).entries()), pattern)
 
 
-def scan(*, store: Store | None = None) -> tuple[list[Entry], list[tuple[str, str]]]:
-    """The readable entries, and ``(key, problem)`` for each entry whose record is broken."""
+def scan(pattern: str | None = None, *, store: Store | None = None) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The readable entries (those ``pattern`` matches, as in ``entries``), and ``(key, problem)``
+    for each entry whose record is broken: all of them, as a broken record has no name to match."""
     found: list[Entry] = []
     broken: list[tuple[str, str]] = []
     for key, item in (store or Store()).scan():
@@ -425,7 +427,13 @@ def scan(*, store: Store | None = None) -> tuple[list[Entry], list[tuple[str, st
             found.append(item)
         else:
             broken.append((key, str(item)))
-    return found, broken
+    return _matching(found, pattern), broken
+
+
+def _matching(found: list[Entry], pattern: str | None) -> list[Entry]:
+    from .source import match
+
+    return [e for e in found if match([e.name], pattern) or match([e.ref], pattern)] if pattern else found
 
 
 def remove(name: str, *, store: Store | None = None, **selection: Any) -> Entry | str:

@@ -408,8 +408,6 @@ def list_(
     json_: JsonFlag = False,
 ) -> None:
     """Cached entries (or, with --available, what can be pulled)."""
-    from .source import match
-
     if available:
         warn_broken_plugins()
         rows = api.available(pattern, registry=registry, on_error=lambda _source, reason: warn(reason))
@@ -418,9 +416,7 @@ def list_(
                  if pattern else "nothing available: no aliases, and no source lists models")
         emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
         return
-    entries, broken = api.scan()
-    if pattern:
-        entries = [e for e in entries if match([e.name], pattern) or match([e.ref], pattern)]
+    entries, broken = api.scan(pattern)
     rows = [e.summary() for e in entries]
     for key, problem in broken:  # marked, not fatal: the other entries are listed
         warn(f"entry {key} is broken ({problem})")
