@@ -518,7 +518,7 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
         for alias in Registry.load(registry):
             if match([alias.alias], pattern):
                 rows.append({"name": alias.alias, "ref": alias.ref, "kind": "alias",
-                             "description": alias.description})
+                             "description": alias.description, "task": _task(host, alias.source, alias.name)})
     for source_name in [only] if only else sorted(host.sources):
         source = host.source(source_name)
         try:  # named: the user asked for this source, so one that cannot list says why
@@ -531,8 +531,13 @@ def available(pattern: str | None = None, *, registry: str | Path | None = None,
             continue
         for model, description in listed:
             rows.append({"name": f"{source_name}:{model}", "ref": f"{source_name}:{model}",
-                         "kind": "model", "description": description})
+                         "kind": "model", "description": description, "task": source.task(model)})
     return rows
+
+
+def _task(host: PluginHost, source: str, model: str) -> str:
+    """A catalogue row's task; an alias to a source not loaded is listed as classification."""
+    return host.source(source).task(model) if source in host.sources else "classification"
 
 
 def plugins() -> list[PluginInfo]:
@@ -606,8 +611,13 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
         output_file: str | Path | None = None, topk: int = 5, runtime: ProviderOptions | None = None,
         preprocessing: Mapping[str, Any] | None = None, labels: Sequence[str] | None = None,
         preprocess_like: str | None = None, progress: Progress | None = None, force: bool = False,
-        remote: str | bool | None = None, upload: bool = True, **selection: Any) -> dict[str, Any]:
+        remote: str | bool | None = None, upload: bool = True, threshold: float | None = None,
+        save: str | Path | None = None, **selection: Any) -> dict[str, Any]:
     """Run ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) once with ONNX Runtime.
+
+    ``threshold`` (detection models; default the record's) and ``save`` (a directory for the
+    images with results drawn) as ``zoo run --threshold`` and ``--save``; per task, see
+    ``zoo.tasks`` and docs/tasks.md.
 
     For a ``.onnx`` file without zoo metadata, ``preprocessing`` (fields of
     ``zoo.spec.Preprocessing``, ``size`` for a square input), ``labels`` and
@@ -629,7 +639,8 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
         if preprocessing or labels is not None or preprocess_like:
             raise UserError("preprocessing and label flags are for .onnx files; a stored model has its own")
         target = _locate(name, chosen, progress, force, remote, upload)
-    result = rt.run(target, provider, images, input_file, output_file, topk, chosen.batch, runtime)
+    result = rt.run(target, provider, images, input_file, output_file, topk, chosen.batch, runtime,
+                    threshold=threshold, save=save)
     if result.get("provider") == "cpu" and target.record is not None and target.record.dtype == "int8":
         from .quantize import uncovered_cpu
 
@@ -883,6 +894,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
     from .integrity import check_built_weights, check_pinned_path
     from .metadata import new_record, write_props
     from .quantize import before_build
+    from .tasks import record_fields
 
     say = progress or (lambda _msg: None)
 
@@ -916,6 +928,7 @@ def _producer(resolved: Resolved, host: PluginHost, progress: Progress | None) -
             # zoo counts the parameters itself: one `params` field whatever the source reports
             "stats": {**built.stats, "params": _count_params(built.module), "onnx_nodes": result.node_count},
             "license": built.license,
+            **record_fields(built),
             **({"extra": built.extra} if built.extra else {}),
         })
         record.export_seconds = round(time.perf_counter() - start, 3)

@@ -151,6 +151,12 @@ def done_line(entry: Any, cached: bool) -> str:
     validation = record.validation
     diff = validation.max_abs_diff if validation else None
     parity = f"parity max abs diff {diff:.2g}" if diff is not None else "no PyTorch parity run"
+    found = validation.other.get("detections") if validation else None
+    if isinstance(found, dict):  # detectors: paired detections, not tensors
+        parity = (f"parity {found.get('matched')} of {found.get('expected')} detections paired "
+                  f"(box diff {diff or 0:.2g} px)")
+        if str(validation.parity or "").endswith(")") and "inconclusive" in str(validation.parity):
+            parity += ", inconclusive: " + str(validation.parity).split("(", 1)[1].rstrip(")")
     weights = entry.record.weights
     loaded = ""
     if weights is not None and weights.tensors_loaded is not None:
@@ -414,7 +420,8 @@ def list_(
         if not rows:
             note(f"nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`"
                  if pattern else "nothing available: no aliases, and no source lists models")
-        emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['description'] or r['ref']}") for r in rows])
+        emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['task']:<21} {r['description'] or r['ref']}")
+                                   for r in rows])
         return
     entries, broken = api.scan(pattern)
     rows = [e.summary() for e in entries]
@@ -617,6 +624,10 @@ def run(
     input_: Annotated[str | None, typer.Option("--input", help="Input tensor(s): FILE.npy or FILE.npz.")] = None,
     output: Annotated[str | None, typer.Option("--output", help="Write every output to FILE.npz.")] = None,
     topk: Annotated[int, typer.Option(help="How many classes to show per image.")] = 5,
+    threshold: Annotated[float | None, typer.Option(
+        help="Detection models: show detections scoring at least this (default: the record's).")] = None,
+    save: Annotated[str | None, typer.Option(
+        "--save", help="Write each image with its results drawn to DIR/<image>.png.")] = None,
     resize: Annotated[int | None, typer.Option(
         help="FILE.onnx without zoo metadata: resize the shorter side to this (then centre-crop).")] = None,
     mean: Annotated[str | None, typer.Option(help="FILE.onnx: per-channel mean, e.g. 0.485,0.456,0.406.")] = None,
@@ -644,10 +655,13 @@ def run(
         result = api.run(name, provider=provider, images=image or (), input_file=input_, output_file=output,
                          topk=topk, runtime=runtime, progress=report, labels=_read_labels(labels),
                          preprocessing={k: v for k, v in given.items() if v is not None},
-                         preprocess_like=preprocess_like, **pulling, **selection)
+                         preprocess_like=preprocess_like, threshold=threshold, save=save, **pulling, **selection)
 
     def show() -> None:
         echo(f"provider: {_provider_line(result)}")
+        if result.get("task", "classification") != "classification":
+            _show_task(result)
+            return
         names = result["input"].get("files") or [f"row {i}" for i in range(len(result.get("predictions", [])))]
         for label, rows in zip(names, result.get("predictions", []), strict=False):
             best = ", ".join(f"{r['label'] or r['index']} ({r['score']:.3f})" for r in rows)
@@ -657,8 +671,30 @@ def run(
                 echo(f"{out['name']}: {out['dtype']} {out['shape']}")
         if result.get("output_file"):
             echo(f"outputs written to {result['output_file']}")
+        for path in result.get("saved", []):
+            echo(f"drawn: {path}")
 
     emit(result, json_, show)
+
+
+def _show_task(result: dict[str, Any]) -> None:
+    """Detections one line each (label, score, box in the image's pixels); segmentation the
+    classes present with their share of the pixels."""
+    for file, found in zip(result["input"]["files"], result["predictions"], strict=True):
+        if result["task"] == "semantic-segmentation":
+            shares = ", ".join(f"{r['label'] or r['index']} {100 * r['share']:.1f}%" for r in found)
+            echo(f"{file}: {shares}")
+            continue
+        cut = result.get("threshold")
+        echo(f"{file}: {len(found)} detection(s)" + (f" scoring at least {cut:g}" if cut is not None else ""))
+        for row in found:
+            box = ", ".join(f"{v:.0f}" for v in row["box"])
+            extra = f" ({len(row['keypoints'])} keypoints)" if "keypoints" in row else ""
+            echo(f"  {row['label'] or row['index']:<16} {row['score']:.3f}  [{box}]{extra}")
+    for path in result.get("saved", []):
+        echo(f"drawn: {path}")
+    if result.get("output_file"):
+        echo(f"outputs written to {result['output_file']}")
 
 
 def _read_labels(path: str | None) -> list[str] | None:

@@ -11,13 +11,14 @@ import io
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ExportError, ParityError, UserError
 from .recipe import Recipe
 from .spec import BuiltModel
+from .tasks import DETECTING
 
 MODEL_FILE = "model.onnx"
 INPUT_NAME = "input"
@@ -42,10 +43,13 @@ class ExportResult:
     node_count: int = 0
 
 
-def exporter_order(recipe: Recipe) -> list[str]:
+def exporter_order(recipe: Recipe, built: BuiltModel | None = None) -> list[str]:
     """``auto`` tries dynamo (torch's default, passes parity on every shipped alias) first,
-    then falls back to the TorchScript exporter."""
-    return ["dynamo", "torchscript"] if recipe.exporter == "auto" else [recipe.exporter]
+    then falls back to the TorchScript exporter; a model that names its own order
+    (``BuiltModel.exporters``: torchvision's detectors) gets that one."""
+    if recipe.exporter != "auto":
+        return [recipe.exporter]
+    return list(built.exporters) if built is not None and built.exporters else ["dynamo", "torchscript"]
 
 
 def example_input(built: BuiltModel, recipe: Recipe, batch: int) -> Any:
@@ -53,7 +57,24 @@ def example_input(built: BuiltModel, recipe: Recipe, batch: int) -> Any:
 
     channels, height, width = built.preprocessing.input_size
     generator = torch.Generator().manual_seed(PARITY_SEED)
+    if built.task in DETECTING:  # detectors take images in [0, 1] and normalise inside
+        return torch.rand(batch, channels, height, width, generator=generator)
     return torch.randn(batch, channels, height, width, generator=generator)
+
+
+def export_recipe(built: BuiltModel, recipe: Recipe) -> Recipe:
+    """The recipe the file is made with: a model that exports at one batch size only
+    (``BuiltModel.fixed_batch``) gets a static graph of that batch; asking for another
+    batch size is refused."""
+    if built.task != "classification" and recipe.dtype != "float32":
+        raise UserError(f"--dtype {recipe.dtype} is for classifiers; export this {built.task} model as float32")
+    fixed = built.fixed_batch
+    if fixed is None:
+        return recipe
+    if recipe.batch != fixed:
+        raise UserError(f"this model exports at batch {fixed} only ({built.exporter_reason or 'its graph'}); "
+                        f"drop --batch {recipe.batch}: zoo run feeds images one at a time")
+    return replace(recipe, batch=fixed, dynamic_batch=False)
 
 
 def export(
@@ -68,6 +89,7 @@ def export(
     say = progress or (lambda _msg: None)
     module = built.module.eval()
     path = out_dir / MODEL_FILE
+    recipe = export_recipe(built, recipe)
     # torch.export specialises a batch of 1, so a dynamic batch is traced at 2.
     trace_batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
     example = example_input(built, recipe, trace_batch)
@@ -77,15 +99,20 @@ def export(
     attempts: list[dict[str, str]] = []
     last_error: Exception | None = None
     start = time.perf_counter()
-    for exporter in exporter_order(recipe):
+    for exporter in exporter_order(recipe, built):
         try:
             say(f"exporting with {exporter} (opset {recipe.opset})")
-            _torch_export(module, example, path, exporter, recipe, names)
+            _torch_export(module, example, path, exporter, recipe, names, built.task)
             say("checking the ONNX model")
             check(path)
             check_artefact(path, recipe, built.preprocessing.input_size, stage=exporter, weights_dtype="float32")
             say("comparing outputs with PyTorch")
-            validation = parity(path, example, expected)
+            if built.task in DETECTING:
+                validation = detection_parity(path, example, expected, names[1], built.task_outputs)
+            else:
+                validation = parity(path, example, expected)
+            if built.exporter_reason and recipe.exporter == "auto":
+                validation["exporter_reason"] = built.exporter_reason
         except Exception as exc:  # any failure: record it and try the next exporter
             attempts.append({"exporter": exporter, "error": _one_line(exc)})
             last_error = exc  # kept as the cause: the store tells a full disk from a bad model by it
@@ -140,6 +167,7 @@ def _torch_export(
     exporter: str,
     recipe: Recipe,
     names: tuple[str, tuple[str, ...]],
+    task: str = "classification",
 ) -> None:
     import torch
 
@@ -154,6 +182,8 @@ def _torch_export(
         if recipe.dynamic_batch:
             kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
         kwargs["external_data"] = _parameter_bytes(module) > EXTERNAL_DATA_THRESHOLD
+    elif task in DETECTING:  # one image in; as many detections out as it has
+        kwargs["dynamic_axes"] = {name: {0: "detections"} for name in output_names}
     elif recipe.dynamic_batch:
         axes = {input_name: {0: "batch"}}
         axes.update({name: {0: "batch"} for name in output_names})
@@ -207,7 +237,9 @@ def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int],
         if [height, width] != list(input_size[1:]):
             problems.append(f"input {height}x{width}, not {input_size[1]}x{input_size[2]}")
     io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
-    if io_types - {onnx.TensorProto.FLOAT}:
+    # Category ids come out as integers (detectors' labels); everything else is float32.
+    if io_types - {onnx.TensorProto.FLOAT, onnx.TensorProto.INT64} or \
+            {v.type.tensor_type.elem_type for v in model.graph.input} - {onnx.TensorProto.FLOAT}:
         problems.append("inputs or outputs that are not float32")
     weights = {t.data_type for t in model.graph.initializer if len(t.dims) > 1}
     dtype = weights_dtype or recipe.dtype
@@ -257,6 +289,92 @@ def parity(path: Path, example: Any, expected: Any) -> dict[str, Any]:
             f"parity: ONNX output differs from PyTorch (max abs diff {max_abs:.3g}, "
             f"tolerance atol={TOLERANCE['atol']} rtol={TOLERANCE['rtol']})"
         )
+    return result
+
+
+DETECTION_TOLERANCE = {"iou": 0.99, "score_atol": 1e-3, "box_atol": 0.05, "mask_atol": 0.02, "keypoint_atol": 0.05}
+
+
+def detection_parity(path: Path, example: Any, expected: Any, names: tuple[str, ...], outputs: Any) -> dict[str, Any]:
+    """Parity of a detector: PyTorch's and ONNX Runtime's detections paired (``zoo.tasks.match_detections``).
+
+    Two lists of detections may differ in length where a score sits at a cut (the score
+    threshold, or the last place when ``max_detections`` are kept): such a detection may go
+    unpaired. Any other unpaired detection, or a pair whose box, mask or keypoints differ
+    past ``DETECTION_TOLERANCE``, fails. Masks and keypoints are compared on the pairs.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    from .tasks import box_iou, match_detections
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    got = dict(zip(names, session.run(None, {session.get_inputs()[0].name: example.numpy()}), strict=True))
+    want = dict(zip(names, _as_numpy_list(expected), strict=True))
+    keys = (outputs.boxes, outputs.labels, outputs.scores)
+    tol = DETECTION_TOLERANCE
+    found = match_detections([want[k] for k in keys], [got[k] for k in keys], tol["iou"], tol["score_atol"],
+                             tol["box_atol"])
+    scores_w, scores_g = want[outputs.scores].reshape(-1), got[outputs.scores].reshape(-1)
+
+    def at_a_cut(score: float, scores: Any) -> bool:
+        near_threshold = outputs.score_threshold is not None and score - outputs.score_threshold <= tol["score_atol"]
+        full = outputs.max_detections is not None and len(scores) >= outputs.max_detections
+        return near_threshold or (full and score - float(scores.min()) <= tol["score_atol"])
+
+    def at_nms_edge(i: int, found: dict[str, Any]) -> bool:
+        # NMS keeps a box whose overlap with a better one of its label is under nms_iou: an overlap
+        # within rounding of that cut may be kept by one runtime and suppressed by the other.
+        if outputs.nms_iou is None:
+            return False
+        boxes, labels, scores = (np.asarray(found[k]) for k in keys)
+        boxes = boxes.reshape(-1, 4)
+        better = (labels.reshape(-1) == labels.reshape(-1)[i]) & (scores.reshape(-1) >= scores.reshape(-1)[i])
+        better[i] = False
+        overlaps = box_iou(boxes[i:i + 1], boxes[better])[0]
+        return bool(np.any(np.abs(overlaps - outputs.nms_iou) <= 1e-3))
+
+    unmatched = found.pop("unmatched")
+    unpaired = [i for i in unmatched if not (at_a_cut(float(scores_w[i]), scores_w) or at_nms_edge(i, want))]
+    paired_got = {j for _, j in found["pairs"]}
+    extra_got = [j for j in range(found["got"]) if j not in paired_got]
+    excused_extra = sum(at_a_cut(float(scores_g[j]), scores_g) or at_nms_edge(j, got) for j in extra_got)
+    extra = len(extra_got)
+    found["excused"] = len(unmatched) - len(unpaired)
+    result: dict[str, Any] = {
+        "checker": "onnx.checker full_check",
+        "input": {"seed": PARITY_SEED, "shape": list(example.shape), "distribution": "uniform [0, 1)"},
+        "parity": "detections",
+        "detections": found,
+        "max_abs_diff": found["max_box_diff"],
+        "tolerance": dict(tol),
+    }
+    if found["expected"] and not found["matched"]:
+        # Random weights (--weights none) can tie every score (SSDlite's all equal 1/91): any
+        # subset is a right answer, so the lists agree in length only. Said, not hidden.
+        result["parity"] = "detections: inconclusive (every detection sits at a tied cut; no pair to compare)"
+    elif not found["expected"] and not found["got"]:
+        result["parity"] = "detections: inconclusive (neither found any detection above the threshold)"
+    problems = []
+    if unpaired:
+        problems.append(f"{len(unpaired)} of PyTorch's {found['expected']} detections have no ONNX match")
+    if extra - excused_extra > 0:
+        problems.append(f"{extra - excused_extra} ONNX detections have no PyTorch match")
+    if found["max_box_diff"] > tol["box_atol"]:
+        problems.append(f"boxes differ by {found['max_box_diff']:.3g} pixels")
+    pairs = found.pop("pairs")
+    for name, atol in ((outputs.masks, tol["mask_atol"]), (outputs.keypoints, tol["keypoint_atol"])):
+        if name and pairs:
+            diff = max(float(np.abs(want[name][i].astype(np.float64) - got[name][j]).max(initial=0.0))
+                       for i, j in pairs)
+            result[f"max_{'mask' if name == outputs.masks else 'keypoint'}_diff"] = diff
+            if diff > atol:
+                problems.append(f"{name} differ by {diff:.3g}")
+    result["passed"] = not problems
+    if problems:
+        raise ParityError(f"parity: ONNX detections differ from PyTorch's ({'; '.join(problems)})")
     return result
 
 

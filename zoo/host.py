@@ -165,6 +165,12 @@ class GuardedSource(Source):
             text = self.wrapped.description(name)
         return text if isinstance(text, str) else None
 
+    def task(self, name: str) -> str:
+        if not implements(self.wrapped, "task"):
+            return super().task(name)
+        with self._blame(f"reading the task of {self.name}:{name}"):
+            return str(self.wrapped.task(name))
+
     def resolve(self, name: str) -> ModelSpec | None:
         with self._blame(f"resolving {name!r} in source {self.name}"):
             return self.wrapped.resolve(name)

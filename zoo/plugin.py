@@ -45,10 +45,20 @@ from .record import MAX_RECORD_BYTES, Record, RecordError
 from .source import Pattern, Progress, Source, build_model, checkpoint_spec, match, refuse_options, report
 from .spec import BuiltModel, FetchedModel, ModelSpec, Preprocessing
 from .store import METADATA_FILE
+from .tasks import (
+    COCO_CATEGORIES,
+    COCO_KEYPOINTS,
+    COCO_SKELETON,
+    TASKS,
+    VOC_CATEGORIES,
+    TaskOutputs,
+)
 
 __all__ = [
     # the interface and its data
     "Source", "ModelSpec", "BuiltModel", "FetchedModel", "Preprocessing", "Recipe", "Progress", "hookimpl",
+    # tasks beyond classification: BuiltModel(task=..., task_outputs=TaskOutputs(...)), Source.task
+    "TASKS", "TaskOutputs", "COCO_CATEGORIES", "COCO_KEYPOINTS", "COCO_SKELETON", "VOC_CATEGORIES",
     # catalogues, names, options
     "match", "Pattern", "split_ref", "check_name", "refuse_options", "checkpoint_spec", "looks_like_path",
     "CHECKPOINT_SUFFIXES",

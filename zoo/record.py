@@ -7,9 +7,13 @@ one ``RecordError`` naming the field (exit 3), never a crash or a 22 GB resize l
 ``Record.to_json`` writes it back; a record read and written again is unchanged, keys the
 current zoo does not know included (kept under ``other``, bounded like the rest).
 
-Schema 1 (zoo 0.1) and 2 read; a record from a newer zoo is refused with advice to
+Schema 1 (zoo 0.1), 2 and 3 read; a record from a newer zoo is refused with advice to
 upgrade. Schema 2 added the load report under ``weights`` and keeps machine-local facts
-(times, durations, paths) out of the ``.onnx`` copy (see ``Record.portable``).
+(times, durations, paths) out of the ``.onnx`` copy (see ``Record.portable``). Schema 3
+is written for models of a task other than classification (``task`` and its
+``task_outputs``, see ``zoo.tasks``), so a zoo that predates tasks refuses a detector
+instead of running it as a classifier; classifiers stay schema 2, and records without a
+``task`` read as classification.
 """
 
 from __future__ import annotations
@@ -23,13 +27,16 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
-from .errors import IntegrityError
+from .errors import IntegrityError, UserError
 from .files import FileRefused, MiB, read_capped
 from .images import INTERPOLATIONS
 from .spec import Preprocessing
+from .tasks import CLASSIFICATION, TASKS, TaskOutputs
+from .tasks import check as check_task
 
 SCHEMA = 2
-READABLE_SCHEMAS = (1, 2)
+TASK_SCHEMA = 3  # the schema of records whose task is not classification
+READABLE_SCHEMAS = (1, 2, 3)
 MAX_RECORD_BYTES = 64 * MiB  # 100,000 labels and room to spare
 MAX_DEPTH = 32  # nesting of free-form values (a record's own nesting is 4)
 MAX_SIDE = 4096  # pixels: resize, crop and input size (``--size`` stops there too)
@@ -99,6 +106,17 @@ LIMITS: dict[str, Limit] = {
     "Preprocessing.std": Limit(low=-1e6, high=1e6, items=16),
     "Preprocessing.channel_order": Limit(choices=("RGB", "BGR", "rgb", "bgr")),
     "Preprocessing.layout": Limit(choices=("NCHW", "NHWC", "nchw", "nhwc")),
+    "Record.task": Limit(choices=TASKS),
+    "TaskOutputs.categories": _KEYS,
+    "TaskOutputs.keypoint_names": Limit(items=1024, length=256),
+    "TaskOutputs.skeleton": Limit(low=0, high=1023, items=4096),
+    "TaskOutputs.mask_threshold": Limit(low=0, high=1),
+    "TaskOutputs.score_threshold": Limit(low=0, high=1),
+    "TaskOutputs.nms_iou": Limit(low=0, high=1),
+    "TaskOutputs.threshold": Limit(low=0, high=1),
+    "TaskOutputs.max_detections": Limit(low=0, high=1_000_000),
+    "TaskOutputs.background": Limit(low=0, high=MAX_LABELS),
+    "TaskOutputs.batch": Limit(low=1, high=1_000_000),
 }
 
 
@@ -245,6 +263,8 @@ class Record:
     schema: int = SCHEMA
     name: str
     ref: str
+    task: str | None = _optional()  # None (records before tasks): classification
+    task_outputs: TaskOutputs | None = _optional()
     alias: str | None = None
     description: str | None = _optional()  # one line from the source (a fetched file's catalogue)
     key: str | None = None
@@ -340,6 +360,11 @@ class Record:
     @property
     def weights_tag(self) -> str | None:
         return self.weights.tag if self.weights else None
+
+    @property
+    def kind(self) -> str:
+        """The model's task: ``task``, or ``classification`` for a record without one."""
+        return self.task or CLASSIFICATION
 
     @property
     def dtype(self) -> str | None:
@@ -535,6 +560,12 @@ def _check_record(record: Record, where: str) -> None:
     for group in ("options", "recipe"):
         for name, value in getattr(record, group).items():  # flat settings: a value, or a list of values
             _free(value, _at(_at(where, group), name), MAX_DEPTH - 1)
+    try:
+        check_task(record.kind, record.task_outputs, where or "record")
+    except UserError as exc:
+        raise RecordError(str(exc)) from None
+    if record.kind != CLASSIFICATION:
+        record.schema = max(record.schema, TASK_SCHEMA)
 
 
 _CHECKS: dict[type, Any] = {FileRecord: _check_file, Preprocessing: _check_preprocessing, Record: _check_record}

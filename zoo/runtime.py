@@ -604,6 +604,41 @@ def with_defaults(options: ProviderOptions | None, target: Target, provider: str
     return options
 
 
+def _predict(target: Target, session: Session, images: Sequence[str | Path], output_file: str | Path | None,
+             topk: int, threshold: float | None, save: str | Path | None) -> dict[str, Any]:
+    """``run`` on images through ``zoo.tasks.Predictor``: per-image results in the images' pixels."""
+    from .tasks import CLASSIFICATION, Predictor
+
+    if len(session.inputs) != 1:
+        raise UserError(f"--image needs a model with one image input; this one expects {expected(session.inputs)}")
+    if target.preprocessing is None:
+        raise UserError(f"{target.path.name} carries no zoo preprocessing metadata: give a tensor with --input")
+    predictor = Predictor(target, session=session, batch=len(images))
+    start = time.perf_counter()
+    results = predictor.predict(images, threshold, topk)
+    run_ms = (time.perf_counter() - start) * 1000
+    described = predictor.outputs
+    result: dict[str, Any] = {**target.summary(), **session.summary(), "task": predictor.task,
+                              "input": {"kind": "images", "files": [str(p) for p in images],
+                                        "runs": predictor.runs, "batch": predictor.batch},
+                              "session_create_ms": session.create_ms, "run_ms": round(run_ms, 3)}
+    if predictor.task != CLASSIFICATION and described.threshold is not None or threshold is not None:
+        result["threshold"] = described.threshold if threshold is None else threshold
+    result["predictions"] = [r.to_json() for r in results]
+    result["outputs"] = [summarize(spec, value) for spec, value in zip(session.outputs, predictor.last, strict=True)]
+    if output_file:
+        if predictor.runs > 1:
+            raise UserError("--output writes one run's outputs; this model took the images one at a time: "
+                            "give one --image")
+        result["output_file"] = str(write_outputs(output_file, session.outputs, predictor.last))
+    if save is not None:
+        from .drawing import save as draw_all
+
+        written = draw_all(images, results, save, described.skeleton, described.background)
+        result["saved"] = [str(path) for path in written]
+    return result
+
+
 def run(
     target: Target,
     provider: str = "cpu",
@@ -613,9 +648,16 @@ def run(
     topk: int = 5,
     batch: int | None = None,
     options: ProviderOptions | None = None,
+    threshold: float | None = None,
+    save: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run ``target`` once on images, a tensor file or a random input; describe what ran."""
+    """Run ``target`` once on images, a tensor file or a random input; describe what ran.
+
+    Images through a model of another task than classification, or with ``save`` (a
+    directory for the images with results drawn), go through ``zoo.tasks.Predictor``.
+    """
     from . import images as image_io
+    from .tasks import CLASSIFICATION, task_of
 
     if images and input_file:
         raise UserError("give images (--image) or a tensor (--input), not both")
@@ -624,8 +666,14 @@ def run(
     if output_file:
         output_path(output_file)
     options = with_defaults(options, target, provider, "HEURISTIC")  # one run: a search costs more than it saves
+    if save is not None and not images:
+        raise UserError("--save draws results on images: give --image")
+    if threshold is not None and task_of(target.record) == CLASSIFICATION:
+        raise UserError("--threshold is for detection models; a classifier takes --topk")
     session = open_session(target.path, provider, options, checked=target.verified)
     inputs = session.inputs
+    if images and (task_of(target.record) != CLASSIFICATION or save is not None):
+        return _predict(target, session, images, output_file, topk, threshold, save)
     if images:
         if len(inputs) != 1:
             raise UserError(f"--image needs a model with one image input; this one expects {expected(inputs)}")

@@ -67,6 +67,13 @@ class Source(abc.ABC):  # noqa: B024
         """
         return None
 
+    def task(self, name: str) -> str:
+        """What model ``name`` computes, one of ``zoo.tasks.TASKS`` (``zoo list --available``
+        shows it). Cheap: no torch. The default is ``classification``; a source of detectors
+        or segmenters overrides it and sets ``BuiltModel.task`` and ``task_outputs`` to match.
+        """
+        return "classification"
+
     def resolve(self, name: str) -> ModelSpec | None:
         """Claim a bare ``name``: a spec when this source has it, else None (the default).
 

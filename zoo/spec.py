@@ -82,6 +82,13 @@ class BuiltModel:
     ``module`` is a ``torch.nn.Module`` in eval mode. ``weights`` describes where the
     weights came from (``tag``, ``url``, ``hub_id``, ``file``, ``sha256``...). ``stats``
     holds figures the source knows (``params``, ``gflops``, ``accuracy``...).
+
+    ``task`` is what the model computes (``zoo.tasks.TASKS``; classification by default),
+    ``task_outputs`` a ``zoo.tasks.TaskOutputs`` saying which output holds what (required
+    for every other task). ``exporters`` is the order ``--exporter auto`` tries for this
+    model and ``exporter_reason`` why (None: zoo's default order). ``fixed_batch`` is the
+    one batch size the model exports at when it cannot take another (torchvision's R-CNNs
+    export at 1); a dynamic-batch recipe then makes a file of that batch, and says so.
     """
 
     module: Any
@@ -93,6 +100,11 @@ class BuiltModel:
     source_version: str | None = None
     output_names: tuple[str, ...] = ("logits",)
     extra: dict[str, Any] = field(default_factory=dict)
+    task: str = "classification"
+    task_outputs: Any = None
+    exporters: tuple[str, ...] | None = None
+    exporter_reason: str | None = None
+    fixed_batch: int | None = None
 
 
 @dataclass

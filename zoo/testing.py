@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PluginFailure, UnknownModelError, ZooError
-from .exporting import MODEL_FILE, check
+from .errors import PluginFailure, UnknownModelError, UserError, ZooError
+from .exporting import MODEL_FILE, check, detection_parity, export_recipe
 from .exporting import export as run_export
 from .exporting import parity as compare
 from .host import GuardedSource, PluginHost, PluginInfo, get_host
@@ -34,6 +34,8 @@ from .registry import Alias, Registry
 from .resolve import Resolved, precheck, resolve
 from .source import Pattern, implements
 from .spec import BuiltModel, ModelSpec, Preprocessing
+from .tasks import CLASSIFICATION, DETECTING, TaskOutputs
+from .tasks import check as check_task
 
 HEAVY_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "transformers")
 UNKNOWN_NAME = "zoo-conformance-no-such-model"
@@ -309,13 +311,27 @@ class SourceCheck:
             json.dumps({"weights": built.weights, "stats": built.stats, "extra": built.extra})
         except TypeError as exc:
             raise _Failed(f"weights, stats and extra must be JSON data: {exc}") from None
+        declared = self.source.task(resolved.spec.name)
+        if built.task != declared:
+            raise _Failed(f"BuiltModel.task is {built.task!r} but the source's task() says {declared!r}")
+        if built.task != CLASSIFICATION and not isinstance(built.task_outputs, TaskOutputs):
+            raise _Failed(f"a {built.task} model needs BuiltModel.task_outputs = zoo.plugin.TaskOutputs(...)")
+        try:
+            check_task(built.task, built.task_outputs, "BuiltModel")
+        except UserError as exc:
+            raise _Failed(str(exc)) from None
+        if built.task_outputs is not None:
+            unknown = sorted(set(built.task_outputs.names()) - set(built.output_names))
+            if unknown:
+                raise _Failed(f"task_outputs names {', '.join(unknown)}, not among the model's output_names "
+                              f"({', '.join(built.output_names)})")
         if resolved.recipe.size is not None:
             built.preprocessing = built.preprocessing.resized_to(resolved.recipe.size)
         self.built = built
         params = sum(p.numel() for p in built.module.parameters())
         labels = len(built.labels) if built.labels else "no"
         return f"{type(built.module).__name__}, {params:,} parameters, input {built.preprocessing.input_size}, " \
-               f"{labels} labels"
+               f"{labels} labels, task {built.task}"
 
     def export(self) -> str:
         """The host's export pipeline (with its own checker and parity) succeeds."""
@@ -334,11 +350,17 @@ class SourceCheck:
         """ONNX Runtime vs PyTorch on a fresh random input."""
         import torch
 
-        built, recipe = self.built, self.resolved.recipe
+        built, recipe = self.built, export_recipe(self.built, self.resolved.recipe)
         batch = max(2, recipe.batch) if recipe.dynamic_batch else recipe.batch
         example = torch.rand(batch, *built.preprocessing.input_size, generator=torch.Generator().manual_seed(1))
         with torch.inference_mode():
             expected = built.module.eval()(example)
+        if built.task in DETECTING:
+            names = recipe.output_names or built.output_names
+            result = detection_parity(self.path, example, expected, tuple(names), built.task_outputs)
+            found = result["detections"]
+            return f"{found['matched']} of {found['expected']} detections paired ({result['parity']}) " \
+                   f"on a fresh input of shape {list(example.shape)}"
         result = compare(self.path, example, expected)
         return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
 

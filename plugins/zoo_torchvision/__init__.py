@@ -1,4 +1,5 @@
-"""Built-in source: every classification model in ``torchvision.models``.
+"""Built-in source: every classification model in ``torchvision.models``, and its detection and
+semantic segmentation models (``zoo_torchvision.tasks``).
 
 ``torchvision:resnet50`` with weights by enum tag (``IMAGENET1K_V2``, ``DEFAULT``),
 ``none`` for random initialisation, or a path to a state_dict file. Preprocessing comes
@@ -43,7 +44,14 @@ class TorchvisionSource(Source):
     def _names(self) -> list[str]:
         import torchvision.models
 
-        return torchvision.models.list_models(module=torchvision.models)
+        from . import tasks
+
+        return [*torchvision.models.list_models(module=torchvision.models), *tasks.names()]
+
+    def task(self, name: str) -> str:
+        from . import tasks
+
+        return tasks.task(name) or "classification"
 
     def models(self, pattern: str | None = None) -> list[str]:
         return match(self._names(), pattern)
@@ -64,7 +72,13 @@ class TorchvisionSource(Source):
 
             close = get_close_matches(spec.name, self._names(), n=4)
             hint = f"did you mean: {', '.join(close)}?" if close else "see `zoo list --available`"
-            raise UnknownModelError(f"torchvision has no classification model {spec.name!r}; {hint}")
+            raise UnknownModelError(f"torchvision has no model {spec.name!r}; {hint}")
+        from . import tasks
+
+        if tasks.task(spec.name):
+            if spec.option("num_classes"):
+                raise UserError(f"--num-classes is for classifiers; {spec.name} keeps its own heads")
+            return tasks.build(spec, recipe, _weights_enum, _fetch)
         enum = get_model_weights(spec.name)
         weights_info: dict[str, Any] = {}
         tag = spec.weights
