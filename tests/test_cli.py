@@ -62,7 +62,8 @@ def test_registry_layers_user_then_env_then_flag(copy_store: Path, zoo, tmp_path
     override = tmp_path / "team.toml"
     override.write_text('[models.mine]\nsource = "torchvision"\nname = "resnet34"\nweights = "none"\n')
     rows = json.loads(zoo("list", "--available", "mine", "--json", ZOO_REGISTRY=str(override)).stdout)
-    assert rows == [{"name": "mine", "ref": "torchvision:resnet34", "kind": "alias", "description": ""}]
+    assert rows == [{"name": "mine", "ref": "torchvision:resnet34", "kind": "alias", "description": "",
+                     "task": "classification"}]
 
 
 def test_pretrained_weights_offline_fail_in_one_line(copy_store: Path, zoo) -> None:
