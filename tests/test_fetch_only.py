@@ -199,7 +199,7 @@ def test_listing_tells_a_source_asked_by_name_from_all(cli, tmp_path: Path) -> N
     mirror = str(make_mirror(tmp_path / "mirror"))
     rows = json.loads(cli("list", "--available", "mirror:*", "--json", ZOO_MIRROR=mirror).stdout)
     assert rows == [{"name": "mirror:colours", "ref": "mirror:colours", "kind": "model",
-                     "description": "Mean colour: red, green or blue"}]
+                     "description": "Mean colour: red, green or blue", "task": "classification"}]
     pulled = cli("pull", "mirror:colours", ZOO_MIRROR=mirror)
     assert "fetched mirror:colours from source mirror, opset 17" in pulled.stderr
     assert "exported" not in pulled.stderr and "parity" not in pulled.stderr
