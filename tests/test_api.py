@@ -103,3 +103,21 @@ def zoo_errors():
     import zoo.errors
 
     return zoo.errors
+
+
+def test_the_remote_and_the_plugin_kit_are_functions_too(copy_store: Path, tmp_path: Path) -> None:
+    from zoo.errors import UnknownModelError, ZooWarning
+
+    (key,) = [e.key for e in zoo.entries()]
+    shared = tmp_path / "remote"
+    url = shared.as_uri()
+    assert zoo.remote_push(key, url=url)["key"] == key
+    assert [r["key"] for r in zoo.remote_list(url)] == [key]
+    assert zoo.remote_verify(url)["ok"] is True
+    assert zoo.remote_gc(url)["removed"] == []
+    (shared / "entries" / f"{'0' * 20}.json").write_text("not a manifest")
+    with pytest.warns(ZooWarning, match=f"entries/{'0' * 20}.json"):  # said, and the good entry still listed
+        assert [r["key"] for r in zoo.remote_list(url)] == [key]
+    assert zoo.remote_verify(url)["ok"] is False
+    with pytest.raises(UnknownModelError, match="no source or plugin called 'nosuch'"):
+        zoo.check_plugin("nosuch")

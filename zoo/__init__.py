@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 # No submodule may share one of these names: importing a submodule sets it on the package.
 _API = {"pull", "export", "find", "entries", "remove", "verify", "gc", "available", "plugins",
-        "resolve_name", "info", "locate", "run", "bench", "evaluate", "push", "PullResult", "Selection"}
+        "resolve_name", "info", "locate", "run", "bench", "evaluate", "push", "PullResult", "Selection",
+        "remote_list", "remote_push", "remote_verify", "remote_gc", "check_plugin"}
 
 
 def __getattr__(name: str):

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError, ZooError
+from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError, ZooError, ZooWarning
 from .exporting import MODEL_FILE, Progress
 from .fetching import FETCHED
 from .files import FileRefused, publish_new, refused_write
@@ -32,6 +32,9 @@ from .resolve import Resolved, precheck, resolve
 from .runtime import ProviderOptions, Target, check_provider, read_file
 from .source import reporting
 from .store import METADATA_FILE, Entry, Store, describe_files, write_json
+
+if TYPE_CHECKING:
+    from .testing import CheckReport
 
 _KEY_PREFIX = re.compile(r"[0-9a-f]{6,20}")
 
@@ -832,6 +835,18 @@ def torch_module(target: Target) -> tuple[Any, Any]:
     return module, torch.float16 if made.recipe.dtype == "float16" else torch.float32
 
 
+def remote_list(url: str | None = None) -> list[dict[str, Any]]:
+    """The entries on the remote cache at ``url`` (else the configured one: ``ZOO_REMOTE``,
+    ``config.toml``), one row each like ``zoo list``'s; each unreadable manifest is a
+    ``ZooWarning`` naming it, and the readable ones are still listed."""
+    import warnings
+
+    rows, problems = remote_entries(url)
+    for problem in problems:
+        warnings.warn(ZooWarning(problem), stacklevel=2)
+    return rows
+
+
 def remote_entries(url: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The entries on the remote cache at ``url`` (else the configured one: ``ZOO_REMOTE``,
     ``config.toml``), and the problems met reading its manifests."""
@@ -861,6 +876,18 @@ def remote_push(name: str, *, url: str | None = None, progress: Progress | None 
 
     store = store or Store()
     return upload(find(name, store=store, **selection), url, store, progress)
+
+
+def check_plugin(name: str, model: str | None = None, *, weights: str | None = "none", exporter: str | None = None,
+                 options: Mapping[str, Any] | None = None) -> list[CheckReport]:
+    """Check that the source ``name`` (or each source of the plugin called ``name``) follows the
+    plugin contract, end to end: catalogue, resolution, build, export, checker and parity (or,
+    for a source of ready files, fetch and run). ``model`` defaults to the source's example;
+    ``weights`` to ``"none"`` (``None``: the source's default); ``options`` are source options
+    (``{"arch": "torchvision:resnet18"}`` for ``local``). A report per source, ``passed`` or not."""
+    from .testing import check_plugin as check
+
+    return check(name, model, exporter=exporter, weights=weights, options=dict(options) if options else None)
 
 
 def _full_record(path: Path, carried: Record) -> Record:
