@@ -104,6 +104,43 @@ def test_unusable_zoo_home_is_exit_4_naming_it_for_every_command(
         assert Path(root).read_text() == "x"
 
 
+def refuse_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any export from here on fails the test: what is checked must be checked before the work."""
+    from zoo import api
+
+    def producer(*args: object, **kwargs: object) -> Callable[[Path], object]:
+        def produce(directory: Path) -> object:
+            raise AssertionError("exported before the store was checked")
+        return produce
+
+    monkeypatch.setattr(api, "_producer", producer)
+
+
+def test_a_store_folder_that_is_a_file_is_refused_before_the_export(
+        main: Main, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home.mkdir(parents=True)
+    (home / "generations").write_text("x")
+    refuse_exports(monkeypatch)
+    for command in (("pull", "resnet18", "--weights", "none"), ("list",), ("verify",)):
+        one_line(main(*command), 4, f"ZOO_HOME={home}", "generations is a regular file",
+                 "move generations away")
+    assert (home / "generations").read_text() == "x"
+
+
+def test_a_zoo_home_that_cannot_be_created_is_one_line(main: Main, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOO_HOME", "/proc/self/x")  # /proc refuses new entries: ENOENT, not a write error
+    refuse_exports(monkeypatch)
+    one_line(main("pull", "resnet18", "--weights", "none"), 4, "ZOO_HOME=/proc/self/x", "cannot create",
+             "No such file or directory")
+    assert json.loads(main("list", "--json")[1]) == []  # a store that does not exist is empty
+
+
+def test_unreadable_weights_file_is_one_line(main: Main) -> None:
+    """/proc/self/mem is a regular file by stat whose read fails (EIO) while hashing for the key."""
+    one_line(main("pull", "timm:test_resnet", "--weights", "/proc/self/mem"), 1,
+             "cannot read weights file /proc/self/mem", "Input/output error")
+
+
 @pytest.mark.slow
 def test_export_to_a_read_only_or_full_target_is_exit_4(main: Main, tmp_path: Path) -> None:
     target = tmp_path / "target"

@@ -5,14 +5,11 @@
     print(result.entry.model_path, result.cached)
 
 Importing zoo is cheap: torch, onnx and onnxruntime load only when a model is built,
-exported or run.
+exported or run. It imports nothing at all until a name is used, so that the ``zoo`` command
+installs its Ctrl-C handling (``zoo.launch``) before any import a Ctrl-C could break.
 """
 
 from __future__ import annotations
-
-from .hookspecs import hookimpl
-from .source import Source
-from .spec import BuiltModel, ModelSpec, Preprocessing
 
 __version__ = "0.1.0"
 
@@ -22,16 +19,23 @@ _API = {"pull", "export", "find", "entries", "remove", "verify", "gc", "availabl
         "remote_list", "remote_push", "remote_verify", "remote_gc", "check_plugin"}
 
 
+# What plugins import from zoo, and the module each comes from.
+_PLUGIN_API = {"hookimpl": "hookspecs", "Source": "source", "BuiltModel": "spec", "ModelSpec": "spec",
+               "Preprocessing": "spec", "Store": "store"}
+
+
 def __getattr__(name: str):
-    # The library API pulls in the store and plugin host; load it on first use.
+    # Everything loads on first use: the library API pulls in the store and plugin host.
     if name in _API:
         from . import api
 
         return getattr(api, name)
-    if name == "Store":
-        from .store import Store
+    if name in _PLUGIN_API:
+        import importlib
 
-        return Store
+        value = getattr(importlib.import_module(f".{_PLUGIN_API[name]}", __name__), name)
+        globals()[name] = value  # once: later lookups do not come here
+        return value
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from .errors import UserError
-from .runtime import Binding, ProviderOptions, Session, Target, open_session, random_feeds, with_defaults
+from .runtime import Binding, ProviderOptions, Session, Target, open_session, random_feeds, running, with_defaults
 
 MODES = ("naive", "iobinding", "cudagraph")
 
@@ -117,18 +117,19 @@ def _why_cpu(session: Session) -> str:
 
 def _measure(target: Target, session: Session, mode: str, batch: int, warmup: int, iterations: int) -> dict[str, Any]:
     feeds = random_feeds(session.inputs, batch, target.preprocessing)
-    step = _naive(session, feeds) if mode == "naive" else _bound(session, feeds)
-    first_start = time.perf_counter()
-    step()
-    first_ms = (time.perf_counter() - first_start) * 1000
-    for _ in range(warmup):
+    with running():  # ONNX Runtime failing mid-run (out of memory) is one line; no cost per step
+        step = _naive(session, feeds) if mode == "naive" else _bound(session, feeds)
+        first_start = time.perf_counter()
         step()
-    clock = time.perf_counter
-    times = [0.0] * iterations
-    for i in range(iterations):
-        start = clock()
-        step()
-        times[i] = clock() - start
+        first_ms = (time.perf_counter() - first_start) * 1000
+        for _ in range(warmup):
+            step()
+        clock = time.perf_counter
+        times = [0.0] * iterations
+        for i in range(iterations):
+            start = clock()
+            step()
+            times[i] = clock() - start
     return {
         **_stats(times, batch),
         "mode": mode,

@@ -21,6 +21,7 @@ import typer
 from . import api
 from .env import debug
 from .errors import UserError, ZooError, ZooWarning
+from .launch import interrupted, say_interrupted
 from .output import one_line as _one_line  # noqa: F401  (the name tests and plugins know)
 from .output import out
 
@@ -989,14 +990,17 @@ def main() -> None:
         if code == 130:  # typer turns Ctrl-C into exit 130 itself, before the handler below
             raise KeyboardInterrupt
     except ZooError as exc:
+        if interrupted(exc):  # a zoo error made of an import that Ctrl-C broke
+            say_interrupted()
         if debug():
             raise
         out.error(str(exc))
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, typer.Abort):
-        out.note("interrupted")
-        sys.exit(130)
+        say_interrupted()  # through the real stderr: after a Ctrl-C nothing else is said
     except Exception as exc:
+        if interrupted(exc):  # ONNX Runtime's "import numpy failed" after a Ctrl-C, and the like
+            say_interrupted()
         if _is_click_error(exc):
             _click_error(exc)
         if debug():

@@ -111,7 +111,11 @@ def weights_identity(weights: str) -> str:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise UserError(f"weights file not found: {weights}")
-        return "sha256:" + file_sha256(path)
+        try:
+            return "sha256:" + file_sha256(path)
+        except OSError as exc:  # /proc/self/mem and the like: a regular file by stat that cannot be read
+            raise UserError(f"cannot read weights file {weights}: {exc.strerror or type(exc).__name__}; "
+                            "give a readable checkpoint file") from None
     return weights
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, UserError
+from .errors import EnvironmentProblem, UserError, ZooError
 from .integrity import check_external_data
 from .record import Record, RecordError
 from .spec import Preprocessing
@@ -45,7 +45,8 @@ MAX_RANDOM_INPUT_BYTES = 4 << 30
 _ORT_TYPES = {
     "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
     "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8", "tensor(bool)": "bool",
+    "tensor(uint8)": "uint8", "tensor(bool)": "bool", "tensor(int16)": "int16", "tensor(uint16)": "uint16",
+    "tensor(uint32)": "uint32", "tensor(uint64)": "uint64",
 }
 
 
@@ -151,7 +152,8 @@ class Session:
     def run(self, feeds: dict[str, Any]) -> list[Any]:
         """Every output for ``feeds`` (host numpy in and out), after checking names, shapes, dtypes."""
         check_feeds(self.inputs, feeds)
-        return self.ort.run(None, feeds)
+        with running():
+            return self.ort.run(None, feeds)
 
 
 class Binding:
@@ -165,9 +167,13 @@ class Binding:
     """
 
     def __init__(self, session: Session, feeds: dict[str, Any]) -> None:
+        check_feeds(session.inputs, feeds)
+        with running():  # preallocating the outputs can fail like a run
+            self._bind(session, feeds)
+
+    def _bind(self, session: Session, feeds: dict[str, Any]) -> None:
         import onnxruntime as ort
 
-        check_feeds(session.inputs, feeds)
         device, device_id = session.device, session.options.device_id
         self._binding = session.ort.io_binding()
         self.values: list[Any] = []  # the bound OrtValues must outlive the binding
@@ -189,8 +195,9 @@ class Binding:
 
     def run(self) -> None:
         """One run; returns when the device has finished (a real loop waits before reading)."""
-        self._run(self._binding)
-        self._binding.synchronize_outputs()
+        with running():
+            self._run(self._binding)
+            self._binding.synchronize_outputs()
 
     def results(self) -> list[Any]:
         """The outputs of the last run, copied to host numpy arrays."""
@@ -276,7 +283,9 @@ def _create(path: Path, provider: str, options: ProviderOptions, requested: str)
     if provider != "cpu":
         _preload()
     session_options = ort.SessionOptions()
-    session_options.log_severity_level = 1 if debug() else 3
+    # Fatal only: an error while running (an allocation that fails) is zoo's one line, not ORT's own
+    # coloured log line before it (ZOO_DEBUG=1 shows ORT's log).
+    session_options.log_severity_level = 1 if debug() else 4
     if options.threads is not None:
         session_options.intra_op_num_threads = options.threads
     start = time.perf_counter()
@@ -302,6 +311,32 @@ def _create(path: Path, provider: str, options: ProviderOptions, requested: str)
                                  + _advice(provider))
     return Session(ort=session, provider=provider, requested=requested, active=active,
                    create_ms=round(create_ms, 3), options=options)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[None]:
+    """Around ONNX Runtime calls that run a model: its failures become one-line zoo errors."""
+    try:
+        yield
+    except Exception as exc:
+        # ORT's own exception types, and MemoryError: pybind11's translation of std::bad_alloc
+        if type(exc).__module__.startswith("onnxruntime.") or isinstance(exc, MemoryError):
+            raise run_failure(exc) from None
+        raise
+
+
+def run_failure(exc: Exception) -> ZooError:
+    """ONNX Runtime failing while it runs a model: out of memory is the machine (exit 4), anything
+    else the model or its inputs (exit 1)."""
+    full = str(exc)
+    wanted = re.search(r"Failed to allocate memory for requested buffer of size (\d+)", full)
+    if wanted or "bad_alloc" in full or isinstance(exc, MemoryError):
+        size = f" (it asked for {int(wanted.group(1)) / 2**30:.1f} GiB)" if wanted else ""
+        return EnvironmentProblem(f"ONNX Runtime ran out of memory running the model{size}; use a smaller "
+                                  "batch or input, or a machine with more memory")
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", full.strip())
+    text = re.sub(r"/onnxruntime_src/\S+ [^)]*\) ", "", text)  # the C++ source line and signature
+    return UserError(f"ONNX Runtime failed running the model: {_one_line(text)}")
 
 
 def _build() -> str:
@@ -440,6 +475,9 @@ def random_feeds(inputs: Sequence[dict[str, Any]], batch: int | None = None,
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in inputs:
+        if spec["dtype"] not in _ORT_TYPES.values():  # tensor(string), bfloat16, sequences, maps...
+            raise UserError(f"input {spec['name']!r} is {spec['dtype']}: zoo feeds numeric tensors only (random "
+                            "or --input FILE.npy); run this model with ONNX Runtime directly")
         shape = concrete_shape(spec, batch, preprocessing)
         size = math.prod(shape) * 8  # standard_normal draws float64 before the cast
         if size > MAX_RANDOM_INPUT_BYTES:  # a declared input of 224 GiB is refused, not allocated

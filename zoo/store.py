@@ -40,7 +40,7 @@ from .env import contained, home, no_lock
 from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, StoreWriteError, UserError
 from .files import is_write_error, nearly_full, refusal
 from .integrity import check_external_data, external_data_problems
-from .layout import Layout
+from .layout import GENERATIONS, MODELS, TMP, Layout
 from .liveness import host, writer_alive
 from .recipe import file_sha256
 from .record import FileRecord, Record, RecordError
@@ -133,9 +133,11 @@ class Store:
         self._check_usable()
 
     def _check_usable(self) -> None:
-        """A store root (or ``models``) that exists but is no directory is refused (exit 4):
-        ``ZOO_HOME=/dev/null`` must not pass for an empty store."""
-        for directory in (self.root, self.models_dir):
+        """A store root, or a folder entries need, that exists but is no directory is refused
+        (exit 4): ``ZOO_HOME=/dev/null`` must not pass for an empty store, and a ``generations``
+        that is a file must stop a pull before its export, not after it. (``locks``, ``hashes``
+        and ``tensorrt`` only save work: zoo goes on without them.)"""
+        for directory in (self.root, *(self.root / folder for folder in (MODELS, GENERATIONS, TMP))):
             try:
                 mode = os.stat(directory).st_mode
             except FileNotFoundError:
@@ -146,8 +148,9 @@ class Store:
                 if stat.S_ISDIR(mode):
                     continue
                 cause = f"{'it' if directory == self.root else directory} is {_kind(mode)}, not a directory"
-            raise EnvironmentProblem(f"cannot use the store ZOO_HOME={self.root}: {cause}; "
-                                     "point ZOO_HOME at a directory")
+            advice = "point ZOO_HOME at a directory" if directory == self.root else \
+                f"move {directory.name} away, or point ZOO_HOME at another directory"
+            raise EnvironmentProblem(f"cannot use the store ZOO_HOME={self.root}: {cause}; {advice}")
 
     def entry_dir(self, key: str) -> Path:
         """``models/<key>``: the entry's stable path, a symlink to its current generation
@@ -358,7 +361,14 @@ class Store:
 
     def _mkdir(self, directory: Path) -> None:
         self.layout.inside(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if is_write_error(exc, False):  # read-only, full, denied: the store's write error
+                raise
+            # ZOO_HOME=/proc/self/x (ENOENT), a path under a file (ENOTDIR), a folder made a file meanwhile
+            raise EnvironmentProblem(f"cannot use the store ZOO_HOME={self.root}: cannot create {directory} "
+                                     f"({exc.strerror or type(exc).__name__}); point ZOO_HOME at a directory") from None
 
     def remove(self, key: str) -> bool:
         """Remove entry ``key`` and everything zoo keeps for it (``Layout.kept_for``)."""
