@@ -40,3 +40,11 @@ def test_what_is_said_to_a_person_is_one_line_on_stderr(capsys) -> None:
     assert captured.out == ""
     assert captured.err.splitlines() == ["zoo: warning: plugin x failed: ImportError: no\\x00 module",
                                          "zoo: usage error: bad", "zoo: the store is empty"]
+
+
+def test_a_table_without_headers_prints_its_rows_only_and_nothing_when_empty(capsys) -> None:
+    Output().table(None, [["resnet18", "classification", "ResNet-18"], ["ssd300_vgg16", "detection", None]])
+    assert capsys.readouterr().out.splitlines() == ["resnet18      classification  ResNet-18",
+                                                    "ssd300_vgg16  detection       -"]
+    Output().table(None, [])
+    assert capsys.readouterr().out == ""

@@ -421,8 +421,8 @@ def list_(
         if not rows:
             note(f"nothing available matches {pattern!r}; try SOURCE:* or see `zoo plugins`"
                  if pattern else "nothing available: no aliases, and no source lists models")
-        emit(rows, json_, lambda: [echo(f"{r['name']:<40} {r['task']:<21} {r['description'] or r['ref']}")
-                                   for r in rows])
+        emit(rows, json_, lambda: out.table(None, [[r["name"], r["task"], r["description"] or r["ref"]]
+                                                   for r in rows]))
         return
     entries, broken = api.scan(pattern)
     rows = [e.summary() for e in entries]

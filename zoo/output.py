@@ -48,12 +48,16 @@ class Output:
     def text(self, line: str = "") -> None:
         sys.stdout.write(line + "\n")
 
-    def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]], *, right: Iterable[int] = ()) -> None:
+    def table(self, headers: Sequence[str] | None, rows: Iterable[Sequence[Any]], *,
+              right: Iterable[int] = ()) -> None:
         """Columns as wide as their widest cell (long ``local:`` names and ``sha256:`` tags fit),
         two spaces apart; ``right`` holds the indices of right-aligned (numeric) columns. A cell
-        is shown with ``str``; ``None`` as ``-``. The last column is not padded."""
-        lines = [[str(h) for h in headers]]
+        is shown with ``str``; ``None`` as ``-``. The last column is not padded. ``headers``
+        None: rows only (no rows, no output)."""
+        lines = [[str(h) for h in headers]] if headers is not None else []
         lines += [["-" if cell is None else str(cell) for cell in row] for row in rows]
+        if not lines:
+            return
         columns = max(len(line) for line in lines)
         lines = [line + [""] * (columns - len(line)) for line in lines]
         widths = [max(len(line[i]) for line in lines) for i in range(columns)]
