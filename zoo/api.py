@@ -125,7 +125,8 @@ def _checked(name: str, host: PluginHost | None = None) -> PluginHost:
     return host
 
 
-def _resolve(name: str, chosen: Selection, host: PluginHost | None = None, prefer: Iterable[str] = (),
+def _resolve(name: str, chosen: Selection, host: PluginHost | None = None,
+             prefer: Iterable[str] | Callable[[], Iterable[str]] = (),
              checked: bool = False) -> Resolved:
     """``name`` resolved with ``chosen``; ``prefer``: sources to ask first (see ``zoo.resolve``)."""
     if not checked:
@@ -355,13 +356,21 @@ def _named(name: str, store: Store | None, chosen: Selection, remake: bool = Fal
     if store is None:
         return _resolve(name, chosen), None
     host = _checked(name)
-    named = [] if chosen.narrows() else store.named(name)
+    named: list[Entry] = []
+
+    def stored_under() -> list[str]:  # the index is read only for a bare name that is no alias
+        named[:] = [] if chosen.narrows() else store.named(name)
+        return _sources(named)
+
     try:
-        return _resolve(name, chosen, host, _sources(named), checked=True), None
+        return _resolve(name, chosen, host, stored_under, checked=True), None
     except InvalidNameError:
         raise
     except ZooError:
-        if remake or len(named) != 1:
+        if remake or chosen.narrows():
+            raise
+        named[:] = named or store.named(name)
+        if len(named) != 1:
             raise
         return resolved_from_record(named[0], exact=False), named[0]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,14 +74,15 @@ def resolve(
     weights: str | None = None,
     recipe_flags: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
-    prefer: Iterable[str] = (),
+    prefer: Iterable[str] | Callable[[], Iterable[str]] = (),
     checked: bool = False,
 ) -> Resolved:
     """Resolve a user's model name with the recipe flags they gave (``None`` = unset).
 
     ``options`` are source settings given on the command line (``--arch`` for ``local:``);
     only an explicit ``source:name`` ref takes them, through the source's ``spec`` method.
-    ``prefer``: sources to ask first about a bare name (those that made its stored entries).
+    ``prefer``: sources to ask first about a bare name (those that made its stored entries), or
+    a function giving them, called only for a bare name that is no alias.
     ``checked``: ``precheck(text, host)`` already ran (the name is checked once).
     """
     flags = recipe_flags or {}
@@ -105,7 +106,7 @@ def resolve(
     elif source_name is not None:
         spec = _explicit(host, source_name, model, weights, options, checked=True)
     else:  # the claimant's `spec`, as for `source:name`: it may refuse weights or pin what it serves
-        claimed = _claim(model, host, registry, prefer)
+        claimed = _claim(model, host, registry, prefer() if callable(prefer) else prefer)
         spec = _explicit(host, claimed.source, claimed.name, weights, {}, checked=True)
     layers = alias.recipe if alias else {}
     if host.source(spec.source).fetches:  # a ready file is as published: no recipe setting can apply
