@@ -317,8 +317,11 @@ class _BulkDisplay:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(self._panel(), console=Console(stderr=True), refresh_per_second=4, transient=True,
-                             get_renderable=self._panel)
+            # Only this object writes to the terminal while the panel is up: the model paths for
+            # stdout wait until it is gone, so the two streams never garble one another.
+            self.live = Live(console=Console(stderr=True), refresh_per_second=4, transient=True,
+                             redirect_stdout=False, redirect_stderr=False, get_renderable=self._panel)
+        self.paths: list[str] = []
 
     def __enter__(self) -> "_BulkDisplay":
         if self.live is not None:
@@ -334,15 +337,16 @@ class _BulkDisplay:
 
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         finished = self.counts["ok"] + self.counts["failed"]
         table = Table.grid(padding=(0, 1))
         table.add_row(ProgressBar(total=max(self.total, 1), completed=finished, width=30),
-                      f"{finished}/{self.total}  [green]done {self.counts['ok']}[/]  "
-                      f"[red]failed {self.counts['failed']}[/]  running {len(self.running)}")
+                      Text.assemble(f"{finished}/{self.total}  ", (f"done {self.counts['ok']}", "green"), "  ",
+                                    (f"failed {self.counts['failed']}", "red"), f"  running {len(self.running)}"))
         now = time.monotonic()
         for name, since in list(self.running.items())[:12]:
-            table.add_row("", f"[dim]{now - since:5.0f} s[/] {name}")
+            table.add_row("", Text.assemble((f"{now - since:5.0f} s ", "dim"), name))
         return table
 
     def event(self, kind: str, outcome: Any) -> None:
@@ -359,13 +363,17 @@ class _BulkDisplay:
         line = f"{outcome.status} {outcome.name}"
         line += f": {outcome.error}" if outcome.error else f" ({outcome.seconds:.1f} s)"
         if self.live is not None:
-            self.live.console.print(f"zoo: {line}", markup=False, highlight=False)
+            self.live.console.print(f"zoo: {line}", markup=False, highlight=False, soft_wrap=True)
+            if outcome.ok and outcome.path:
+                self.paths.append(outcome.path)
         else:
             note(line)
-        if outcome.ok and outcome.path:
-            echo(outcome.path)
+            if outcome.ok and outcome.path:
+                echo(outcome.path)
 
     def finish(self, summary: Any) -> None:
+        for path in self.paths:
+            echo(path)
         if self.as_json:
             out.json_line({"summary": vars(summary)})
         else:
