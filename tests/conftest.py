@@ -5,6 +5,7 @@ Plain helpers (no fixtures) are in ``helpers.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import TINY, Ran, home_env, invoke, run_cli, zoo_env
+from helpers import TINY, Ran, decisive_checkpoint, home_env, invoke, run_cli, zoo_env
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +98,17 @@ def resnet18_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("resnet18") / "zoo-home"
     invoke("pull", "resnet18", "--weights", "none", env=home_env(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def task_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One store with SSDlite (decisive checkpoint) and LR-ASPP (--weights none, --size 128): the
+    two smallest task families, for ``zoo run`` and ``zoo eval``. Read-only: copy ``root`` into a
+    test's ``home`` before a command that writes (``eval`` records its score)."""
+    root = tmp_path_factory.mktemp("tasks") / "zoo-home"
+    checkpoint = decisive_checkpoint("ssdlite320_mobilenet_v3_large", root.parent / "ssdlite.pth", 320)
+    env = home_env(root)
+    ssd = invoke("pull", "torchvision:ssdlite320_mobilenet_v3_large", "--weights", str(checkpoint), "--json", env=env)
+    seg = invoke("pull", "lraspp_mobilenet_v3_large", "--weights", "none", "--size", "128", "--json", env=env)
+    return {"root": root, "env": env, "ssd": json.loads(ssd.stdout), "seg": json.loads(seg.stdout),
+            "checkpoint": checkpoint}

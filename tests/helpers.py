@@ -400,3 +400,26 @@ def planted_model(kind: str, location: str) -> Any:
     model = helper.make_model(graph, opset_imports=opsets, functions=functions)
     model.ir_version = 9
     return model
+
+
+def decisive_checkpoint(name: str, path: Path, side: int) -> Path:
+    """Seeded random weights whose batch-norm statistics are measured on random images.
+
+    Random initialisation leaves SSDlite's activations vanishing through its eval-mode batch
+    norms (every score equals 1/91); measured statistics give spread, decisive scores.
+    """
+    import torch
+    from torchvision.models import get_model
+
+    torch.manual_seed(0)
+    model = get_model(name, weights=None, weights_backbone=None).eval()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+            module.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.rand(2, 3, side, side))
+    torch.save(model.state_dict(), path)
+    return path

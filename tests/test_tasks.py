@@ -1,9 +1,10 @@
 """Tasks beyond classification: the record's task, torchvision's detectors and segmenters, the
 plugin surface for declaring a task, and ``zoo run`` per task (JSON, human lines, --save).
 
-Real exports of the two smallest families only, once per session: SSDlite (from a checkpoint
-the test writes, so that its scores are decisive: random initialisation ties every SSDlite
-score at 1/91) and LR-ASPP (``--weights none`` at a small size).
+Real exports of the two smallest families only, once per session (conftest's ``task_store``, which
+``zoo eval``'s tests share): SSDlite (from a checkpoint the test writes, so that its scores are
+decisive: random initialisation ties every SSDlite score at 1/91) and LR-ASPP (``--weights none``
+at a small size).
 """
 
 from __future__ import annotations
@@ -13,44 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_one_line_error, home_env, invoke, write_image
+from helpers import assert_one_line_error, invoke, write_image
 
 SSD = "torchvision:ssdlite320_mobilenet_v3_large"
 LRASPP = "lraspp_mobilenet_v3_large"
-
-
-def decisive_checkpoint(name: str, path: Path, side: int) -> Path:
-    """Seeded random weights whose batch-norm statistics are measured on random images.
-
-    Random initialisation leaves SSDlite's activations vanishing through its eval-mode batch
-    norms (every score equals 1/91); measured statistics give spread, decisive scores.
-    """
-    import torch
-    from torchvision.models import get_model
-
-    torch.manual_seed(0)
-    model = get_model(name, weights=None, weights_backbone=None).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
-            module.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.rand(2, 3, side, side))
-    torch.save(model.state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def task_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One store with SSDlite (decisive checkpoint) and LR-ASPP (--weights none, --size 128)."""
-    root = tmp_path_factory.mktemp("tasks") / "zoo-home"
-    checkpoint = decisive_checkpoint("ssdlite320_mobilenet_v3_large", root.parent / "ssdlite.pth", 320)
-    env = home_env(root)
-    ssd = json.loads(invoke("pull", SSD, "--weights", str(checkpoint), "--json", env=env).stdout)
-    seg = json.loads(invoke("pull", LRASPP, "--weights", "none", "--size", "128", "--json", env=env).stdout)
-    return {"root": root, "env": env, "ssd": ssd, "seg": seg, "checkpoint": checkpoint}
 
 
 def info(store: dict, key: str) -> dict:

@@ -44,12 +44,32 @@ def evaluate(
     against: Target | Callable[[], tuple[Any, Any]] | None = None,
     per_class: bool = False,
     bars: bool = False,
+    annotations: str | Path | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 of ``target`` on the folder ``data``, and of what ``compare`` names on the same
     images: ``against`` is that model, located (a ``Target``) or, for ``torch``, a function that
-    builds the PyTorch module and its dtype."""
+    builds the PyTorch module and its dtype.
+
+    A detector or segmenter (the record's ``task``) is scored by ``zoo.task_eval`` instead: COCO
+    box mAP against ``annotations``, or mean IoU on ``data/images`` + ``data/masks``."""
     import numpy as np
 
+    from .tasks import CLASSIFICATION, task_of
+
+    task = task_of(target.record)
+    if task != CLASSIFICATION:
+        from . import task_eval
+
+        if batch < 1:
+            raise UserError(f"--batch must be at least 1, not {batch}")
+        if limit is not None and limit < 1:
+            raise UserError(f"--limit must be at least 1, not {limit}")
+        return task_eval.evaluate(target, data, annotations=annotations, labels_map=labels_map, limit=limit,
+                                  batch=batch, provider=provider, options=options, compare=compare,
+                                  against=against, bars=bars)
+    if annotations is not None:
+        raise UserError(f"--annotations is for detectors; {target.path.name} is a classifier: evaluate it on "
+                        "DIR/<class>/<image> without --annotations")
     if batch < 1:
         raise UserError(f"--batch must be at least 1, not {batch}")
     if limit is not None and limit < 1:

@@ -782,9 +782,11 @@ def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = Non
              batch: int | None = None, provider: str = "cpu", runtime: ProviderOptions | None = None,
              compare: str | None = None, per_class: bool = False, bars: bool = False,
              progress: Progress | None = None, force: bool = False, remote: str | bool | None = None,
-             upload: bool = True, **selection: Any) -> dict[str, Any]:
+             upload: bool = True, annotations: str | Path | None = None, **selection: Any) -> dict[str, Any]:
     """Top-1/top-5 of ``name`` (a stored model, pulled on a miss, or a ``.onnx`` file) on the labelled
     folder ``data``; ``compare``: ``torch``, or a stored KEY, name or FILE.onnx on the same images.
+    A detector: COCO box mAP on the images of ``data`` against ``annotations`` (COCO instances JSON);
+    a semantic segmenter: mean IoU on ``data/images`` and their class-index masks ``data/masks``.
 
     A stored entry keeps the result in its record under ``evaluations``. See ``zoo.accuracy``.
     ``force``, ``remote`` and ``upload`` apply to the pull, as for ``pull``.
@@ -795,6 +797,8 @@ def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = Non
     if chosen.dynamic_batch is False:  # a static-batch entry is selected by the batch it runs
         chosen = replace(chosen, batch=batch or evaluation.DEFAULT_BATCH)
     check_provider(provider, runtime)
+    if annotations is not None and not Path(annotations).expanduser().is_file():  # before a pull takes minutes
+        raise UserError(f"--annotations {annotations}: no such file; give a COCO instances JSON file")
     target = _locate(name, chosen, progress, force, remote, upload)
     against: Any = None
     if compare == "torch":
@@ -803,7 +807,8 @@ def evaluate(name: str, data: str | Path, *, labels_map: str | Path | None = Non
         against = locate_stored(compare)
     result = evaluation.evaluate(target, data, labels_map=labels_map, limit=limit,
                                  batch=batch or evaluation.DEFAULT_BATCH, provider=provider, options=runtime,
-                                 compare=compare, against=against, per_class=per_class, bars=bars)
+                                 compare=compare, against=against, per_class=per_class, bars=bars,
+                                 annotations=annotations)
     if target.entry is not None:
         record_evaluation(target.entry.key, result)
     return result

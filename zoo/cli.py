@@ -506,7 +506,9 @@ def _show_record(record: Any, path: Any) -> None:
         echo(f"{'int8':<14} {int8_summary(int8)}")
     for mark, run in (record.evaluations or {}).items():
         if isinstance(run, dict):
-            echo(f"{'evaluation':<14} top1={run.get('top1')} top5={run.get('top5')} on {run.get('images')} images "
+            scores = " ".join(f"{k}={run.get(k)}" for k in ("map", "map_50", "map_75", "miou") if k in run) or \
+                f"top1={run.get('top1')} top5={run.get('top5')}"
+            echo(f"{'evaluation':<14} {scores} on {run.get('images')} images "
                  f"of {(run.get('dataset') or {}).get('root')} ({mark}, {run.get('provider')}, {run.get('created')})")
 
 
@@ -798,9 +800,13 @@ def eval_(
     runtime: Any,
     pulling: dict[str, Any],
     data: Annotated[str, typer.Option(
-        help="Labelled images: DIR/<class>/<image>, class = index, WordNet id or label.")],
+        help="Labelled images: DIR/<class>/<image>, class = index, WordNet id or label; a detector: the "
+             "annotated images; a segmenter: DIR/images + DIR/masks (class-index PNGs).")],
+    annotations: Annotated[str | None, typer.Option(
+        help="Detectors: the COCO instances JSON naming the images in --data (scored as COCO box mAP).")] = None,
     labels_map: Annotated[str | None, typer.Option(
-        help="A file mapping class folders to indices or labels (JSON, or FOLDER INDEX|LABEL lines).")] = None,
+        help="A file mapping class folders (detectors: annotation categories) to indices or labels "
+             "(JSON, or NAME INDEX|LABEL lines).")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate at most N images, spread over the classes.")] = None,
     batch: Annotated[int, typer.Option(help="Images per run.")] = 32,
     compare: Annotated[str | None, typer.Option(
@@ -808,21 +814,26 @@ def eval_(
     per_class: Annotated[bool, typer.Option("--per-class", help="Also report accuracy per class.")] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Measure top-1 and top-5 accuracy on a labelled image folder (recorded in a stored entry)."""
+    """Measure accuracy on labelled images (recorded in a stored entry): top-1/top-5 for a classifier,
+    COCO mAP for a detector (--annotations), mean IoU for a semantic segmenter."""
     warn_broken_plugins()
     result = api.evaluate(name, data, labels_map=labels_map, limit=limit, batch=batch, provider=provider,
-                          runtime=runtime, compare=compare, per_class=per_class,
+                          runtime=runtime, compare=compare, per_class=per_class, annotations=annotations,
                           bars=not json_ and sys.stderr.isatty(), **pulling, **selection)
 
     def show() -> None:
-        def line(label: str, r: dict[str, Any]) -> str:
-            return (f"{label}: top-1 {_percent(r['top1'])}  top-5 {_percent(r['top5'])}  "
-                    f"({r['images']} images)")
-
-        echo(line(result["model"]["name"], result) + f" on {result['provider']} in {result['seconds']:.1f} s")
+        echo(_scores(result["model"]["name"], result) + f" on {result['provider']} in {result['seconds']:.1f} s")
+        if per_class and result.get("per_category"):
+            for number, row in result["per_category"].items():
+                if row["ap"] is not None:
+                    echo(f"  {number:>4} {row['name']:<24} AP {_percent(row['ap'])}  AP50 {_percent(row['ap_50'])}  "
+                         f"({row['instances']} objects)")
+        if per_class and result.get("task") == "semantic-segmentation":
+            for number, row in result["per_class"].items():
+                echo(f"  {number:>4} {str(row['label']):<24} IoU {_percent(row['iou'])}  ({row['pixels']} pixels)")
         if result["compare"]:
             c = result["compare"]
-            echo(line(c["against"], c) + f", top-1 agreement {_percent(c['top1_agreement'])}")
+            echo(_scores(c["against"], c) + _agreement(c))
             if c["model"].get("note"):
                 warn(c["model"]["note"])
         for item in result["failed_images"]:
@@ -835,6 +846,29 @@ def eval_(
 
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2%}"
+
+
+def _scores(label: str, r: dict[str, Any]) -> str:
+    """One line of an evaluation's scores, whatever the task."""
+    if "map" in r:
+        return (f"{label}: mAP {_percent(r['map'])}  mAP50 {_percent(r['map_50'])}  mAP75 {_percent(r['map_75'])}  "
+                f"({r['images']} images)")
+    if "miou" in r:
+        return (f"{label}: mIoU {_percent(r['miou'])}  pixel accuracy {_percent(r['pixel_accuracy'])}  "
+                f"({r['images']} images)")
+    return f"{label}: top-1 {_percent(r.get('top1'))}  top-5 {_percent(r.get('top5'))}  ({r.get('images')} images)"
+
+
+def _agreement(c: dict[str, Any]) -> str:
+    agreement = c.get("agreement")
+    if "top1_agreement" in c:
+        return f", top-1 agreement {_percent(c['top1_agreement'])}"
+    if agreement and "pixels" in agreement:
+        return f", same class on {_percent(agreement['pixels'])} of the pixels"
+    if agreement:
+        return (f", mAP {_percent(agreement['map'])} against the first model's {agreement['objects']} objects "
+                f"(score >= {agreement['threshold']})")
+    return ""
 
 
 plugins_app = typer.Typer(help="List plugins, or check a source plugin with `zoo plugins check NAME`.")
