@@ -48,3 +48,11 @@ def test_a_table_without_headers_prints_its_rows_only_and_nothing_when_empty(cap
                                                     "ssd300_vgg16  detection       -"]
     Output().table(None, [])
     assert capsys.readouterr().out == ""
+
+
+def test_progress_is_silent_off_a_terminal(capsys) -> None:
+    with Output().progress(True) as report:  # pytest's stderr is no terminal
+        assert report is None
+    with Output().progress(False) as report:
+        assert report is None
+    assert capsys.readouterr() == ("", "")

@@ -12,8 +12,7 @@ import inspect
 import json
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import typer
@@ -118,6 +117,7 @@ emit = out.result  # the result: one JSON document with --json, else the human f
 echo = out.text  # a line of the human form on stdout
 warn = out.warning  # ``zoo: warning: ...`` on stderr
 note = out.note  # ``zoo: ...`` on stderr: for a person; stdout stays what scripts read
+progress = out.progress  # a spinner on stderr while long steps run, on a terminal only
 
 
 def int8_summary(int8: Any) -> str:
@@ -166,18 +166,6 @@ def done_line(entry: Any, cached: bool) -> str:
                   + (f" ({len(missing)} missing, {len(unexpected)} unexpected)" if missing or unexpected else ""))
     return (f"exported {entry.ref} with {entry.record.exporter or 'its source'}, {parity}{loaded}, "
             f"{human_size(entry.size)} ({entry.key})")
-
-
-@contextmanager
-def progress(enabled: bool) -> Iterator[Callable[[str], None] | None]:
-    """A spinner on stderr while long steps run, only on a terminal."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-
-    with Console(stderr=True).status("working...") as status:
-        yield lambda message: status.update(message)
 
 
 def warn_broken_plugins() -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 _ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
@@ -78,6 +79,18 @@ class Output:
     def error(self, text: str, kind: str = "error") -> None:
         """``zoo: error: ...`` (or another ``kind``: ``usage error``, ``internal error``)."""
         self._say(kind, text)
+
+    @contextmanager
+    def progress(self, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+        """A spinner on stderr while long steps run, only on a terminal: yields the function
+        that names the step now running (the ``progress`` callback ``zoo.api`` takes), or None."""
+        if not enabled or not sys.stderr.isatty():
+            yield None
+            return
+        from rich.console import Console  # only on a terminal: rich costs start-up time
+
+        with Console(stderr=True).status("working...") as status:
+            yield lambda message: status.update(message)
 
     def _say(self, kind: str | None, text: str) -> None:
         label = f"{self.prefix}: {kind}: " if kind else f"{self.prefix}: "
