@@ -12,6 +12,26 @@ Five scenario classes, each a bounded batch of real processes against real store
 - environment: ``ZOO_HOME`` a file, ``/dev/null`` or under a file, a read-only store or
                export target, a closed stdout.
 
+Issue 23's probe classes (on a second base store holding timm's tiny test_resnet, whose export
+takes seconds):
+
+- containment: each folder of the store (``models``, ``tmp``, ``generations``, ``locks``,
+               ``hashes``, ``tensorrt``) a symlink out of ``ZOO_HOME``, under ``pull --force``,
+               ``run``, ``verify``, ``rm``, ``gc``: nothing may be written outside;
+- publish:     a file created at ``export -o``'s target while the export runs (``renameat2`` and
+               the ``ZOO_NO_RENAMEAT2`` link path, ``-o FILE.onnx`` and ``-o DIR``): it must survive;
+- mismatch:    ``models/KEY`` leading to another key's generation, under ``info``, ``run``, ``pull``,
+               ``verify``: exit 3, never served;
+- repair:      a broken record (invalid, no files, missing, unreadable with its model, a pointer
+               out of the store): the command each error advises is run until the entry is whole;
+               an advice that fails with the same line is unclean;
+- memos:       ``rm`` and ``gc`` leave nothing of an entry behind (``hashes/KEY.json``, ``tensorrt/KEY``);
+- unclean:     Ctrl-C 0.05-0.4 s into ``zoo run``, ONNX Runtime failing mid-run (a 256 GiB output),
+               a ``tensor(string)`` input, ``--weights /proc/self/mem``, ``ZOO_HOME=/proc/self/x``,
+               ``generations`` a regular file (with torch poisoned: refused before any export);
+- remote:      a ``file://`` remote under ``HF_HUB_OFFLINE=1`` (must serve), ``ZOO_OFFLINE=1`` and
+               ``--no-remote`` (off, and said on stderr).
+
 Each case ends as one of: clean (the documented outcome: success, or one ``zoo:`` line with
 the documented exit code), unclean (a traceback, an internal error, several lines),
 wrong exit, lost (a valid entry disappeared or stopped verifying), breach (something outside
@@ -21,7 +41,7 @@ Bounded in count (fixed case lists, ``--random N`` kills) and in time (``--budge
 for the whole suite: cases left when it runs out are counted as skipped). Every process
 runs with a 4 GiB address-space limit, so a case that would exhaust memory fails instead.
 
-Run: python benchmarks/fault_suite.py [--budget 300] [--random 8] [--json FILE]
+Run: python benchmarks/fault_suite.py [--budget 300] [--random 8] [--only CLASSES] [--json FILE]
 """
 
 from __future__ import annotations
@@ -45,8 +65,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = ["torchvision:mobilenet_v3_small", "--weights", "none", "--exporter", "torchscript"]
+TINY = ["timm:test_resnet", "--weights", "none", "--exporter", "torchscript"]
 KEY = "0123456789abcdef0123"
 OUTCOMES = ("clean", "unclean", "wrong exit", "lost", "breach", "hang")
+SCENARIOS = ("kills", "races", "corruption", "hostile", "environment",  # issue 13's
+             "containment", "publish", "mismatch", "repair", "memos", "unclean", "remote")  # issue 23's
 POINTS = ("tmp-made", "synced", "placed", "linked", "swapped", "trashed")
 MEMORY_LIMIT = 4 << 30
 
@@ -80,6 +103,7 @@ class Suite:
     work: Path
     budget_s: float
     base: Path = field(init=False)
+    tiny: Path = field(init=False)
     outside: Path = field(init=False)
     results: list[Result] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
@@ -87,6 +111,7 @@ class Suite:
 
     def __post_init__(self) -> None:
         self.base = self.work / "base"
+        self.tiny = self.work / "tiny-base"
         self.outside = self.work / "outside"  # must never change
         self.outside.mkdir(parents=True)
         (self.outside / "secret.bin").write_bytes(bytes(range(16)))
@@ -111,10 +136,10 @@ class Suite:
         self.results.append(Result(scenario, name, outcome, detail))
 
     # -- stores ------------------------------------------------------------------------------------
-    def fresh(self, name: str, with_entry: bool = True) -> Path:
+    def fresh(self, name: str, with_entry: bool = True, tiny: bool = False) -> Path:
         home = self.work / "cases" / f"{len(self.results)}-{name.replace('/', '_')[:40]}"
         if with_entry:
-            shutil.copytree(self.base, home, symlinks=True)
+            shutil.copytree(self.tiny if tiny else self.base, home, symlinks=True)
         else:
             home.mkdir(parents=True)
         return home
@@ -182,6 +207,16 @@ def build_base(suite: Suite) -> None:
     if proc.returncode != 0:
         raise SystemExit(f"cannot build the base store: {proc.stderr}")
     suite.base_key = json.loads(proc.stdout)["key"]
+
+
+def build_tiny(suite: Suite) -> None:
+    """The base of issue 23's classes: timm's test_resnet (random weights), hashes memo written."""
+    env = suite.env(suite.tiny)
+    proc = zoo(env, "pull", *TINY, "--json", timeout=900)
+    if proc.returncode != 0:
+        raise SystemExit(f"cannot build the tiny base store: {proc.stderr}")
+    suite.tiny_key = json.loads(proc.stdout)["key"]
+    zoo(env, "verify", timeout=120)
 
 
 def writer(suite: Suite, home: Path, label: str, force: bool, slow: float = 0.0, key: str = KEY,
@@ -622,12 +657,274 @@ def _fifo_registry(suite: Suite) -> tuple[str, str]:
     return judge(zoo(suite.env(home, ZOO_REGISTRY=str(home / "registry.toml")), "pull", *SMALL, timeout=20), {1})
 
 
+# -- issue 23: every store folder contained --------------------------------------------------------------
+FOLDERS = ("models", "tmp", "generations", "locks", "hashes", "tensorrt")
+
+
+def containment(suite: Suite) -> None:
+    for folder in FOLDERS:
+        for args in (["pull", "--force", *TINY], ["run", *TINY], ["verify"], ["rm", *TINY], ["gc"]):
+            suite.case("containment", f"{folder} a symlink out: {' '.join(args[:2])}",
+                       lambda folder=folder, args=args: _contained(suite, folder, args))
+
+
+def _contained(suite: Suite, folder: str, args: list[str]) -> tuple[str, str]:
+    """The folder leads to ``suite.outside`` (whose digest the case checks): any write there is
+    a breach; the command may work without the folder or refuse in one line."""
+    home = suite.fresh(f"out-{folder}", tiny=True)
+    path = home / folder
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    path.symlink_to(suite.outside, target_is_directory=True)
+    return judge(zoo(suite.env(home), *args, timeout=240), {0, 1, 3, 4})
+
+
+# -- issue 23: export never replaces what appeared meanwhile ---------------------------------------------
+def publish(suite: Suite) -> None:
+    for method in ("renameat2", "link"):
+        for target in ("FILE.onnx", "DIR"):
+            suite.case("publish", f"a file appears at -o {target} during the export ({method})",
+                       lambda method=method, target=target: _appears(suite, method, target))
+
+
+def _appears(suite: Suite, method: str, target: str) -> tuple[str, str]:
+    home = suite.fresh("publish", with_entry=False)
+    out_dir = home / "out"
+    out_dir.mkdir()
+    output = out_dir / "model.onnx" if target == "DIR" else out_dir / "tiny.onnx"
+    extra = {"ZOO_NO_RENAMEAT2": "1"} if method == "link" else {}
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "export", *TINY, "-o",
+                             str(out_dir if target == "DIR" else output)],
+                            env=suite.env(home, **extra), cwd=REPO, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, preexec_fn=_limit_memory)
+    theirs = b"someone else's file"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.name.startswith(".zoo-export.") for p in out_dir.iterdir()):  # past the check: exporting
+            output.write_bytes(theirs)
+            break
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=240)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    if not output.exists() or output.read_bytes() != theirs:
+        return "lost", f"the file written during the export was replaced (exit {proc.returncode})"
+    return judge(result, {1}, "appeared during the export")
+
+
+# -- issue 23: models/KEY leading to another key's generation --------------------------------------------
+def mismatch(suite: Suite) -> None:
+    for args in (["info", "KEY"], ["run", "KEY"], ["pull", "KEY"], ["verify", "KEY"], ["verify"]):
+        suite.case("mismatch", f"models/KEY leads to another key's files: {' '.join(args)}",
+                   lambda args=args: _mismatched(suite, args))
+
+
+def _mismatched(suite: Suite, args: list[str]) -> tuple[str, str]:
+    home = suite.fresh("mismatch", tiny=True)
+    key, other = suite.tiny_key, "e" * 20
+    generation = (home / "models" / key).resolve()
+    twin = home / "generations" / f"{other}.twin"
+    shutil.copytree(generation, twin)
+    record = json.loads((twin / "zoo.json").read_text())
+    (twin / "zoo.json").write_text(json.dumps({**record, "key": other}))  # another key's entry...
+    (home / "models" / other).symlink_to(f"../generations/{twin.name}")
+    (home / "models" / key).unlink()
+    (home / "models" / key).symlink_to(f"../generations/{twin.name}")  # ...served through KEY
+    return judge(zoo(suite.env(home), *[key if a == "KEY" else a for a in args], timeout=120), {3}, key)
+
+
+# -- issue 23: repair advice that works -------------------------------------------------------------------
+DAMAGES = ("invalid JSON", "lists no files", "zoo.json missing", "record and model unreadable", "pointer out")
+
+
+def repair(suite: Suite) -> None:
+    for damage in DAMAGES:
+        suite.case("repair", f"{damage}: follow the advice", lambda damage=damage: _follow_advice(suite, damage))
+
+
+def _follow_advice(suite: Suite, damage: str) -> tuple[str, str]:
+    home = suite.fresh("repair", tiny=True)
+    key = suite.tiny_key
+    entry = home / "models" / key
+    record = entry / "zoo.json"
+    if damage == "invalid JSON":
+        record.write_text("{ not json")
+    elif damage == "lists no files":
+        record.write_text(json.dumps({**json.loads(record.read_text()), "files": []}))
+    elif damage == "zoo.json missing":
+        record.unlink()
+    elif damage == "record and model unreadable":
+        record.write_text("{ not json")
+        (entry / "model.onnx").write_bytes(b"not a model")
+    else:
+        elsewhere = suite.work / "cases" / f"{len(suite.results)}-elsewhere"
+        shutil.copytree(entry.resolve(), elsewhere)
+        entry.unlink()
+        entry.symlink_to(elsewhere)
+    env = suite.env(home)
+    proc = zoo(env, "info", key, timeout=60)
+    said: list[str] = []
+    for _ in range(4):  # the error's advice, then the next error's: at most a few steps
+        lines = proc.stderr.strip().splitlines()
+        if proc.returncode == 0:
+            break
+        if len(lines) != 1 or "`zoo " not in lines[0]:
+            return "unclean", f"no advice to follow: {' | '.join(lines[:2])[:200]}"
+        if lines[0] in said:
+            return "unclean", f"the advice leads back to the same error: {lines[0][:200]}"
+        said.append(lines[0])
+        advice = lines[0].split("`zoo ", 1)[1].split("`", 1)[0].split()
+        proc = zoo(env, *advice, timeout=240)
+        if proc.returncode == 0 and advice[0] == "rm":  # removed: the advice goes on with a pull by name
+            proc = zoo(env, "pull", *TINY, timeout=240)
+    if proc.returncode != 0:
+        return "unclean", f"still failing after {len(said)} advised steps: {proc.stderr.strip()[:200]}"
+    return judge(zoo(env, "verify", timeout=120), {0})
+
+
+# -- issue 23: rm and gc leave nothing behind -----------------------------------------------------------
+def memos(suite: Suite) -> None:
+    suite.case("memos", "rm KEY removes hashes/KEY.json and tensorrt/KEY", lambda: _left_behind(suite, "rm"))
+    suite.case("memos", "gc removes the memos of a key with no entry", lambda: _left_behind(suite, "gc"))
+
+
+def _left_behind(suite: Suite, command: str) -> tuple[str, str]:
+    home = suite.fresh("memos", tiny=True)
+    key = suite.tiny_key
+    if command == "gc":  # the entry went without its memos (an older release's rm, a killed one)
+        (home / "models" / key).unlink()
+    (home / "tensorrt" / key).mkdir(parents=True)  # an engine cache a CUDA run would have left
+    (home / "tensorrt" / key / "engine.bin").write_bytes(b"x")
+    memo = home / "hashes" / f"{key}.json"
+    if not memo.is_file():  # a fresh export's files are too new to be trusted yet (the racy rule)
+        memo.parent.mkdir(exist_ok=True)
+        memo.write_text("{}")
+    proc = zoo(suite.env(home), *(["rm", key] if command == "rm" else ["gc"]), timeout=120)
+    left = [p for p in (home / "hashes" / f"{key}.json", home / "tensorrt" / key) if os.path.lexists(p)]
+    if proc.returncode == 0 and left:
+        return "unclean", f"{command} left {[str(p.relative_to(home)) for p in left]}"
+    return judge(proc, {0})
+
+
+# -- issue 23: the last unclean cases ---------------------------------------------------------------------
+def unclean(suite: Suite) -> None:
+    for delay in (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4):
+        suite.case("unclean", f"Ctrl-C {delay:.2f} s into zoo run", lambda delay=delay: _ctrl_c_run(suite, delay))
+    for args in (["run"], ["bench", "--mode", "iobinding"]):
+        suite.case("unclean", f"ONNX Runtime failing mid-run: {' '.join(args)}",
+                   lambda args=args: _model_case(suite, "huge", args, {4}, "out of memory"))
+    for args in (["run"], ["bench"]):
+        suite.case("unclean", f"tensor(string) input: {args[0]}",
+                   lambda args=args: _model_case(suite, "strings", args, {1}, "tensor(string)"))
+    for args in (["pull", *TINY[:1]], ["export", *TINY[:1]]):
+        suite.case("unclean", f"--weights /proc/self/mem: {args[0]}", lambda args=args: _mem_weights(suite, args))
+    for args in (["pull", *TINY], ["run", *TINY], ["list"]):
+        suite.case("unclean", f"ZOO_HOME=/proc/self/x: {args[0]}",
+                   lambda args=args: judge(zoo(suite.env("/proc/self/x"), *args, timeout=120),
+                                           {0} if args == ["list"] else {4}))
+    for args in (["pull", *TINY[:3]], ["run", *TINY[:3]], ["list"]):
+        suite.case("unclean", f"generations a regular file: {args[0]}",
+                   lambda args=args: _generations_file(suite, args))
+
+
+def _ctrl_c_run(suite: Suite, delay: float) -> tuple[str, str]:
+    home = suite.fresh("ctrl-c-run", tiny=True)
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "run", *TINY], env=suite.env(home), cwd=REPO,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_limit_memory)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0 and err.count("\n") <= 1:  # finished before the signal came: fine
+        return "clean", "finished first"
+    if proc.returncode != 130:
+        where = " (in Python's own start-up, before any zoo code)" if "/zoo/" not in err else ""
+        return "wrong exit", f"exit {proc.returncode}{where}: {err.strip().splitlines()[-1:] or ''}"
+    if (out, err) != ("", "zoo: interrupted\n"):
+        return "unclean", f"{len(err.splitlines())} lines: {err.strip().splitlines()[-1][:160]}"
+    return "clean", ""
+
+
+def _probe_models(folder: Path) -> dict[str, Path]:
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([1 << 16, 1 << 16, 16], dtype=np.int64), "shape")
+    huge = helper.make_graph([helper.make_node("Expand", ["x", "shape"], ["y"])], "huge",  # 256 GiB out
+                             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape])
+    strings = helper.make_graph([helper.make_node("Identity", ["s"], ["t"])], "strings",
+                                [helper.make_tensor_value_info("s", TensorProto.STRING, [1])],
+                                [helper.make_tensor_value_info("t", TensorProto.STRING, [1])])
+    paths = {}
+    for name, graph in (("huge", huge), ("strings", strings)):
+        paths[name] = folder / f"{name}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), paths[name])
+    return paths
+
+
+def _model_case(suite: Suite, model: str, args: list[str], codes: set[int], said: str) -> tuple[str, str]:
+    home = suite.fresh("model", with_entry=False)
+    path = _probe_models(home)[model]
+    command = [args[0], str(path), *args[1:]] + (["--iterations", "1", "--warmup", "0"] if args[0] == "bench" else [])
+    return judge(zoo(suite.env(home), *command, timeout=120), codes, said)
+
+
+def _mem_weights(suite: Suite, args: list[str]) -> tuple[str, str]:
+    home = suite.fresh("mem-weights", with_entry=False)
+    extra = ["-o", str(home / "out")] if args[0] == "export" else []
+    return judge(zoo(suite.env(home), *args, "--weights", "/proc/self/mem", *extra, timeout=120), {1},
+                 "/proc/self/mem")
+
+
+def _generations_file(suite: Suite, args: list[str]) -> tuple[str, str]:
+    """With torch poisoned: a refusal that comes after an export never comes at all."""
+    home = suite.fresh("generations-file", with_entry=False)
+    (home / "generations").write_text("x")
+    poison = home / "poison" / "torch"
+    poison.mkdir(parents=True)
+    (poison / "__init__.py").write_text("raise ImportError('torch: the store was not checked before the export')\n")
+    path = os.pathsep.join([str(home / "poison"), str(REPO), str(REPO / "plugins")])
+    return judge(zoo(suite.env(home, PYTHONPATH=path), *args, timeout=120), {4}, "generations")
+
+
+# -- issue 23: the remote follows ZOO_OFFLINE and --no-remote only ------------------------------------------
+def remote(suite: Suite) -> None:
+    for label, extra, args in (("HF_HUB_OFFLINE=1 serves from it", {"HF_HUB_OFFLINE": "1"}, []),
+                               ("ZOO_OFFLINE=1 says it is off", {"ZOO_OFFLINE": "1"}, []),
+                               ("--no-remote says it is off", {}, ["--no-remote"])):
+        suite.case("remote", f"file:// remote, {label}",
+                   lambda extra=extra, args=args: _remote_case(suite, extra, args))
+
+
+def _remote_case(suite: Suite, extra: dict[str, str], args: list[str]) -> tuple[str, str]:
+    shared = suite.work / "remote"
+    url = shared.as_uri()
+    if not (shared / "entries").is_dir():
+        pushed = zoo(suite.env(suite.tiny), "remote", "push", suite.tiny_key, "--remote", url, timeout=240)
+        if pushed.returncode != 0:
+            return "unclean", f"suite: cannot seed the remote: {pushed.stderr.strip()[:160]}"
+    home = suite.fresh("remote", with_entry=False)
+    proc = zoo(suite.env(home, ZOO_REMOTE=url, **extra), "pull", *TINY, *args, "--json", timeout=300)
+    if proc.returncode != 0:
+        return judge(proc, {0})
+    cached = json.loads(proc.stdout)["cached"]
+    off = [line for line in proc.stderr.splitlines() if "is off" in line]
+    if not extra.get("ZOO_OFFLINE") and not args:  # HF_HUB_OFFLINE: the remote must serve
+        return ("clean", "") if cached == "remote" else ("unclean", f"the remote was not asked (cached {cached})")
+    if cached == "remote":
+        return "unclean", "the remote was used while off"
+    if len(off) != 1:
+        return "unclean", f"the remote was off in silence ({len(off)} lines say so)"
+    return "clean", off[0][:160]
+
+
 # -- report ------------------------------------------------------------------------------------------------
 def table(suite: Suite) -> str:
     rows = []
     header = f"{'scenario':<12} {'cases':>6} " + " ".join(f"{o:>10}" for o in OUTCOMES) + f" {'skipped':>8}"
     rows.append(header)
-    scenarios = ["kills", "races", "corruption", "hostile", "environment"]
+    ran = {r.scenario for r in suite.results} | set(suite.skipped)
+    scenarios = [s for s in SCENARIOS if s in ran]
     for scenario in [*scenarios, "total"]:
         picked = [r for r in suite.results if scenario in ("total", r.scenario)]
         counts = Counter(r.outcome for r in picked)
@@ -647,13 +944,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="zoo-faults-"))
     suite = Suite(work, args.budget)
     try:
-        build_base(suite)
         classes = {"kills": lambda: kills(suite, args.random), "races": lambda: races(suite),
                    "corruption": lambda: corruption(suite), "hostile": lambda: hostile(suite),
-                   "environment": lambda: environment(suite)}
-        for name, run in classes.items():
-            if not args.only or name in args.only.split(","):
-                run()
+                   "environment": lambda: environment(suite), "containment": lambda: containment(suite),
+                   "publish": lambda: publish(suite), "mismatch": lambda: mismatch(suite),
+                   "repair": lambda: repair(suite), "memos": lambda: memos(suite),
+                   "unclean": lambda: unclean(suite), "remote": lambda: remote(suite)}
+        chosen = [name for name in classes if not args.only or name in args.only.split(",")]
+        if set(chosen) & set(SCENARIOS[:5]):
+            build_base(suite)
+        if set(chosen) - set(SCENARIOS[:5]):
+            build_tiny(suite)
+        for name in chosen:
+            classes[name]()
     finally:
         subprocess.run(["umount", "-R", "-l", str(work)], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)

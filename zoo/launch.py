@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import sys
+
+# The C module: ``signal`` builds its enums first, milliseconds a Ctrl-C could land in.
+try:
+    import _signal as signal
+except ImportError:  # not CPython
+    import signal  # type: ignore[no-redef]
 
 INTERRUPTED = 130
 _received = False
