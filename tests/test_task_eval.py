@@ -177,6 +177,23 @@ def test_a_classifier_refuses_annotations(copy_store: Path, tmp_path: Path) -> N
                           "--annotations is for detectors", "is a classifier")
 
 
+def test_compare_key_and_an_unreadable_image(stored: dict, detected: dict, tmp_path: Path) -> None:
+    # A broken file listed in the annotations is counted and left out of the score (its objects are not
+    # misses); the entry compared with itself by key finds the same objects.
+    data = tmp_path / "images"
+    shutil.copytree(detected["data"], data)
+    (data / "img1.jpg").write_bytes(b"not a jpeg")
+    result = json.loads(invoke("eval", stored["ssd"], "--data", str(data), "--annotations",
+                               str(detected["annotations"]), "--compare", stored["ssd"], "--json").stdout)
+    assert [Path(f["path"]).name for f in result["failed_images"]] == ["img1.jpg"]
+    assert result["images"] == 2 and result["dataset"]["images"] == 3
+    assert result["map"] == pytest.approx(1.0)
+    compare = result["compare"]
+    assert compare["model"]["kind"] == "onnx" and compare["model"]["key"] == stored["ssd"]
+    assert compare["map"] == result["map"] and compare["images"] == 2
+    assert compare["agreement"]["map"] == pytest.approx(1.0) and compare["agreement"]["objects"] > 0
+
+
 def test_labels_map_names_annotation_categories(stored: dict, detected: dict, tmp_path: Path) -> None:
     # The same ground truth under other category names, mapped back with --labels-map: the same score.
     coco = json.loads(json.dumps(detected["coco"]))
@@ -253,6 +270,9 @@ def test_segmenter_compare_torch_agrees_pixel_for_pixel(stored: dict, segmented:
     compare = result["compare"]
     assert compare["model"]["kind"] == "torch" and compare["images"] == 3
     assert compare["agreement"]["pixels"] > 0.99 and compare["miou"] > 0.95
+    same = json.loads(invoke("eval", stored["seg"], "--data", str(segmented["data"]), "--compare", stored["seg"],
+                             "--json").stdout)["compare"]
+    assert same["model"]["kind"] == "onnx" and same["agreement"]["pixels"] == 1.0 and same["miou"] == 1.0
 
 
 def test_segmentation_eval_errors_are_one_line(stored: dict, segmented: dict, tmp_path: Path) -> None:
