@@ -46,7 +46,7 @@ def test_detector_parity_pairs_detections_not_tensors(task_store: dict) -> None:
     assert validation["parity"] == "detections" and validation["passed"] is True
     assert found["expected"] == 300 and found["matched"] >= 295  # a few may sit at the NMS or top-300 cut
     assert found["matched"] + found["excused"] == found["expected"]
-    assert found["max_box_diff"] <= 0.05 and found["max_score_diff"] <= 1e-3
+    assert found["max_box_diff"] <= 0.1 and found["max_score_diff"] <= 1e-3
 
 
 def test_a_segmenter_takes_any_batch_and_records_its_classes(task_store: dict) -> None:
@@ -54,7 +54,8 @@ def test_a_segmenter_takes_any_batch_and_records_its_classes(task_store: dict) -
     assert record["task"] == "semantic-segmentation"
     assert record["inputs"][0]["shape"] == ["batch", 3, 128, 128]
     assert record["task_outputs"]["logits"] == "logits" and record["task_outputs"]["categories"][15] == "person"
-    assert record["validation"]["passed"] is True and record["validation"]["max_abs_diff"] < 1e-3
+    validation = record["validation"]
+    assert validation["passed"] is True and validation["max_abs_diff"] < 1e-3 and validation["pixels_agree"] >= 0.999
 
 
 def test_records_without_a_task_read_as_classification() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PluginFailure, UnknownModelError, UserError, ZooError
-from .exporting import MODEL_FILE, check, detection_parity, export_recipe
+from .exporting import MODEL_FILE, check, detection_parity, export_recipe, segmentation_parity
 from .exporting import export as run_export
 from .exporting import parity as compare
 from .host import GuardedSource, PluginHost, PluginInfo, get_host
@@ -34,7 +34,7 @@ from .registry import Alias, Registry
 from .resolve import Resolved, precheck, resolve
 from .source import Pattern, implements
 from .spec import BuiltModel, ModelSpec, Preprocessing
-from .tasks import CLASSIFICATION, DETECTING, TaskOutputs
+from .tasks import CLASSIFICATION, DETECTING, SEMANTIC_SEGMENTATION, TaskOutputs
 from .tasks import check as check_task
 
 HEAVY_MODULES = ("torch", "torchvision", "timm", "onnx", "onnxruntime", "transformers")
@@ -361,6 +361,10 @@ class SourceCheck:
             found = result["detections"]
             return f"{found['matched']} of {found['expected']} detections paired ({result['parity']}) " \
                    f"on a fresh input of shape {list(example.shape)}"
+        if built.task == SEMANTIC_SEGMENTATION:
+            result = segmentation_parity(self.path, example, expected)
+            return f"max abs diff {result['max_abs_diff']:.3g}, {100 * result['pixels_agree']:.2f}% of pixels " \
+                   f"agree on a fresh input of shape {list(example.shape)}"
         result = compare(self.path, example, expected)
         return f"max abs diff {result['max_abs_diff']:.3g} on a fresh input of shape {list(example.shape)}"
 
