@@ -38,6 +38,8 @@ def test_a_detector_record_says_its_task_outputs_thresholds_and_coco_categories(
     assert record["exporter"] == "torchscript" and "TorchScript" in record["validation"]["exporter_reason"]
     assert record["inputs"][0]["shape"] == [1, 3, 320, 320]  # R-CNN-style exports take one image
     assert [o["shape"] for o in record["outputs"]] == [["detections", 4], ["detections"], ["detections"]]
+    shown = invoke("info", task_store["ssd"]["key"], env=task_store["env"]).stdout
+    assert "detection: boxes xyxy in input pixels, score threshold 0.001" in shown and "91 categories" in shown
 
 
 def test_detector_parity_pairs_detections_not_tensors(task_store: dict) -> None:

@@ -464,6 +464,25 @@ def info(
     emit(metadata, json_, lambda: _show_record(record, path))
 
 
+def task_summary(record: Any) -> str:
+    """One line about a non-classifier's outputs: ``detection: boxes xyxy in input pixels, ...``."""
+    from .record import label_preview
+
+    described = record.task_outputs
+    parts = []
+    if described.boxes:
+        parts.append(f"boxes {described.box_format} in {described.box_frame} pixels")
+    for name, value in (("score threshold", described.score_threshold), ("NMS IoU", described.nms_iou),
+                        ("max detections", described.max_detections), ("run threshold", described.threshold),
+                        ("batch", described.batch)):
+        if value is not None:
+            parts.append(f"{name} {value:g}")
+    cats = list(described.categories or [])
+    if cats:
+        parts.append(f"{len(cats)} categories ({label_preview(cats, 3)})")
+    return f"{record.kind}: " + ", ".join(parts)
+
+
 def _show_record(record: Any, path: Any) -> None:
     from .record import as_json, label_preview
 
@@ -483,6 +502,8 @@ def _show_record(record: Any, path: Any) -> None:
     echo(f"{'preprocessing':<14} {json.dumps(as_json(record.preprocessing) or {})}")
     labels = record.labels or []
     echo(f"{'labels':<14} {len(labels)}" + (f" ({label_preview(labels, 3)})" if labels else ""))
+    if record.kind != "classification":
+        echo(f"{'task':<14} {task_summary(record)}")
     validation = record.validation
     if validation:
         diff = validation.max_abs_diff  # absent for ready files (no PyTorch reference)
