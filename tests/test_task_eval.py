@@ -93,6 +93,9 @@ def test_detector_scores_one_against_its_own_detections(stored: dict, detected: 
     shown = invoke("eval", stored["ssd"], "--data", str(detected["data"]), "--annotations",
                    str(detected["annotations"]), "--per-class").stdout
     assert "mAP 100.00%  mAP50 100.00%  mAP75 100.00%  (3 images)" in shown and "person" in shown
+    lines = shown.splitlines()  # per category: a table with its header, one row per category with objects
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["CATEGORY", "NAME"])
+    assert any(line.split()[1:4] == ["person", "100.00%", "100.00%"] for line in lines[header + 1:])
     # one image of three (--limit): another data set, another record
     one = json.loads(invoke("eval", stored["ssd"], "--data", str(detected["data"]), "--annotations",
                             str(detected["annotations"]), "--limit", "1", "--json").stdout)
@@ -243,6 +246,10 @@ def test_segmenter_scores_one_against_its_own_masks(stored: dict, segmented: dic
     assert sum(row["pixels"] for row in result["per_class"].values()) == pixels
     info = json.loads(invoke("info", stored["seg"], "--json").stdout)
     assert info["evaluations"][result["dataset"]["fingerprint"]]["miou"] == 1.0
+    lines = invoke("eval", stored["seg"], "--data", str(segmented["data"]), "--per-class").stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split() == ["CLASS", "LABEL", "IOU", "PIXELS"])
+    rows = [line.split() for line in lines[header + 1:header + 1 + len(present)]]
+    assert [int(row[0]) for row in rows] == present and all("100.00%" in row for row in rows)
 
 
 def test_changed_masks_score_what_their_confusion_matrix_says(stored: dict, segmented: dict, tmp_path: Path) -> None:

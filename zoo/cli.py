@@ -833,13 +833,14 @@ def eval_(
     def show() -> None:
         echo(_scores(result["model"]["name"], result) + f" on {result['provider']} in {result['seconds']:.1f} s")
         if per_class and result.get("per_category"):
-            for number, row in result["per_category"].items():
-                if row["ap"] is not None:
-                    echo(f"  {number:>4} {row['name']:<24} AP {_percent(row['ap'])}  AP50 {_percent(row['ap_50'])}  "
-                         f"({row['instances']} objects)")
+            out.table(["CATEGORY", "NAME", "AP", "AP50", "OBJECTS"],
+                      [[number, row["name"], _percent(row["ap"]), _percent(row["ap_50"]), row["instances"]]
+                       for number, row in result["per_category"].items() if row["ap"] is not None],
+                      right=[0, 2, 3, 4])
         if per_class and result.get("task") == "semantic-segmentation":
-            for number, row in result["per_class"].items():
-                echo(f"  {number:>4} {str(row['label']):<24} IoU {_percent(row['iou'])}  ({row['pixels']} pixels)")
+            out.table(["CLASS", "LABEL", "IOU", "PIXELS"],
+                      [[number, row["label"], _percent(row["iou"]), row["pixels"]]
+                       for number, row in result["per_class"].items()], right=[0, 2, 3])
         if result["compare"]:
             c = result["compare"]
             echo(_scores(c["against"], c) + _agreement(c))
