@@ -78,8 +78,8 @@ def evaluate(target: Target, data: str | Path, *, annotations: str | Path | None
     other = _Model.other(compare, against, target, model, provider, options) if compare and against else None
 
     score = _Score(task, model, truth, categories)
-    theirs = _Score(task, other, truth, category_map(other.categories, truth, labels_map) if truth else {}
-                    ) if other else None
+    theirs = _Score(task, other, truth, category_map(other.categories, truth, labels_map) if truth else {},
+                    threshold=score.threshold) if other else None
     start = time.perf_counter()
     failed: list[dict[str, str]] = []
     with _bar(bars, len(items)) as advance:
@@ -281,10 +281,13 @@ class _Model:
 class _Score:
     """One model's results over the data set: its score and, compared, its agreement with the first's."""
 
-    def __init__(self, task: str, model: _Model, truth: CocoAnnotations | None, categories: dict[int, int]) -> None:
+    def __init__(self, task: str, model: _Model, truth: CocoAnnotations | None, categories: dict[int, int],
+                 threshold: float | None = None) -> None:
         self.task, self.truth, self.categories, self.names = task, truth, categories, model.categories
         self.classes = model.classes
-        self.threshold = model.outputs.threshold if model.outputs.threshold is not None else AGREEMENT_THRESHOLD
+        # the first model's run threshold picks the objects the compared one should find (``reference``)
+        own = model.outputs.threshold if model.outputs.threshold is not None else AGREEMENT_THRESHOLD
+        self.threshold = own if threshold is None else threshold
         self.found: list[dict[str, Any]] = []  # every detection, by model category index
         self.reference: list[dict[str, Any]] = []  # the first model's detections above the threshold
         self.images: list[Any] = []
