@@ -14,7 +14,6 @@ Ray is optional (``pip install 'zoo-onnx[ray]'``); nothing here is imported with
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -149,7 +148,6 @@ def _task(name: str, force: bool, remote: str, selection: Mapping[str, Any], thr
         except ZooError as exc:
             result = {"status": "failed", "key": result["key"], "error": one_line(f"not uploaded: {exc}")}
     result["peak_memory"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result["node"] = socket.gethostname()
     return result
 
 
@@ -194,7 +192,6 @@ def _connect(address: str) -> Any:
                                      "`ray start --head`, or give the head's address") from None
     import logging
 
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     try:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
