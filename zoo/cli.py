@@ -250,7 +250,8 @@ def bulk(
     report: Annotated[str | None, typer.Option(
         help="Write a report: FILE.json or FILE.csv (a row per model and a summary).")] = None,
     ray: Annotated[str | None, typer.Option(
-        help="Run on a Ray cluster: 'auto' or its ADDRESS (needs zoo-onnx[ray] and a remote cache).")] = None,
+        help="Run on a Ray cluster: 'auto' or its ADDRESS (needs Ray, the extra 'ray' of zoo-onnx, "
+             "and a remote cache).")] = None,
     ray_cpus: Annotated[float, typer.Option(help="With --ray: CPUs each model's task asks for.")] = 1.0,
     ray_gpus: Annotated[float, typer.Option(help="With --ray: GPUs each model's task asks for.")] = 0.0,
     json_: Annotated[bool, typer.Option("--json", help="One JSON line per model, then one for the summary.")] = False,
