@@ -200,7 +200,7 @@ def test_a_bare_onnx_file_runs_on_images_with_the_preprocessing_given(home: Path
 
 
 def test_error_lines_are_plain_single_lines(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from zoo.cli import _one_line
+    from zoo.errors import one_line as _one_line
 
     assert _one_line("\x1b[1;31mRuntimeError\x1b[0m: bad\n  input\x00") == "RuntimeError: bad input\\x00"
     code, _out, err = cli(capsys, "pull", "no\x1b[31msuch\x00model")

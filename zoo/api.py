@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import IntegrityError, InvalidNameError, NotInStoreError, PluginError, UserError, ZooError, ZooWarning
+from .errors import (
+    IntegrityError,
+    InvalidNameError,
+    NotInStoreError,
+    PluginError,
+    UserError,
+    ZooError,
+    ZooWarning,
+    repair_hint,
+)
 from .exporting import MODEL_FILE, Progress
 from .fetching import FETCHED
 from .files import FileRefused, publish_new, refused_write
@@ -604,7 +613,7 @@ def _verified(store: Store, entry: Entry, name: str) -> Target:
     problems = store.verify(entry, store.trusted_hashes(entry.key))
     if problems:
         raise IntegrityError(f"stored {name} ({entry.key}) does not match its record ({'; '.join(problems)}); "
-                             f"repair it with `zoo pull --force {entry.key}`")
+                             f"{repair_hint(entry.key)}")
     return Target(path=entry.model_path, record=entry.record, entry=entry, verified=True)
 
 
@@ -658,7 +667,7 @@ def run(name: str, *, provider: str = "cpu", images: Sequence[str | Path] = (), 
 
         warning = uncovered_cpu(target.record)
         if warning:
-            sys.stderr.write(f"zoo: warning: {warning}\n")
+            warnings.warn(ZooWarning(warning), stacklevel=2)
     return result
 
 

@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
-from .bulk_run import Event, Interrupted, Outcome, Summary, local_hit, one_line, ordered, plan, pull_one
-from .errors import EnvironmentProblem, UserError, ZooError
+from .bulk_run import Event, Interrupted, Outcome, Summary, local_hit, ordered, plan, pull_one
+from .errors import EnvironmentProblem, UserError, ZooError, one_line
 
 CONNECT_TIMEOUT_S = 5.0
 CANCEL_GRACE_S = 3.0
@@ -93,7 +93,7 @@ def run(names: Sequence[str], *, address: str = "auto", workers: int | None = No
                         result = ray.get(ref)
                         retry = not result.get("bad_input", False)
                     except Exception as exc:  # the worker died: a crash, Ray's memory monitor
-                        result = {"status": "failed", "error": one_line(f"its Ray task failed: {_first(exc)}")}
+                        result = {"status": "failed", "error": one_line(f"its Ray task failed: {one_line(exc)}")}
                         retry = True
                     finished.append((ref, _outcome(name, key, attempt, now - since, result), retry))
                 for ref, (name, key, attempt, since) in running.items():
@@ -196,7 +196,7 @@ def _connect(address: str) -> Any:
         ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
                  configure_logging=True)
     except ConnectionError as exc:
-        raise EnvironmentProblem(f"no Ray cluster at --ray {address} ({one_line(_first(exc))}); start one with "
+        raise EnvironmentProblem(f"no Ray cluster at --ray {address} ({one_line(exc)}); start one with "
                                  "`ray start --head` or give the head's address (a cluster with token "
                                  "authentication also needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN)") from None
     return ray
@@ -212,7 +212,3 @@ def _cancel(ray: Any, refs: list[Any]) -> None:
     for ref in refs:
         with suppress(Exception):
             ray.cancel(ref, force=True)
-
-
-def _first(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

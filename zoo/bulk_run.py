@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, UserError, ZooError
+from .errors import EnvironmentProblem, UserError, ZooError, one_line
 
 STATUSES = ("exported", "hit", "remote", "failed", "timed out")
 GLOB = re.compile(r"[*?\[]")
@@ -593,16 +593,6 @@ def pull_one(name: str, force: bool, remote: str | bool | None, upload: bool,
     except MemoryError:
         return {"status": "failed", "error": "ran out of memory (MemoryError)"}
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        return {"status": "failed", "error": one_line(f"{type(exc).__name__}: {first}")}
+        return {"status": "failed", "error": one_line(exc, kind=True)}
     outcome = outcome_of(name, pulled.summary(), pulled.entry, time.perf_counter() - started)
     return {k: v for k, v in outcome.to_json().items() if k not in ("name", "attempts", "peak_memory")}
-
-
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
-
-
-def one_line(text: str) -> str:
-    """An error message as one plain line (no escape codes, whitespace runs as one space)."""
-    text = _ESCAPES.sub("", text)
-    return " ".join("".join(c if c.isprintable() or c.isspace() else "?" for c in text).split())

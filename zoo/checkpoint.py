@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, one_line
 
 # Wrappers some training scripts put around a state_dict beyond the ones timm knows.
 WRAPPER_KEYS = ("state_dict", "model", "module", "net", "network")
@@ -34,9 +34,9 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     except RuntimeError as exc:
         if "weights_only" in str(exc):
             raise _refusal(path, exc) from None
-        raise UserError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     except Exception as exc:  # truncated zip, not a pickle, bad safetensors header...
-        raise UserError(f"cannot read checkpoint {path}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
     return clean_state_dict(unwrap(data, path))
 
 
@@ -160,8 +160,3 @@ def load_into(module: Any, state: dict[str, Any], path: str | Path, strict: bool
 
 def _few(keys: list[str]) -> str:
     return ", ".join(keys[:SHOWN_KEYS]) + (", ..." if len(keys) > SHOWN_KEYS else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

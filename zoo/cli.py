@@ -6,7 +6,6 @@ Errors are one line on stderr and a non-zero exit (see ``zoo.errors`` for the co
 """
 
 import copy
-import errno
 import functools
 import inspect
 import json
@@ -19,9 +18,9 @@ import typer
 
 from . import api
 from .env import debug
-from .errors import UserError, ZooError, ZooWarning
+from .errors import UserError, ZooError, ZooWarning, one_line
+from .files import UNWRITABLE
 from .launch import interrupted, say_interrupted
-from .output import one_line as _one_line  # noqa: F401  (the name tests and plugins know)
 from .output import out
 
 app = typer.Typer(
@@ -1032,6 +1031,7 @@ def main() -> None:
             out.error("standard output is closed; redirect it instead (e.g. >/dev/null)")
         sys.exit(4)
     warnings.showwarning = _show_warning
+    warnings.simplefilter("always", ZooWarning)  # each is said where it happens, not once per code line
     try:
         # Asked every time: a plugin whose commands clash is skipped whole, sources included.
         extra = {name: function for name, (function, _plugin) in api.plugin_commands(set(BUILTIN_COMMANDS)).items()}
@@ -1058,17 +1058,15 @@ def main() -> None:
             _click_error(exc)
         if debug():
             raise
-        if isinstance(exc, OSError) and exc.errno in _REFUSED_WRITES:  # the machine, not zoo
+        if isinstance(exc, OSError) and exc.errno in UNWRITABLE:  # the machine, not zoo
             where = f" ({exc.filename})" if exc.filename else ""
             out.error(f"{exc.strerror}{where}; free space or choose a writable place")
             sys.exit(4)
-        first = (str(exc).strip().splitlines() or [""])[0]
-        out.error(f"{type(exc).__name__}: {first} (run with ZOO_DEBUG=1 for the traceback)", "internal error")
+        out.error(f"{one_line(exc, kind=True)} (run with ZOO_DEBUG=1 for the traceback)", "internal error")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 
-_REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:

@@ -10,13 +10,13 @@ import contextlib
 import io
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ExportError, ParityError, UserError
+from .errors import ExportError, ParityError, UserError, one_line
 from .recipe import Recipe
+from .source import Progress
 from .spec import BuiltModel
 from .tasks import DETECTING, SEMANTIC_SEGMENTATION
 
@@ -26,7 +26,6 @@ PARITY_SEED = 0
 TOLERANCE = {"atol": 1e-3, "rtol": 1e-3}
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2  # protobuf's 2 GiB limit, with margin
 
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -116,7 +115,7 @@ def export(
             if built.exporter_reason and recipe.exporter == "auto":
                 validation["exporter_reason"] = built.exporter_reason
         except Exception as exc:  # any failure: record it and try the next exporter
-            attempts.append({"exporter": exporter, "error": _one_line(exc)})
+            attempts.append({"exporter": exporter, "error": one_line(exc, kind=not isinstance(exc, ExportError))})
             last_error = exc  # kept as the cause: the store tells a full disk from a bad model by it
             for leftover in out_dir.iterdir():
                 leftover.unlink()
@@ -210,7 +209,7 @@ def check(path: Path) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
-        raise ExportError(f"onnx checker: {_one_line(exc)}") from exc
+        raise ExportError(f"onnx checker: {one_line(exc, kind=not isinstance(exc, ExportError))}") from exc
 
 
 def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int], stage: str,
@@ -447,9 +446,3 @@ def describe(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], in
         return out
 
     return values(model.graph.input), values(model.graph.output), len(model.graph.node)
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if isinstance(exc, ExportError) else f"{type(exc).__name__}: {text}"

@@ -86,7 +86,10 @@ def _size(limit: int) -> str:
 
 
 # -- writes the machine refused ---------------------------------------------------------------
-UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+# The errnos of a full disk, and of any write the filesystem refuses (full, read-only, denied):
+# the one list every writer checks (the store, exports, downloads, the CLI's last resort).
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+UNWRITABLE = FULL | {errno.EROFS, errno.EACCES, errno.EPERM}
 # Below this many free bytes after a failed write, the disk being full is the likely cause.
 NEARLY_FULL = 1 << 20
 
@@ -134,7 +137,7 @@ def refusal(exc: BaseException) -> tuple[str, bool]:
     """Why the filesystem refused a write, and whether it is full (rather than read-only or denied)."""
     cause = os_error(exc)
     reason = cause.strerror if cause is not None and cause.strerror else "no space left on device"
-    return reason, cause is None or cause.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return reason, cause is None or cause.errno in FULL
 
 
 # -- memos: small JSON files that only save work (trusted hashes, the plugin list) ---------------

@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, entry_points, hookspecs
-from .errors import PluginError, PluginFailure, UnknownModelError, ZooError, ZooWarning
+from .errors import PluginError, PluginFailure, UnknownModelError, ZooError, ZooWarning, one_line
 from .recipe import Recipe
 from .source import Progress, Source, implements, sources_in_reach
 from .spec import BuiltModel, ModelSpec
@@ -98,11 +98,6 @@ def _validation_reason(exc: pluggy.PluginValidationError) -> str:
     return "invalid hook " + ": ".join(details or lines)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def _control_flow(exc: BaseException) -> bool:
     """Typer's ``Exit``/``Abort`` and usage errors: a command's way to end, not a failure."""
     # Typer ships its own copy of click, so its exception classes are matched by name.
@@ -125,7 +120,7 @@ def blame(plugin: PluginInfo | None, doing: str, lookup: Callable[[str], Any] | 
         raise
     except (Exception, SystemExit) as exc:  # a plugin's sys.exit must not end zoo silently
         who = plugin.describe() if plugin else "a source registered without a plugin"
-        message = f"{who} failed {doing}: {_one_line(exc)}"
+        message = f"{who} failed {doing}: {one_line(exc, kind=True)}"
         # One line, whatever the name held (names of path-like sources reach the message as given).
         raise PluginFailure(message.replace("\r", "\\r").replace("\n", "\\n"),
                             plugin.name if plugin else None) from exc
@@ -239,7 +234,7 @@ class PluginHost:
             info.error = _validation_reason(exc)
             return
         except (Exception, SystemExit) as exc:  # a broken plugin must not break zoo, even by exiting
-            info.error = _one_line(exc)
+            info.error = one_line(exc, kind=True)
             return
         unknown = [c.name for c in self.pm.get_hookcallers(module) or [] if not c.has_spec()]
         if unknown:
@@ -274,7 +269,7 @@ class PluginHost:
                     self.sources.pop(name, None)
                     self._source_plugin.pop(name, None)
                 added.clear()
-                self._skip(info, _one_line(exc))
+                self._skip(info, one_line(exc, kind=True))
             info.sources = list(added)
 
     def _skip(self, info: PluginInfo, error: str) -> None:
@@ -307,7 +302,7 @@ class PluginHost:
             try:
                 impl.function(register=register)
             except Exception as exc:
-                self._skip(info, _one_line(exc))
+                self._skip(info, one_line(exc, kind=True))
                 continue
             commands.update(added)
             info.commands = sorted(added)
@@ -340,8 +335,8 @@ class PluginHost:
                 who = self.plugins[impl.plugin_name].describe()
                 where = f" on {spec.ref}" if isinstance(spec, ModelSpec) else ""
                 warnings.warn(ZooWarning(f"{who}: its post-export transform failed{where} and was undone: "
-                                         f"{_one_line(exc)}"), stacklevel=2)
-                records.append({"plugin": impl.plugin_name, "status": f"undone: {_one_line(exc)}"})
+                                         f"{one_line(exc, kind=True)}"), stacklevel=2)
+                records.append({"plugin": impl.plugin_name, "status": f"undone: {one_line(exc, kind=True)}"})
                 continue
             backup.unlink()
             records.append({"plugin": impl.plugin_name, "status": "applied"})

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .env import offline
-from .errors import EnvironmentProblem, IntegrityError, InvalidNameError, UnknownModelError, ZooError
+from .errors import (
+    EnvironmentProblem,
+    IntegrityError,
+    InvalidNameError,
+    UnknownModelError,
+    ZooError,
+    one_line,
+    repair_hint,
+)
 from .record import Record, SourceInfo, as_json, label_preview
 from .store import METADATA_FILE, Entry, Store
 
@@ -145,7 +153,7 @@ def hub_errors(what: str) -> Iterator[None]:
     except RevisionNotFoundError:
         raise UnknownModelError(f"{what}: no such revision on the Hub; name a branch, tag or commit") from None
     except RemoteEntryNotFoundError as exc:
-        raise UnknownModelError(f"{what}: no such file on the Hub ({_first_line(exc)})") from None
+        raise UnknownModelError(f"{what}: no such file on the Hub ({one_line(exc)})") from None
     except (OfflineModeIsEnabled, LocalEntryNotFoundError):
         raise EnvironmentProblem(f"offline mode: {what} is not in the Hugging Face cache; pull it once "
                                  "online (unset ZOO_OFFLINE / HF_HUB_OFFLINE)") from None
@@ -154,10 +162,10 @@ def hub_errors(what: str) -> Iterator[None]:
         if status in (401, 403):
             raise EnvironmentProblem(f"the Hub refused access to {what} (HTTP {status}): {login} "
                                      "with a token that may read (pull) or write (push) it") from None
-        raise EnvironmentProblem(f"the Hub failed for {what}: {_first_line(exc)}") from None
+        raise EnvironmentProblem(f"the Hub failed for {what}: {one_line(exc)}") from None
     except (ConnectionError, TimeoutError, *_transport_errors()) as exc:
         raise EnvironmentProblem(f"cannot reach the Hub for {what} ({type(exc).__name__}: "
-                                 f"{_first_line(exc)}); check the network or use ZOO_OFFLINE=1 "
+                                 f"{one_line(exc)}); check the network or use ZOO_OFFLINE=1 "
                                  "for cached models") from None
 
 
@@ -173,11 +181,6 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
         except (ImportError, AttributeError):
             continue
     return tuple(found)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
 
 
 # -- push ------------------------------------------------------------------------------------
@@ -218,7 +221,7 @@ def push(
     problems = store.verify(entry)
     if problems:
         raise IntegrityError(f"refusing to push {entry.name} ({entry.key}): {'; '.join(problems)}; "
-                             f"repair it with `zoo pull --force {entry.key}`")
+                             f"{repair_hint(entry.key)}")
     if offline():
         raise EnvironmentProblem("offline mode (ZOO_OFFLINE / HF_HUB_OFFLINE): cannot push; unset it to upload")
     files = commit_files(entry, repo_id)
@@ -344,4 +347,3 @@ def model_card(record: Record, repo_id: str) -> str:
         "",
     ]
     return "\n".join(front + [""] + body)
-

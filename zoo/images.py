@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .files import FileRefused, check_regular
 from .spec import Preprocessing
 
@@ -48,7 +48,7 @@ def load(path: str | Path) -> Any:
     except FileNotFoundError:
         raise UserError(f"image not found: {path}") from None
     except (FileRefused, OSError) as exc:
-        raise UserError(f"cannot read image {path}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read image {path}: {one_line(exc)}") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -59,15 +59,11 @@ def load(path: str | Path) -> Any:
                 image.load()
                 return image.convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise UserError(f"refusing image {path}: {_first_line(exc).split(' could be')[0]}, more than zoo "
+        raise UserError(f"refusing image {path}: {one_line(exc).split(' could be')[0]}, more than zoo "
                         f"decodes ({MAX_PIXELS} pixels); give a smaller image") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise UserError(f"cannot read image {path}: {_first_line(exc)}; give a JPEG, PNG or other "
+        raise UserError(f"cannot read image {path}: {one_line(exc)}; give a JPEG, PNG or other "
                         "Pillow-readable file") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def preprocess(image: Any, preprocessing: Preprocessing) -> Any:

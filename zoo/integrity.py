@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from .errors import IntegrityError
+from .errors import IntegrityError, one_line
 
 # The key of an external-data entry, stored verbatim in the protobuf bytes.
 _LOCATION_KEY = b"location"
@@ -36,7 +36,7 @@ def external_data_problems(model_path: str | Path) -> list[str]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        return [f"{path.name}: not a readable ONNX file ({_one_line(exc)})"]
+        return [f"{path.name}: not a readable ONNX file ({one_line(exc)})"]
     folder = path.parent.resolve()
     problems = []
     for tensor in model_tensors(model):
@@ -152,10 +152,6 @@ def _mentions_location(path: Path) -> bool:
                 return data.find(_LOCATION_KEY) != -1
     except (OSError, ValueError):
         return True  # let the full parse report it
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def check_pinned_path(spec: Any) -> None:

@@ -10,21 +10,12 @@ Cheap to import: the CLI's start-up pays for it on every command.
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-_ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
-
-
-def one_line(text: str) -> str:
-    """A message as one plain line: no terminal escape codes (torch colours its errors), no
-    control characters (a NUL in a name is shown as \\x00), whitespace runs as one space."""
-    text = _ESCAPES.sub("", text)
-    text = "".join(c if c.isprintable() or c.isspace() else ascii(c)[1:-1] for c in text)
-    return " ".join(text.split())
+from .errors import one_line
 
 
 class Output:

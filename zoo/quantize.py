@@ -25,13 +25,13 @@ import contextlib
 import io
 import json
 import shutil
-import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import NotInStoreError, ParityError, UserError
+from .errors import NotInStoreError, ParityError, UserError, ZooWarning, one_line
 from .imageset import calibration_set
 from .spec import Preprocessing
 
@@ -66,9 +66,9 @@ def before_build(recipe: Any) -> None:
 
     cpu = detect()
     if not cpu.fast_int8:
-        sys.stderr.write(f"zoo: warning: this CPU (int8 kind {cpu.kind}: no AVX-512 VNNI, AVX-VNNI or AMX) has "
-                         "no fast int8 kernels: int8 is unlikely to be faster than float32 here; quantizing "
-                         "with reduce_range (7-bit weights) to avoid U8S8 saturation\n")
+        warnings.warn(ZooWarning(f"this CPU (int8 kind {cpu.kind}: no AVX-512 VNNI, AVX-VNNI or AMX) has no fast "
+                                 "int8 kernels: int8 is unlikely to be faster than float32 here; quantizing with "
+                                 "reduce_range (7-bit weights) to avoid U8S8 saturation"), stacklevel=2)
 
 
 def uncovered_cpu(record: Any) -> str | None:
@@ -186,12 +186,12 @@ def quantize(path: Path, preprocessing: Preprocessing, recipe: Any, say: Callabl
     if not figures["images"]:
         check.warning = (f"int8 not checked: {len(tensors)} calibration image(s) leave none to hold out; calibrate "
                          f"on {MIN_HELDOUT * HOLD_OUT_EVERY}+ images")
-        sys.stderr.write(f"zoo: warning: {check.warning}\n")
+        warnings.warn(ZooWarning(check.warning), stacklevel=2)
     elif figures["images"] < MIN_HELDOUT and figures["top1_agreement"] is not None:
         check.warning = (f"int8 checked on {figures['images']} held-out images only (top-1 agreement "
                          f"{figures['top1_agreement']:.1%}, top-5 {figures['top5_containment']:.1%}): too few to "
                          f"judge; calibrate on {MIN_HELDOUT * HOLD_OUT_EVERY}+ images")
-        sys.stderr.write(f"zoo: warning: {check.warning}\n")
+        warnings.warn(ZooWarning(check.warning), stacklevel=2)
     return as_json(check)
 
 
@@ -316,7 +316,7 @@ def read_tensors(files: Sequence[Path], preprocessing: Preprocessing) -> tuple[A
         try:
             arrays.append(images.preprocess(images.load(file), preprocessing))
         except Exception as exc:  # undecodable, truncated, over Pillow's pixel cap...
-            failed.append({"path": str(file), "error": _one_line(exc)})
+            failed.append({"path": str(file), "error": one_line(exc, limit=300)})
     return (np.stack(arrays) if arrays else np.zeros((0,))), failed
 
 
@@ -393,7 +393,7 @@ def _pre_process(source: Path, target: Path) -> str:
         return "quant_pre_process"
     except Exception as exc:
         target.unlink(missing_ok=True)
-        return f"skipped ({_one_line(exc)})"
+        return f"skipped ({one_line(exc, limit=300)})"
 
 
 def _static_batch(path: Path) -> int | None:
@@ -408,9 +408,3 @@ def _input_name(path: Path) -> str:
     import onnx
 
     return onnx.load(str(path), load_external_data=False).graph.input[0].name
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(exc).__name__
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from .spec import ModelSpec
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 DTYPES = ("float32", "float16", "int8")
+# A cache key (``cache_key``): what names an entry in the store and on a remote.
+KEY = re.compile(r"[0-9a-f]{20}")
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt", ".pth.tar", ".npz")
 
 

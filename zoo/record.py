@@ -27,7 +27,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
-from .errors import IntegrityError, UserError
+from .errors import IntegrityError, UserError, one_line
 from .files import FileRefused, MiB, read_capped
 from .images import INTERPOLATIONS
 from .spec import Preprocessing
@@ -382,7 +382,7 @@ def parse_json(text: str | bytes, where: str = "zoo.json") -> Any:
     except RecursionError:
         raise RecordError(f"unreadable {where}: nested too deeply to be a zoo record") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RecordError(f"unreadable {where}: invalid JSON ({_one_line(exc)})") from None
+        raise RecordError(f"unreadable {where}: invalid JSON ({one_line(exc)})") from None
 
 
 # -- the checker --------------------------------------------------------------------------------
@@ -621,7 +621,3 @@ def _name(hint: Any) -> str:
     if origin is dict or is_dataclass(hint):
         return "an object"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -29,34 +29,33 @@ import hashlib
 import io
 import json
 import os
-import re
 import secrets
-import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from .env import config_dir, zoo_offline
-from .errors import EnvironmentProblem, IntegrityError, UserError, ZooError
+from .errors import EnvironmentProblem, IntegrityError, UserError, ZooError, ZooWarning, one_line, repair_hint
+from .files import FULL
 from .integrity import SHA256
+from .recipe import KEY
 from .record import FileRecord, Record, RecordError, as_json
+from .source import Progress
 from .store import Entry, Store
-
-Progress = Callable[[str], None]
 
 FORMAT = 1  # manifest format; a reader refuses a newer one
 CONFIG_FILE = "config.toml"
 CHUNK = 8 << 20
 # `zoo remote gc` cannot know whether an upload is in flight: a blob this young is kept.
 GC_MIN_AGE_S = 3600.0
-KEY = re.compile(r"[0-9a-f]{20}")
 # Object stores publish an object only once it is completely written (PUT, multipart complete).
 _ATOMIC_WRITES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"}
 _LOCAL = {"file", "local"}
 # A download failing with these is this machine's disk, not the remote.
-_LOCAL_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+_LOCAL_WRITE_ERRORS = FULL | {errno.EROFS}
 
 
 class RemoteError(EnvironmentProblem):
@@ -138,7 +137,7 @@ def _say_off(url: str | bool | None) -> None:
     configured = url if isinstance(url, str) and url else configured_url()
     if configured and (configured, reason) not in _said_off:
         _said_off.add((configured, reason))
-        sys.stderr.write(f"zoo: remote cache {configured} is off ({reason}): not asked, nothing uploaded\n")
+        warn(f"remote cache {configured} is off ({reason}): not asked, nothing uploaded")
 
 
 def upload_quietly(remote: Remote, entry: Entry, progress: Progress | None = None) -> dict[str, Any] | None:
@@ -161,12 +160,13 @@ def push(entry: Entry, url: str | None = None, store: Store | None = None,
     problems = store.verify(entry)
     if problems:
         raise IntegrityError(f"refusing to push {entry.name} ({entry.key}): {'; '.join(problems)}; "
-                             f"repair it with `zoo pull --force {entry.key}`")
+                             f"{repair_hint(entry.key)}")
     return remote.upload(entry, progress)
 
 
 def warn(text: str) -> None:
-    sys.stderr.write(f"zoo: warning: {text}\n")
+    """A warning for the user (the CLI shows it as one ``zoo: warning:`` line)."""
+    warnings.warn(ZooWarning(text), stacklevel=3)
 
 
 # -- the remote --------------------------------------------------------------------------------
@@ -182,9 +182,9 @@ class Remote:
         except ImportError as exc:
             extra = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs"}.get(url.partition(":")[0], "")
             hint = f"pip install 'zoo[{extra}]'" if extra else "install the fsspec implementation it names"
-            raise EnvironmentProblem(f"remote {url}: {_one_line(exc)}; {hint}") from None
+            raise EnvironmentProblem(f"remote {url}: {one_line(exc)}; {hint}") from None
         except (ValueError, TypeError) as exc:
-            raise UserError(f"invalid remote URL {url!r} ({_one_line(exc)}): use e.g. file:///mnt/shared/zoo "
+            raise UserError(f"invalid remote URL {url!r} ({one_line(exc)}): use e.g. file:///mnt/shared/zoo "
                             "or s3://bucket/prefix") from None
         self.url = url
         self.root = root.rstrip("/")
@@ -287,7 +287,7 @@ class Remote:
         """Upload a stored entry: missing blobs, then its manifest (the commit point)."""
         files = [as_json(f) for f in entry.files]
         if not files:
-            raise IntegrityError(f"entry {entry.key} lists no files; repair it with `zoo pull --force {entry.key}`")
+            raise IntegrityError(f"entry {entry.key} lists no files; {repair_hint(entry.key)}")
         try:
             missing = [f for f in files if self._needs_upload(f)]
             meter = _Meter(progress, f"uploading {entry.name or entry.key} to the remote",
@@ -475,7 +475,7 @@ def parse_manifest(data: bytes, key: str, where: str) -> dict[str, Any]:
     try:
         manifest = json.loads(data)
     except ValueError as exc:
-        raise bad(f"not JSON ({_one_line(exc)})") from None
+        raise bad(f"not JSON ({one_line(exc)})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("zoo_remote"), int):
         raise bad("not a zoo manifest")
     if manifest["zoo_remote"] > FORMAT:
@@ -585,8 +585,4 @@ def _quietly(action: Callable[[], Any]) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{type(exc).__name__}: {one_line(exc)}"

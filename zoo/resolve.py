@@ -28,6 +28,7 @@ from .errors import (
     UserError,
     ZooError,
     ZooWarning,
+    one_line,
 )
 from .fetching import refuse_recipe
 from .host import PluginHost
@@ -166,7 +167,7 @@ def _claim(name: str, host: PluginHost, registry: Registry, prefer: Iterable[str
 
 def _skipped(host: PluginHost, source_name: str, name: str, exc: ZooError) -> str:
     """The warning for a source whose ``resolve`` raised: the plugin and distribution to blame."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = one_line(exc)
     if isinstance(exc, PluginFailure):  # already says which plugin failed doing what
         return f"{text}; source {source_name} skipped"
     who = host.source_plugin(source_name).describe() if source_name in host.sources else "a source"

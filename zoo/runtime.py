@@ -293,7 +293,7 @@ def _create(path: Path, provider: str, options: ProviderOptions, requested: str)
         try:
             session = ort.InferenceSession(str(path), session_options, providers=options.providers(provider))
         except Exception as exc:
-            session, error = None, _one_line(str(exc))
+            session, error = None, _first_logged(str(exc))
     create_ms = (time.perf_counter() - start) * 1000
     if debug() and log.text:
         sys.stderr.write(log.text)
@@ -336,7 +336,7 @@ def run_failure(exc: Exception) -> ZooError:
                                   "batch or input, or a machine with more memory")
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", full.strip())
     text = re.sub(r"/onnxruntime_src/\S+ [^)]*\) ", "", text)  # the C++ source line and signature
-    return UserError(f"ONNX Runtime failed running the model: {_one_line(text)}")
+    return UserError(f"ONNX Runtime failed running the model: {_first_logged(text)}")
 
 
 def _build() -> str:
@@ -422,9 +422,12 @@ def _load_failure(text: str) -> str:
     return found.group(1).strip() if found else ""
 
 
-def _one_line(text: str) -> str:
-    lines = [_ANSI.sub("", line).strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else "unknown error"
+def _first_logged(text: str) -> str:
+    """The first line of ONNX Runtime's log or message (the rest is its context dump)."""
+    from .errors import one_line
+
+    lines = [line for line in text.splitlines() if line.strip()]
+    return one_line(lines[0], limit=300) if lines else "unknown error"
 
 
 # -- inputs and outputs ---------------------------------------------------------------------
@@ -502,7 +505,7 @@ def read_feeds(path: str | Path, inputs: Sequence[dict[str, Any]]) -> dict[str, 
     try:
         loaded = np.load(file, allow_pickle=False)
     except Exception as exc:
-        raise UserError(f"cannot read {path} as a numpy file: {_one_line(str(exc))}") from None
+        raise UserError(f"cannot read {path} as a numpy file: {_first_logged(str(exc))}") from None
     if file.suffix == ".npy":
         if len(inputs) != 1:
             raise UserError(f"the model has several inputs ({expected(inputs)}): give an .npz with one array each")
@@ -616,7 +619,7 @@ def read_file(name: str) -> Target:
     except RecordError:
         raise
     except Exception as exc:
-        raise UserError(f"cannot read {name} as an ONNX model: {_one_line(str(exc))}") from None
+        raise UserError(f"cannot read {name} as an ONNX model: {_first_logged(str(exc))}") from None
     return Target(path=file.resolve(), record=record)
 
 

@@ -37,18 +37,25 @@ from typing import Any
 
 from .durable import sync_dir, sync_file, sync_tree
 from .env import contained, home, no_lock
-from .errors import EnvironmentProblem, IntegrityError, NotInStoreError, StoreWriteError, UserError
+from .errors import (
+    EnvironmentProblem,
+    IntegrityError,
+    NotInStoreError,
+    StoreWriteError,
+    UserError,
+    one_line,
+    repair_hint,
+)
 from .files import is_write_error, nearly_full, refusal
 from .integrity import check_external_data, external_data_problems
 from .layout import GENERATIONS, MODELS, TMP, Layout
 from .liveness import host, writer_alive
-from .recipe import file_sha256
+from .recipe import KEY, file_sha256
 from .record import FileRecord, Record, RecordError
 from .trust import TrustedHashes
 
 METADATA_FILE = "zoo.json"
 MODEL_FILE = "model.onnx"
-_KEY = re.compile(r"[0-9a-f]{20}")
 # tmp/<key or "trash">.<pid>@<host>.<random>, and generations/ under the same name.
 _TMP = re.compile(r"(?:([0-9a-f]{20})|trash)\.(\d+)@([A-Za-z0-9-]*)\.[A-Za-z0-9_]+")
 # models/<generation>.new: a symlink made to be renamed over models/<key>.
@@ -167,7 +174,7 @@ class Store:
 
     def _pointer(self, key: str) -> Path:
         """``models/<key>`` itself, never followed (writers replace or unlink the link)."""
-        if not _KEY.fullmatch(key):
+        if not KEY.fullmatch(key):
             raise UserError(f"invalid store key {key!r}")
         return self.layout.inside(self.models_dir) / key
 
@@ -179,10 +186,10 @@ class Store:
         except FileNotFoundError:
             return None
         except (OSError, RecordError) as exc:
-            problem = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({_one_line(exc)})"
-            raise RecordError(f"entry {key} has an {problem}; {repair_advice(key)}") from None
+            problem = str(exc) if isinstance(exc, RecordError) else f"unreadable {METADATA_FILE} ({one_line(exc)})"
+            raise RecordError(f"entry {key} has an {problem}; {repair_hint(key)}") from None
         if not record.files:
-            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {repair_advice(key)}")
+            raise RecordError(f"entry {key} has an invalid {METADATA_FILE}: it lists no files; {repair_hint(key)}")
         if record.key is not None and record.key != key:  # models/<key> leads to another entry's files
             raise IntegrityError(f"entry {key} leads to the files of entry {record.key} ({record.ref}), not its own; "
                                  f"remove it with `zoo rm {key}`, then pull the model again")
@@ -194,7 +201,7 @@ class Store:
             names = sorted(path.name for path in self.models_dir.iterdir())
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [name for name in names if _KEY.fullmatch(name) and name.startswith(prefix)]
+        return [name for name in names if KEY.fullmatch(name) and name.startswith(prefix)]
 
     def scan(self) -> Iterator[tuple[str, Entry | RecordError]]:
         """Every entry directory as ``(key, entry)``, or ``(key, error)`` for a bad or missing record:
@@ -208,7 +215,7 @@ class Store:
             except IntegrityError as exc:  # a pointer leading outside the store: never followed
                 yield key, RecordError(str(exc))
                 continue
-            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {repair_advice(key)}")
+            yield key, entry if entry is not None else RecordError(f"{METADATA_FILE} missing; {repair_hint(key)}")
 
     def entries(self) -> Iterator[Entry]:
         """Every readable entry; broken ones are skipped (``broken``, ``zoo verify`` report them)."""
@@ -483,7 +490,7 @@ class Store:
                 continue
             for name in names:
                 key = name.removesuffix(".json") if folder == self.layout.hashes else name
-                if _KEY.fullmatch(key) and not os.path.lexists(self.models_dir / key):
+                if KEY.fullmatch(key) and not os.path.lexists(self.models_dir / key):
                     removed += self.layout.forget(key)
         return sorted(set(removed))
 
@@ -583,12 +590,6 @@ class Store:
         return [(key, str(found)) for key, found in self.scan() if isinstance(found, RecordError)]
 
 
-def repair_advice(key: str) -> str:
-    """What to do about entry ``key`` whose record is missing, unreadable or invalid: both work
-    (``pull --force KEY`` rebuilds from the record its model file carries, or says it cannot)."""
-    return f"make it again with `zoo pull --force {key}` or remove it with `zoo rm {key}`"
-
-
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
@@ -638,7 +639,3 @@ def _as_write_error(exc: BaseException, root: Path) -> StoreWriteError:
     advice = ("free some space (`zoo rm`, `zoo gc`) or point ZOO_HOME at a bigger disk" if full
               else "make it writable or point ZOO_HOME at a writable directory")
     return StoreWriteError(f"cannot write to the store {root}: {reason}; {advice} (stored entries are unchanged)")
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

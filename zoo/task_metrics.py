@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .imageset import image_files
 
 IGNORE = 255  # the "void" label of VOC and Cityscapes masks: not scored
@@ -62,7 +62,7 @@ def read_coco(path: str | Path, flag: str = "--annotations") -> CocoAnnotations:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{flag} {path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{flag} {path}: not valid JSON ({one_line(exc)})") from None
     where = f"{flag} {path}"
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
         raise UserError(f"{where}: not a COCO instances file (a JSON object with 'images', 'annotations' "
@@ -262,7 +262,7 @@ def read_mask(path: str | Path) -> Any:
             image.load()
             return np.asarray(image).astype(np.int64)  # mode "1" reads as booleans: classes 0 and 1
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UserError(f"cannot read mask {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        raise UserError(f"cannot read mask {path}: {one_line(exc)}"
                         ) from None
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PluginFailure, UnknownModelError, UserError, ZooError
+from .errors import PluginFailure, UnknownModelError, UserError, ZooError, one_line
 from .exporting import MODEL_FILE, check, detection_parity, export_recipe, segmentation_parity
 from .exporting import export as run_export
 from .exporting import parity as compare
@@ -150,7 +150,7 @@ class SourceCheck:
         except _Failed as exc:
             detail, status = str(exc), "fail"
         except Exception as exc:  # anything a plugin raises is a finding, not a crash
-            detail, status = _one_line(exc), "fail"
+            detail, status = one_line(exc, kind=True), "fail"
         if status == "fail":
             self.failed.add(name)
         self.report.steps.append(Step(name, status, detail, round(time.perf_counter() - start, 3)))
@@ -252,7 +252,7 @@ class SourceCheck:
                 else:
                     source.build(ModelSpec(self.name, UNKNOWN_NAME, "none"), Recipe())
         except PluginFailure as exc:  # not a ZooError: the plugin's own exception escaped
-            raise _Failed(f"{method} of an unknown name raised {_one_line(exc.__cause__ or exc)}: raise "
+            raise _Failed(f"{method} of an unknown name raised {one_line(exc.__cause__ or exc, kind=True)}: raise "
                           "zoo.plugin.UnknownModelError with a hint instead") from None
         except ZooError as exc:
             return f"{method} raised {type(exc).__name__}: {exc}"
@@ -472,8 +472,3 @@ print(json.dumps(heavy))
         lines = proc.stderr.strip().splitlines()
         raise _Failed(f"importing plugin {info.name} in a fresh interpreter failed: {lines[-1] if lines else ''}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
