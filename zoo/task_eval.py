@@ -175,7 +175,7 @@ def _dataset(root: Path, items: Sequence[tuple[Path, Any]], truth: CocoAnnotatio
 def _load(part: Sequence[tuple[Path, Any]]) -> tuple[list[Any], list[Any], list[dict[str, str]]]:
     """The readable images of ``part`` (PIL), their items, and the unreadable ones, named."""
     from . import images as image_io
-    from .quantize import _one_line
+    from .errors import one_line
 
     loaded, kept, broken = [], [], []
     for path, extra in part:
@@ -183,7 +183,7 @@ def _load(part: Sequence[tuple[Path, Any]]) -> tuple[list[Any], list[Any], list[
             loaded.append(image_io.load(path))
             kept.append((path, extra))
         except Exception as exc:  # undecodable, truncated, over Pillow's pixel cap: counted, not fatal
-            broken.append({"path": str(path), "error": _one_line(exc)})
+            broken.append({"path": str(path), "error": one_line(exc, limit=300)})
     return loaded, kept, broken
 
 
