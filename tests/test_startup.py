@@ -167,3 +167,27 @@ def test_help_shows_names_not_type_placeholders(home: Path, args: tuple[str, ...
     assert not re.search(r"<(str|int|bool|float|path|text|integer)>", text, re.IGNORECASE), text
     if "pull" in args:
         assert re.search(r"--opset +OPSET ", text) and re.search(r"--force +--no-force ", text)
+
+
+def test_a_plugin_list_memo_leading_out_of_its_folder_is_never_written_through(site: Path, tmp_path: Path,
+                                                                               scans: list[str]) -> None:
+    """As for the store's folders: a symlinked ``entry-points`` folder (or memo) is not written through."""
+    add_distribution(site, "zoo_alpha", "alpha", "zoo_alpha_plugin")
+    settle(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cache = tmp_path / "zoo" / "entry-points"
+    cache.parent.mkdir()
+    cache.symlink_to(elsewhere)
+    for _ in range(2):
+        assert names(entry_points.installed("zoo", cache)) == [("alpha", "zoo_alpha_plugin", "zoo_alpha", "1.0")]
+    assert os.listdir(elsewhere) == [] and len(scans) == 2  # nothing written there, nothing read from there
+    cache.unlink()
+    cache.mkdir()
+    entry_points.installed("zoo", cache)
+    (memo,) = cache.glob("*.json")
+    memo.unlink()
+    memo.symlink_to(elsewhere / "planted.json")
+    (elsewhere / "planted.json").write_text('{"stamps": [], "entry_points": []}')
+    assert names(entry_points.installed("zoo", cache)) == [("alpha", "zoo_alpha_plugin", "zoo_alpha", "1.0")]
+    assert (elsewhere / "planted.json").read_text() == '{"stamps": [], "entry_points": []}' and len(scans) == 4

@@ -66,6 +66,8 @@ def installed(group: str, cache_dir: Path | None = None) -> list[EntryPoint]:
     paths = [os.path.abspath(p) for p in sys.path]  # "" is the working directory
     stamps = [_mtime_ns(p) for p in paths]
     record = _record_path(cache_dir, group, paths) if cache_dir is not None else None
+    if record is not None and not _inside(cache_dir.parent, record):
+        record = None  # a memo (or its folder) leading out of zoo's cache dir is never read or written through
     if record is not None and (found := _remembered(record, stamps)) is not None:
         return found
     found = _scan(group)
@@ -96,6 +98,18 @@ def _record_path(cache_dir: Path, group: str, paths: list[str]) -> Path:
     # One file per interpreter and search path, so environments sharing a store do not evict each other.
     digest = hashlib.sha256(json.dumps([group, sys.executable, paths]).encode()).hexdigest()[:20]
     return cache_dir / f"{digest}.json"
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """Whether ``path`` (links followed) stays in ``folder``: the same check as the store's folders."""
+    from .env import contained
+    from .errors import UserError
+
+    try:
+        contained(folder, path)
+    except (UserError, OSError):
+        return False
+    return True
 
 
 def _remembered(record: Path, stamps: list[int | None]) -> list[EntryPoint] | None:
