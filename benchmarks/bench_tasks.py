@@ -129,6 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         files = images(tmp_path, args.images)
@@ -155,7 +156,7 @@ def main() -> None:
     document = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_before": os.getloadavg()},
+                    "load_before": load_before},
         "versions": {"torch": torch.__version__, "onnxruntime": ort.__version__,
                      "torch_threads": torch.get_num_threads()},
         "weights": args.weights if args.weights in ("calibrated", "none") else "file",

@@ -336,7 +336,11 @@ def segmentation_parity(path: Path, example: Any, expected: Any) -> dict[str, An
 
 # Boxes in pixels of inputs up to 800 wide: 0.1 px is 1.25e-4 of the side, what float32 box
 # decoding (exp of the regression) leaves between runtimes on ResNet-50 detectors.
-DETECTION_TOLERANCE = {"iou": 0.99, "score_atol": 1e-3, "box_atol": 0.1, "mask_atol": 0.02, "keypoint_atol": 0.1}
+# "unpaired_share": two-stage detectors (R-CNNs) cut proposals inside the graph too (top-k and
+# NMS of the region proposals); a proposal at such a cut can add or drop one final detection
+# that no final-stage cut explains. At most this share of the detections may go unpaired so.
+DETECTION_TOLERANCE = {"iou": 0.99, "score_atol": 1e-3, "box_atol": 0.1, "mask_atol": 0.02, "keypoint_atol": 0.1,
+                       "unpaired_share": 0.02}
 
 
 def detection_parity(path: Path, example: Any, expected: Any, names: tuple[str, ...], outputs: Any) -> dict[str, Any]:
@@ -344,8 +348,10 @@ def detection_parity(path: Path, example: Any, expected: Any, names: tuple[str, 
 
     Two lists of detections may differ in length where a score sits at a cut (the score
     threshold, or the last place when ``max_detections`` are kept): such a detection may go
-    unpaired. Any other unpaired detection, or a pair whose box, mask or keypoints differ
-    past ``DETECTION_TOLERANCE``, fails. Masks and keypoints are compared on the pairs.
+    unpaired, as may a box at the NMS cut, and up to ``unpaired_share`` of the detections
+    besides (two-stage detectors cut their proposals inside the graph too). Any more unpaired
+    detections, or a pair whose box, mask or keypoints differ past ``DETECTION_TOLERANCE``,
+    fail. Masks and keypoints are compared on the pairs.
     """
     import numpy as np
     import onnxruntime as ort
@@ -402,10 +408,13 @@ def detection_parity(path: Path, example: Any, expected: Any, names: tuple[str, 
     elif not found["expected"] and not found["got"]:
         result["parity"] = "detections: inconclusive (neither found any detection above the threshold)"
     problems = []
-    if unpaired:
-        problems.append(f"{len(unpaired)} of PyTorch's {found['expected']} detections have no ONNX match")
-    if extra - excused_extra > 0:
-        problems.append(f"{extra - excused_extra} ONNX detections have no PyTorch match")
+    found["unpaired"] = len(unpaired) + extra - excused_extra  # past every cut zoo can name
+    allowed = int(tol["unpaired_share"] * max(found["expected"], found["got"]))
+    if found["unpaired"] > allowed:
+        if unpaired:
+            problems.append(f"{len(unpaired)} of PyTorch's {found['expected']} detections have no ONNX match")
+        if extra - excused_extra > 0:
+            problems.append(f"{extra - excused_extra} ONNX detections have no PyTorch match")
     if found["max_box_diff"] > tol["box_atol"]:
         problems.append(f"boxes differ by {found['max_box_diff']:.3g} pixels")
     pairs = found.pop("pairs")
