@@ -54,7 +54,13 @@ def test_detector_parity_pairs_detections_not_tensors(task_store: dict) -> None:
 def test_a_segmenter_takes_any_batch_and_records_its_classes(task_store: dict) -> None:
     record = info(task_store, task_store["seg"]["key"])
     assert record["task"] == "semantic-segmentation"
-    assert record["inputs"][0]["shape"] == ["batch", 3, 128, 128]
+    assert record["inputs"][0]["shape"] == ["batch", 3, "height", "width"]  # any batch, any size
+    assert record["task_outputs"]["dynamic_size"] is True and record["preprocessing"]["crop"] == [128, 128]
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(task_store["seg"]["path"], providers=["CPUExecutionProvider"])
+    wide = np.random.default_rng(0).standard_normal((3, 3, 96, 160)).astype(np.float32)
+    assert session.run(None, {"input": wide})[0].shape == (3, 21, 96, 160)
     assert record["task_outputs"]["logits"] == "logits" and record["task_outputs"]["categories"][15] == "person"
     validation = record["validation"]
     assert validation["passed"] is True and validation["max_abs_diff"] < 1e-3 and validation["pixels_agree"] >= 0.999

@@ -101,10 +101,11 @@ def export(
     for exporter in exporter_order(recipe, built):
         try:
             say(f"exporting with {exporter} (opset {recipe.opset})")
-            _torch_export(module, example, path, exporter, recipe, names, built.task)
+            _torch_export(module, example, path, exporter, recipe, names, built.task, built.dynamic_size)
             say("checking the ONNX model")
             check(path)
-            check_artefact(path, recipe, built.preprocessing.input_size, stage=exporter, weights_dtype="float32")
+            check_artefact(path, recipe, built.preprocessing.input_size, stage=exporter, weights_dtype="float32",
+                           dynamic_size=built.dynamic_size)
             say("comparing outputs with PyTorch")
             if built.task in DETECTING:
                 validation = detection_parity(path, example, expected, names[1], built.task_outputs)
@@ -132,7 +133,8 @@ def export(
 
             validation["int8"] = quantize(path, built.preprocessing, recipe, say, built.labels)
             check(path)
-        validation["artefact"] = check_artefact(path, recipe, built.preprocessing.input_size, stage="the file")
+        validation["artefact"] = check_artefact(path, recipe, built.preprocessing.input_size, stage="the file",
+                                                dynamic_size=built.dynamic_size)
         inputs, outputs, nodes = describe(path)
         return ExportResult(
             path=path,
@@ -169,6 +171,7 @@ def _torch_export(
     recipe: Recipe,
     names: tuple[str, tuple[str, ...]],
     task: str = "classification",
+    dynamic_size: bool = False,
 ) -> None:
     import torch
 
@@ -180,15 +183,18 @@ def _torch_export(
         verbose=False,
     )
     if exporter == "dynamo":
-        if recipe.dynamic_batch:
-            kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
+        if recipe.dynamic_batch or dynamic_size:
+            dims = {0: torch.export.Dim("batch")} if recipe.dynamic_batch else {}
+            if dynamic_size:
+                dims.update({2: torch.export.Dim("height", min=32), 3: torch.export.Dim("width", min=32)})
+            kwargs["dynamic_shapes"] = (dims,)
         kwargs["external_data"] = _parameter_bytes(module) > EXTERNAL_DATA_THRESHOLD
     elif task in DETECTING:  # one image in; as many detections out as it has
         kwargs["dynamic_axes"] = {name: {0: "detections"} for name in output_names}
-    elif recipe.dynamic_batch:
-        axes = {input_name: {0: "batch"}}
-        axes.update({name: {0: "batch"} for name in output_names})
-        kwargs["dynamic_axes"] = axes
+    elif recipe.dynamic_batch or dynamic_size:
+        # A segmenter's class scores come out at its input's size: both sides follow the input.
+        dims = ({0: "batch"} if recipe.dynamic_batch else {}) | ({2: "height", 3: "width"} if dynamic_size else {})
+        kwargs["dynamic_axes"] = {input_name: dims, **{name: dims for name in output_names}}
     # The exporters print and warn freely (torch's opset conversion even prints a traceback);
     # zoo's own output must stay clean (--json) and its errors one line.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
@@ -213,7 +219,7 @@ def check(path: Path) -> None:
 
 
 def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int], stage: str,
-                   weights_dtype: str | None = None) -> dict[str, Any]:
+                   weights_dtype: str | None = None, dynamic_size: bool = False) -> dict[str, Any]:
     """What the file really is, checked against the recipe: opset, batch, input size, weights dtype
     (an exporter's file is float32: the dtype is checked on the converted file).
 
@@ -235,7 +241,9 @@ def check_artefact(path: Path, recipe: Recipe, input_size: tuple[int, int, int],
             problems.append(f"a fixed batch of {batch}, not a dynamic one")
         elif not recipe.dynamic_batch and batch != recipe.batch:
             problems.append(f"batch {batch}, not {recipe.batch}")
-        if [height, width] != list(input_size[1:]):
+        if dynamic_size and not (isinstance(height, str) and isinstance(width, str)):
+            problems.append(f"a fixed input of {height}x{width}, not a dynamic size")
+        elif not dynamic_size and [height, width] != list(input_size[1:]):
             problems.append(f"input {height}x{width}, not {input_size[1]}x{input_size[2]}")
     io_types = {v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
     # Category ids come out as integers (detectors' labels); everything else is float32.

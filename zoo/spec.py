@@ -89,6 +89,8 @@ class BuiltModel:
     model and ``exporter_reason`` why (None: zoo's default order). ``fixed_batch`` is the
     one batch size the model exports at when it cannot take another (torchvision's R-CNNs
     export at 1); a dynamic-batch recipe then makes a file of that batch, and says so.
+    ``dynamic_size``: the graph takes any height and width (torchvision's segmenters); zoo's
+    preprocessing still makes ``input_size``, and the record says ``task_outputs.dynamic_size``.
     """
 
     module: Any
@@ -105,6 +107,7 @@ class BuiltModel:
     exporters: tuple[str, ...] | None = None
     exporter_reason: str | None = None
     fixed_batch: int | None = None
+    dynamic_size: bool = False
 
 
 @dataclass

@@ -79,7 +79,8 @@ class TaskOutputs:
     (N, K). Semantic segmentation: ``logits`` (B, C, H, W) class scores. ``score_threshold``,
     ``nms_iou`` and ``max_detections`` are baked into the graph; ``threshold`` is the
     default ``zoo run --threshold``. ``categories`` maps ids to names (``N/A`` for gaps);
-    ``batch`` is the one batch size the graph takes (``None``: any).
+    ``batch`` is the one batch size the graph takes (``None``: any); ``dynamic_size`` says the
+    graph takes any height and width (zoo's own preprocessing still makes the record's size).
     """
 
     boxes: str | None = _optional()
@@ -101,6 +102,7 @@ class TaskOutputs:
     categories: list[str] | None = _optional()
     background: int | None = _optional()
     batch: int | None = _optional()
+    dynamic_size: bool | None = _optional()
     other: dict[str, Any] = field(default_factory=dict)
 
     def names(self) -> list[str]:

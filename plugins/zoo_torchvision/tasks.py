@@ -9,7 +9,7 @@ Exporters: the TorchScript exporter at batch 1 for every detector, as torchvisio
 ONNX tests export them (torch.export's dynamo exporter fails on several detectors: the
 data-dependent shapes of NMS and the RoI heads); the segmenters export with either, and
 TorchScript first since it is about 5x faster (LR-ASPP: 2.5 s against 12.6 s on two cores)
-and both pass parity. Segmenters take any batch size.
+and both pass parity. Segmenters take any batch size and any input height and width.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def build(spec: ModelSpec, recipe: Recipe, weights_enum: Any, fetch: Any) -> Bui
             preprocessing=Preprocessing(input_size=(3, side, side), resize=side, crop=(side, side),
                                         crop_mode="squash", interpolation="bilinear"),
             output_names=("logits",), task=kind,
-            task_outputs=TaskOutputs(logits="logits", categories=categories, background=0),
-            exporters=SEGMENTER_EXPORTERS, exporter_reason=SEGMENTER_REASON, **common)
+            task_outputs=TaskOutputs(logits="logits", categories=categories, background=0, dynamic_size=True),
+            exporters=SEGMENTER_EXPORTERS, exporter_reason=SEGMENTER_REASON, dynamic_size=True, **common)
     heads = getattr(model, "roi_heads", model)  # R-CNNs keep their thresholds in the RoI heads
     outputs = ["boxes", "labels", "scores"]
     described = TaskOutputs(boxes="boxes", box_format="xyxy", box_frame="input", labels="labels", scores="scores",
