@@ -133,7 +133,13 @@ class Suite:
             outcome, detail = "unclean", f"suite: {type(exc).__name__}: {exc}"
         if _tree_digest(self.outside) != self.outside_digest:
             outcome, detail = "breach", "a file outside ZOO_HOME changed"
+            self.restore_outside()  # so the next case is judged on its own
         self.results.append(Result(scenario, name, outcome, detail))
+
+    def restore_outside(self) -> None:
+        shutil.rmtree(self.outside, ignore_errors=True)
+        self.outside.mkdir(parents=True)
+        (self.outside / "secret.bin").write_bytes(bytes(range(16)))
 
     # -- stores ------------------------------------------------------------------------------------
     def fresh(self, name: str, with_entry: bool = True, tiny: bool = False) -> Path:
