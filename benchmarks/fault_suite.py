@@ -842,7 +842,8 @@ def _ctrl_c_run(suite: Suite, delay: float) -> tuple[str, str]:
     if proc.returncode == 0 and err.count("\n") <= 1:  # finished before the signal came: fine
         return "clean", "finished first"
     if proc.returncode != 130:
-        where = " (in Python's own start-up, before any zoo code)" if "/zoo/" not in err else ""
+        early = "Traceback" in err and "/zoo/" not in err  # the interpreter's site imports, say
+        where = " (in Python's own start-up, before any zoo code)" if early else ""
         return "wrong exit", f"exit {proc.returncode}{where}: {err.strip().splitlines()[-1:] or ''}"
     if (out, err) != ("", "zoo: interrupted\n"):
         return "unclean", f"{len(err.splitlines())} lines: {err.strip().splitlines()[-1][:160]}"
