@@ -1,7 +1,9 @@
 """``zoo bulk --ray``: the same run on a Ray cluster, results landing in the remote cache.
 
-Each model is one Ray task with its own CPU/GPU/memory request, run by a worker process that
-exits after it (``max_calls=1``: memory and CUDA state go back, as with the local pool). The
+Each model is one Ray task with its own CPU/GPU/memory request. The task exports in a child
+process that does that one model and exits (forked from a server in the Ray worker that
+imported torch once, as in the local pool), so memory and CUDA state go back as with
+``max_calls=1``, without a new Ray worker's imports per model. The
 worker pulls into its node's own store, then makes sure the remote cache (``--remote`` /
 ``ZOO_REMOTE``) holds the entry; the driver only decides what is missing and reports. A
 later ``zoo pull`` or ``zoo bulk`` anywhere fetches the results from the remote.
@@ -20,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import Any
 
-from .bulk_run import Event, Interrupted, Outcome, Summary, local_hit, ordered, plan, pull_one
+from .bulk_run import Event, Interrupted, Outcome, Summary, local_hit, ordered, plan
 from .errors import EnvironmentProblem, UserError, ZooError, one_line
 
 CONNECT_TIMEOUT_S = 5.0
@@ -73,15 +75,22 @@ def run(names: Sequence[str], *, address: str = "auto", workers: int | None = No
                 emit("done", known)
         slots = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus, 1e-3)))
         slots = min(slots, workers) if workers else slots
-        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_calls=1, max_retries=0,
+        # No max_calls=1: the Ray worker is reused, and isolation comes from the process that
+        # exports, a child it forks from its preloaded server per model (as the local pool does),
+        # so a model costs its export, not a new worker's imports.
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0,
                           **({"memory": memory_limit} if memory_limit else {}))(_task)
         threads = max(1, int(cpus))
+        # The task enforces the timeout itself (killing its child's process group); the driver
+        # cancels a task only when that has plainly failed (its worker stuck).
+        backstop = None if timeout is None else timeout * (retries + 1) + 60
         running: dict[Any, tuple[str, str, int, float]] = {}
         try:
             while queue or running:
                 while queue and len(running) < slots:
                     name, key, attempt = queue.pop(0)
-                    ref = task.remote(name, force, shared.url, dict(selection), threads)
+                    ref = task.remote(name, key, force, shared.url, dict(selection), threads, timeout, memory_limit,
+                                      retries)
                     running[ref] = (name, key, attempt, time.perf_counter())
                     emit("start", Outcome(name, "running", key=key, attempts=attempt))
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
@@ -91,16 +100,17 @@ def run(names: Sequence[str], *, address: str = "auto", workers: int | None = No
                     name, key, attempt, since = running[ref]
                     try:
                         result = ray.get(ref)
-                        retry = not result.get("bad_input", False)
-                    except Exception as exc:  # the worker died: a crash, Ray's memory monitor
-                        result = {"status": "failed", "error": one_line(f"its Ray task failed: {one_line(exc)}")}
+                        retry = False  # the task retried what deserved it
+                    except Exception as exc:  # the Ray worker died: a crash, Ray's memory monitor
+                        result = {"status": "failed", "error": one_line(f"its Ray task failed: {one_line(exc)}"),
+                                  "attempts": attempt}
                         retry = True
-                    finished.append((ref, _outcome(name, key, attempt, now - since, result), retry))
+                    finished.append((ref, _outcome(name, key, now - since, result), retry))
                 for ref, (name, key, attempt, since) in running.items():
-                    if timeout is not None and ref not in ready and now - since > timeout:
-                        ray.cancel(ref, force=True)  # kills the worker process
+                    if backstop is not None and ref not in ready and now - since > backstop:
+                        ray.cancel(ref, force=True)  # kills the Ray worker
                         outcome = Outcome(name, "timed out", key=key, attempts=attempt, seconds=round(now - since, 3),
-                                          error=f"took more than {timeout:g} s; its Ray task was cancelled")
+                                          error=f"its Ray task ran {now - since:.0f} s and did not stop; cancelled")
                         finished.append((ref, outcome, True))
                 for ref, outcome, retry in finished:
                     del running[ref]
@@ -121,40 +131,46 @@ def run(names: Sequence[str], *, address: str = "auto", workers: int | None = No
             ray.shutdown()
 
 
-def _task(name: str, force: bool, remote: str, selection: Mapping[str, Any], threads: int) -> dict[str, Any]:
-    """One model on a Ray worker: pull it into the node's store, then make sure the remote has it."""
-    import resource
+def _task(name: str, key: str, force: bool, remote: str, selection: Mapping[str, Any], threads: int,
+          timeout: float | None, memory_limit: int | None, retries: int) -> dict[str, Any]:
+    """One model on a Ray worker: pulled into the node's store by a child process of its own
+    (``zoo.bulk_run.Pool``: timeout, memory limit, retries), then made sure of in the remote."""
+    from . import api
+    from .bulk_run import Pool, collect
+    from .store import Store
 
-    with suppress(Exception):
-        import torch
-
-        torch.set_num_threads(threads)
     with suppress(ZooError, OSError):
-        from . import api
-
         api.gc()  # temp dirs of earlier tasks on this node that were cancelled (killed) mid-write
-    result = pull_one(name, force, remote, False, selection)
-    if result["status"] in ("exported", "hit", "remote"):
+    pool = Pool(1, timeout, retries, memory_limit,
+                {"force": force, "remote": remote, "upload": False, "selection": dict(selection)},
+                lambda kind, outcome: None, threads=threads)
+    pool.preload_sources([name])
+    try:
+        outcome = list(pool.run([(name, key)]))[0]
+    finally:
+        pool.stop_all()
+        if pool.killed:
+            collect(Store())
+    result = outcome.to_json()
+    if outcome.ok:
         try:
             from .remote import Remote
-            from .store import Store
 
             shared = Remote(remote)
-            if force or shared.manifest(result["key"]) is None:
-                entry = Store().get(result["key"])
+            if force or shared.manifest(outcome.key or key) is None:
+                entry = Store().get(outcome.key or key)
                 if entry is None:
-                    raise EnvironmentProblem(f"entry {result['key']} vanished from the worker's store")
+                    raise EnvironmentProblem(f"entry {outcome.key} vanished from the worker's store")
                 shared.upload(entry)
         except ZooError as exc:
-            result = {"status": "failed", "key": result["key"], "error": one_line(f"not uploaded: {exc}")}
-    result["peak_memory"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            result.update(status="failed", error=one_line(f"not uploaded: {exc}"))
     return result
 
 
-def _outcome(name: str, key: str, attempt: int, seconds: float, result: Mapping[str, Any]) -> Outcome:
-    fields = {k: result.get(k) for k in ("error", "exporter", "parity", "size", "path", "peak_memory")}
-    return Outcome(name, result["status"], key=result.get("key") or key, seconds=round(seconds, 3),
-                   attempts=attempt, **fields)
+def _outcome(name: str, key: str, seconds: float, result: Mapping[str, Any]) -> Outcome:
+    """A task's result as the driver reports it: its seconds from submission (Ray's share included)."""
+    fields = {k: result.get(k) for k in ("error", "exporter", "parity", "size", "path", "peak_memory", "attempts")}
+    return Outcome(name, result["status"], key=result.get("key") or key, seconds=round(seconds, 3), **fields)
 
 
 def _in_remote(name: str, key: str, shared: Any) -> Outcome | None:

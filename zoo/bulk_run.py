@@ -44,7 +44,9 @@ MODEL_MEMORY = 2 << 30
 # Imported once in the server that forks the children (missing ones are skipped): what every
 # export needs, the dynamo exporter's stack unless --exporter torchscript, and the libraries
 # of the sources the run names (a source's own plugin imports them lazily).
-PRELOAD = ["torch", "onnx", "onnxruntime", "zoo.api", "zoo.exporting"]
+# "__main__": the calling program's script, imported once there rather than again by every
+# child (multiprocessing re-imports a parent's main script in each child it starts).
+PRELOAD = ["__main__", "torch", "onnx", "onnxruntime", "zoo.api", "zoo.exporting"]
 PRELOAD_DYNAMO = ["onnxscript", "torch.onnx", "torch.export"]
 PRELOAD_SOURCE = {"timm": ["timm"], "torchvision": ["torchvision"]}
 POLL_S = 0.05  # how often running children are checked (memory, time)
@@ -327,14 +329,14 @@ def run(names: Sequence[str], *, workers: int | None = None, timeout: float | No
                 done[outcome.name] = outcome
         except KeyboardInterrupt:
             pool.stop_all()
-            _collect(store)  # temp dirs of the children stopped mid-write
+            collect(store)  # temp dirs of the children stopped mid-write
             outcomes = ordered(failed, names, done)
             raise Interrupted(outcomes, Summary.of(outcomes, time.perf_counter() - started, workers, True)) \
                 from None
         finally:
             pool.stop_all()
         if pool.killed:
-            _collect(store)  # temp dirs of children killed mid-write
+            collect(store)  # temp dirs of children killed mid-write
     outcomes = ordered(failed, names, done)
     return outcomes, Summary.of(outcomes, time.perf_counter() - started, workers)
 
@@ -352,7 +354,7 @@ def ordered(failed: Sequence[Outcome], names: Sequence[str], done: Mapping[str, 
     return [done[n] for n in dict.fromkeys(order) if n in done]
 
 
-def _collect(store: Any) -> None:
+def collect(store: Any) -> None:
     from . import api
 
     with suppress(ZooError, OSError):
@@ -375,13 +377,13 @@ class Pool:
     """Children forked one per model from a server that preloaded the heavy imports."""
 
     def __init__(self, workers: int, timeout: float | None, retries: int, memory_limit: int | None,
-                 task: dict[str, Any], emit: Event) -> None:
+                 task: dict[str, Any], emit: Event, threads: int | None = None) -> None:
         self.workers, self.timeout, self.retries, self.memory_limit = workers, timeout, retries, memory_limit
         self.task, self.emit = task, emit
         self.running: list[_Job] = []
         self.finished: list[Outcome] = []
         self.killed = False
-        self.threads = max(1, cores() // workers)  # intra-op threads per child: no oversubscription
+        self.threads = threads or max(1, cores() // workers)  # intra-op threads per child: no oversubscription
         self.preload = list(PRELOAD)
         if task["selection"].get("exporter") != "torchscript":
             self.preload += PRELOAD_DYNAMO
