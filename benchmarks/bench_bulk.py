@@ -7,7 +7,7 @@ each configuration into a fresh store:
   (what a shell script does);
 - bulk --workers 1 and --workers 2: ``zoo bulk`` with the same names (``--from FILE``);
 - ray: ``zoo bulk --ray ADDRESS --remote file://...`` on a local ``ray.init(num_cpus=2)``
-  instance (not counted: starting Ray), each model a task in a fresh worker process.
+  instance (not counted: starting Ray), each model a task.
 
 Target: bulk --workers 2 >= 1.7x the loop. The Ray overhead per model is (ray - bulk
 --workers 2) / models, both on 2 CPUs. The load average is recorded before each run: on a

@@ -167,6 +167,31 @@ def test_ctrl_c_stops_every_child(home: Path, tmp_path: Path) -> None:
     assert summary["interrupted"] is True
 
 
+def test_no_child_outlives_a_killed_run(home: Path, tmp_path: Path) -> None:
+    """SIGKILL to ``zoo bulk`` itself (no chance to stop anything): its children die with it."""
+    mark = uuid.uuid4().hex
+    site = tmp_path / "site" / "zoo_test_bulk-1.0.dist-info"
+    site.mkdir(parents=True)
+    (site / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-test-bulk\nVersion: 1.0\n")
+    (site / "entry_points.txt").write_text("[zoo]\nbulk = zoo_test_bulk\n")
+    env = zoo_env(home, ZOO_TEST_BULK_MARK=mark, ZOO_TEST_BULK_DIR=str(tmp_path),
+                  PYTHONPATH=os.pathsep.join([str(site.parent), str(FIXTURES), *sys.path]))
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "bulk", "bulk:hangs", *MODEL], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not temp_dirs(home) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert temp_dirs(home), "the child never started"
+        assert len(marked(mark)) >= 2  # the fork server and the child
+        proc.kill()
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    no_process_left(mark)
+
+
 @pytest.mark.parametrize("args, fragments", [
     (("bulk:ok1", "--workers", "0"), ["--workers 0: give at least 1"]),
     (("bulk:ok1", "--retries", "-1"), ["--retries -1: give 0 or more"]),

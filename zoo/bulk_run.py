@@ -556,10 +556,31 @@ def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # unwinds through the store's cleanup of its temp dir
 
 
+def _die_with_server() -> None:
+    """Have the kernel kill this child when the server that forked it exits, which it does as
+    soon as its caller is gone: a ``zoo bulk`` or Ray worker killed outright (SIGKILL, no
+    chance to stop its children) leaves no child running on (Linux; elsewhere a no-op)."""
+    with suppress(Exception):
+        import ctypes
+        from multiprocessing import forkserver
+
+        # multiprocessing hands every child the write end of the pipe whose EOF ends the server
+        # (so it outlives its children); a child that must die with the server lets it go.
+        alive = forkserver._forkserver._forkserver_alive_fd
+        if alive is not None:
+            os.close(alive)
+            forkserver._forkserver._forkserver_alive_fd = None
+        server = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != server:  # the server was gone already
+            os._exit(1)
+
+
 def child(task: dict[str, Any], conn: Any) -> None:
     """Pull one model and send its result; runs in a fresh process that exits after it."""
     with suppress(OSError):
         os.setsid()  # its own process group: a timeout kills what it started too
+    _die_with_server()
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.environ.clear()
