@@ -477,3 +477,23 @@ def test_provenance_local_version_is_the_plugin_s_and_torchvision_has_one_params
     vision = host.source("torchvision")
     built = vision.build(ModelSpec("torchvision", "resnet18", "none"), Recipe())
     assert "num_params" not in built.stats  # zoo counts `params` itself: one field
+
+
+def test_evaluations_are_typed_and_write_back_in_their_order() -> None:
+    runs = {
+        "aaaa": {"task": "classification", "top1": 0.5, "top5": None, "images": 2, "failed_images": [],
+                 "dataset": {"root": "/data/val", "fingerprint": "aaaa"}, "provider": "cpu", "batch": 8,
+                 "compare": None, "failed": 0, "created": "2026-01-01T00:00:00Z"},
+        "bbbb": {"task": "detection", "map": 0.25, "map_50": 0.5, "map_75": None, "images": 3, "detections": 7,
+                 "per_category": {"cat": 0.25}, "dataset": {"root": "/data/coco"}, "provider": "cpu"},
+    }
+    data = tiny_record(evaluations=runs)
+    record = Record.from_json(data)
+    assert record.evaluations is not None
+    classified, detected = record.evaluations["aaaa"], record.evaluations["bbbb"]
+    assert (classified.top1, classified.top5, classified.images, classified.failed) == (0.5, None, 2, 0)
+    assert classified.scores == {"top1": 0.5, "top5": None} and classified.other["batch"] == 8
+    assert detected.scores == {"map": 0.25, "map_50": 0.5, "map_75": None} and detected.other["detections"] == 7
+    assert json.dumps(record.to_json()["evaluations"]) == json.dumps(runs)  # same keys, same order, nulls kept
+    with pytest.raises(RecordError, match=r"evaluations\.aaaa\.top1: expected a number or null"):
+        Record.from_json(tiny_record(evaluations={"aaaa": {"top1": "high"}}))

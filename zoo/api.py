@@ -35,7 +35,7 @@ from .fetching import FETCHED
 from .files import FileRefused, publish_new, refused_write
 from .host import PluginHost, PluginInfo, get_host
 from .names import split_ref
-from .record import Record, RecordError
+from .record import Evaluation, Record, RecordError
 from .registry import Registry
 from .resolve import Resolved, precheck, resolve
 from .runtime import ProviderOptions, Target, check_provider, read_file
@@ -833,9 +833,10 @@ def record_evaluation(key: str, result: dict[str, Any], *, store: Store | None =
     summary["failed"] = len(result["failed_images"])
     summary["failed_images"] = [item["path"] for item in result["failed_images"][:RECORDED_FAILURES]]
     summary["created"] = now()
+    run = Evaluation.from_json(summary)
 
     def add(record: Record) -> None:
-        record.evaluations = {**(record.evaluations or {}), result["dataset"]["fingerprint"]: summary}
+        record.evaluations = {**(record.evaluations or {}), result["dataset"]["fingerprint"]: run}
 
     (store or Store()).update_record(key, add)
 

@@ -514,11 +514,9 @@ def _show_record(record: Any, path: Any) -> None:
     if int8 is not None:
         echo(f"{'int8':<14} {int8_summary(int8)}")
     for mark, run in (record.evaluations or {}).items():
-        if isinstance(run, dict):
-            scores = " ".join(f"{k}={run.get(k)}" for k in ("map", "map_50", "map_75", "miou") if k in run) or \
-                f"top1={run.get('top1')} top5={run.get('top5')}"
-            echo(f"{'evaluation':<14} {scores} on {run.get('images')} images "
-                 f"of {(run.get('dataset') or {}).get('root')} ({mark}, {run.get('provider')}, {run.get('created')})")
+        scores = " ".join(f"{k}={v}" for k, v in run.scores.items())
+        echo(f"{'evaluation':<14} {scores} on {run.images} images "
+             f"of {(run.dataset or {}).get('root')} ({mark}, {run.provider}, {run.created})")
 
 
 @app.command()

@@ -26,7 +26,7 @@ from .errors import (
     one_line,
     repair_hint,
 )
-from .record import Record, SourceInfo, as_json, label_preview
+from .record import Evaluation, Record, SourceInfo, as_json, label_preview
 from .store import METADATA_FILE, Entry, Store
 
 CARD_FILE = "README.md"
@@ -255,7 +255,7 @@ def push(
 
 
 # -- model card ------------------------------------------------------------------------------
-def _accuracy(evaluations: dict[str, Any]) -> list[str]:
+def _accuracy(evaluations: dict[str, Evaluation]) -> list[str]:
     """The card's accuracy table: one row per `zoo eval` data set recorded."""
     if not evaluations:
         return []
@@ -265,9 +265,9 @@ def _accuracy(evaluations: dict[str, Any]) -> list[str]:
         def percent(value: Any) -> str:
             return f"{value:.2%}" if isinstance(value, (int, float)) else "n/a"
 
-        root = Path(str((run.get("dataset") or {}).get("root", ""))).name
-        lines.append(f"| {root} ({mark}) | {run.get('images')} | {percent(run.get('top1'))} | "
-                     f"{percent(run.get('top5'))} | {run.get('provider')} | {run.get('created')} |")
+        root = Path(str((run.dataset or {}).get("root", ""))).name
+        lines.append(f"| {root} ({mark}) | {run.images} | {percent(run.top1)} | "
+                     f"{percent(run.top5)} | {run.provider} | {run.created} |")
     return [*lines, ""]
 
 

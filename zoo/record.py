@@ -88,6 +88,10 @@ LIMITS: dict[str, Limit] = {
     "Stats.gflops": Limit(low=0, high=1e12),
     "Validation.max_abs_diff": Limit(low=0),
     "Validation.max_rel_diff": Limit(low=0),
+    "Record.evaluations": Limit(items=MAX_LABELS),
+    "Evaluation.images": _COUNT,
+    "Evaluation.failed": _COUNT,
+    "Evaluation.failed_images": Limit(items=MAX_LABELS, length=64 * 1024),
     "Int8Validation.images": _COUNT,
     "Int8Validation.confident_images": _COUNT,
     "Int8Validation.top1_agreement": Limit(low=0, high=1),
@@ -232,6 +236,50 @@ class Int8Validation:
 
 
 @dataclass
+class Evaluation:
+    """One ``zoo eval`` run kept under ``evaluations`` (by data set fingerprint): ``top1``/``top5``
+    for a classifier, ``map``/``map_50``/``map_75`` for a detector, ``miou`` for a segmenter, on
+    ``images`` images of ``dataset``; what else the run reported (per class figures, timing, the
+    comparison) is kept as written under ``other``. Keys keep the order they were written in,
+    and a ``null`` written stays (``zoo.json`` reads and writes back unchanged)."""
+
+    _keeps_order = True
+
+    task: str | None = _optional()
+    top1: float | None = _optional()
+    top5: float | None = _optional()
+    map: float | None = _optional()
+    map_50: float | None = _optional()
+    map_75: float | None = _optional()
+    miou: float | None = _optional()
+    images: int | None = _optional()
+    dataset: dict[str, Any] | None = _optional()
+    provider: str | None = _optional()
+    created: str | None = _optional()
+    failed: int | None = _optional()
+    failed_images: list[str] | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "evaluation") -> Evaluation:
+        """The run in ``data`` (what ``zoo eval`` returned, less the model), checked like a record."""
+        return _parse_record(cls, data, where, 0)
+
+    @property
+    def scores(self) -> dict[str, float | None]:
+        """The task's headline figures, by name: mAP for a detector, mean IoU for a segmenter,
+        else top-1/top-5."""
+        named = {k: getattr(self, k) for k in ("map", "map_50", "map_75", "miou")
+                 if k in self.given or getattr(self, k) is not None}
+        return named or {"top1": self.top1, "top5": self.top5}
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The keys the run was written with, in their order."""
+        return getattr(self, "_keys", ())
+
+
+@dataclass
 class Validation:
     """How the file was checked: the checker, and parity with PyTorch where there was one."""
 
@@ -289,7 +337,7 @@ class Record:
     fetch_seconds: float | None = _optional()
     extra: dict[str, Any] | None = _optional()
     post_export: list[dict[str, Any]] | None = _optional()
-    evaluations: dict[str, Any] | None = _optional()  # `zoo eval` results, by data set fingerprint
+    evaluations: dict[str, Evaluation] | None = _optional()  # `zoo eval` results, by data set fingerprint
     hub_files: dict[str, str] | None = _optional()
     origin: dict[str, Any] | None = _optional()
     files: list[FileRecord] = field(default_factory=list)
@@ -413,6 +461,8 @@ def _parse_record(cls: type, data: Any, where: str, depth: int) -> Any:
             raise RecordError(f"{_at(where, sorted(unknown, key=str)[0])}: unknown field")
         values["other"] = _parse(dict[str, Any], unknown, where, _DEFAULT, depth)
     record = cls(**values)
+    if getattr(cls, "_keeps_order", False):
+        object.__setattr__(record, "_keys", tuple(data))  # written back in this order, nulls included
     check = _CHECKS.get(cls)
     if check is not None:
         check(record, where)
@@ -585,13 +635,16 @@ def as_json(value: Any) -> Any:
 
 def _dump(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
+        given: tuple[str, ...] = getattr(value, "_keys", ())
         out: dict[str, Any] = {}
         for spec in fields(value):
             item = getattr(value, spec.name)
             if spec.name == "other":
                 out.update({k: _dump(v) for k, v in item.items() if k not in out})
-            elif item is not None or not spec.metadata.get("omit"):
+            elif item is not None or not spec.metadata.get("omit") or spec.name in given:
                 out[spec.name] = _dump(item)
+        if given:  # the order it was read in; fields set since then after them
+            out = {**{k: out[k] for k in given if k in out}, **out}
         return out
     if isinstance(value, (list, tuple)):
         return [_dump(item) for item in value]
