@@ -497,3 +497,20 @@ def test_evaluations_are_typed_and_write_back_in_their_order() -> None:
     assert json.dumps(record.to_json()["evaluations"]) == json.dumps(runs)  # same keys, same order, nulls kept
     with pytest.raises(RecordError, match=r"evaluations\.aaaa\.top1: expected a number or null"):
         Record.from_json(tiny_record(evaluations={"aaaa": {"top1": "high"}}))
+
+
+def test_the_recipe_is_typed_and_writes_back_as_it_was_read() -> None:
+    data = v1()  # zoo 0.1's recipe: "size": null written, no later fields
+    record = Record.from_json(data)
+    recipe = record.recipe
+    assert (recipe.opset, recipe.size, recipe.dtype, record.dtype) == (18, None, "float32", "float32")
+    assert record.recipe.calibration is None and "calibration" not in record.to_json()["recipe"]
+    assert json.dumps(record.to_json()["recipe"]) == json.dumps(data["recipe"])  # order and the null kept
+    fetched = Record.from_json(tiny_record(recipe={}, exporter="fetched"))
+    assert fetched.recipe.opset is None and fetched.to_json()["recipe"] == {} and fetched.dtype is None
+    later = {"dtype": "int8", "opset": 18, "calibration": "/images", "future": [1, 2]}
+    again = Record.from_json(tiny_record(recipe=later))
+    assert again.recipe.calibration == "/images" and again.recipe.other == {"future": [1, 2]}
+    assert json.dumps(again.to_json()["recipe"]) == json.dumps(later)
+    with pytest.raises(RecordError, match=r"recipe\.dynamic_batch: expected true or false or null"):
+        Record.from_json(tiny_record(recipe={"dynamic_batch": "yes"}))

@@ -45,7 +45,7 @@ def test_the_file_has_the_opset_asked_for(home: Path, capsys: pytest.CaptureFixt
     pulled = json.loads(out)
     assert opset_of(Path(pulled["path"])) == 13
     record = zoo.info(pulled["key"]).record
-    assert record.recipe["opset"] == 13 and record.validation.other["artefact"]["opset"] == 13
+    assert record.recipe.opset == 13 and record.validation.other["artefact"]["opset"] == 13
     assert "Traceback" not in err and len(err.splitlines()) <= 1
     with pytest.raises(ExportError, match="opset 18, not the 13 asked for"):  # dynamo alone cannot make it
         zoo.pull(TINY, weights="none", opset=13, exporter="dynamo")

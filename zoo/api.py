@@ -293,7 +293,7 @@ class _Found:
     def missing(self, name: str) -> ZooError:
         """The error for a name that selects no stored entry."""
         if len(self.named) > 1:
-            choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe {e.record.recipe})"
+            choices = "; ".join(f"{e.key} (weights {e.summary()['weights']}, recipe {e.record.recipe.to_dict()})"
                                 for e in self.named)
             return NotInStoreError(f"several stored entries match {name}: {choices}; "
                                    "name one by its key, or select it with --weights and recipe flags")
@@ -422,7 +422,7 @@ def resolved_from_record(entry: Entry, exact: bool = True) -> Resolved:
         if record.weights is None:
             raise TypeError("no weights recorded")
         spec = ModelSpec(source, name, record.weights.tag, tuple(sorted(record.options.items())))
-        recipe = Recipe(**record.recipe)
+        recipe = Recipe(**record.recipe.to_dict())
     except (TypeError, UserError) as exc:
         raise IntegrityError(f"entry {entry.key} does not record how it was made ({exc}); "
                              f"remove it with `zoo rm {entry.key}`") from None

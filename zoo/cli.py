@@ -428,7 +428,7 @@ def list_(
     if not rows and not broken:
         note(f"no stored entry matches {pattern!r}" if pattern else "the store is empty")
     recipes = [f"fetched opset={e.record.opset}" if e.record.exporter == "fetched" else  # a ready file: no recipe
-               _recipe_differences(e.record.recipe) for e in entries]
+               _recipe_differences(e.record.recipe.to_dict()) for e in entries]
 
     def table() -> None:
         if not rows and not broken:
@@ -495,7 +495,7 @@ def _show_record(record: Any, path: Any) -> None:
         if value is not None:
             echo(f"{key:<14} {value}")
     echo(f"{'weights':<14} {json.dumps(as_json(record.weights) or {})}")
-    echo(f"{'recipe':<14} {json.dumps(record.recipe)}")
+    echo(f"{'recipe':<14} {json.dumps(record.recipe.to_dict())}")
     for io, values in (("input", record.inputs), ("output", record.outputs)):
         for value in values:
             echo(f"{io:<14} {value.name} {value.shape} {value.dtype}")

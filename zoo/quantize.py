@@ -357,7 +357,7 @@ def stored_int8(store: Any, resolved: Any) -> Any:
         if entry.ref == spec.ref
         and entry.record.weights_tag == spec.weights
         and entry.record.options == options
-        and {k: v for k, v in entry.record.recipe.items() if k not in CALIBRATION_FIELDS} == want
+        and {k: v for k, v in entry.record.recipe.to_dict().items() if k not in CALIBRATION_FIELDS} == want
     ]
     if len(found) > 1:  # made for several CPU kinds (ZOO_CPU_KIND): the one whose scheme suits this CPU
         from .cpu import detect

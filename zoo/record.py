@@ -92,6 +92,12 @@ LIMITS: dict[str, Limit] = {
     "Evaluation.images": _COUNT,
     "Evaluation.failed": _COUNT,
     "Evaluation.failed_images": Limit(items=MAX_LABELS, length=64 * 1024),
+    "RecordedRecipe.opset": Limit(low=1, high=1000),
+    "RecordedRecipe.batch": Limit(low=1, high=1_000_000),
+    "RecordedRecipe.size": _SIDE,
+    "RecordedRecipe.calibration_size": _COUNT,
+    "RecordedRecipe.input_names": Limit(items=64, length=128),
+    "RecordedRecipe.output_names": Limit(items=64, length=128),
     "Int8Validation.images": _COUNT,
     "Int8Validation.confident_images": _COUNT,
     "Int8Validation.top1_agreement": Limit(low=0, high=1),
@@ -236,6 +242,37 @@ class Int8Validation:
 
 
 @dataclass
+class RecordedRecipe:
+    """``recipe``: the export settings the file was made with (``zoo.recipe.Recipe.to_dict``), or
+    none at all (``{}``) for a source's ready file. Keys keep the order they were written in, and
+    a ``null`` written stays (``"size": null``: the model's own size), so the record and the key
+    it names read and write back unchanged; keys this zoo does not know are kept under ``other``."""
+
+    _keeps_order = True
+
+    opset: int | None = _optional()
+    batch: int | None = _optional()
+    dynamic_batch: bool | None = _optional()
+    size: int | None = _optional()
+    dtype: str | None = _optional()
+    exporter: str | None = _optional()
+    reparameterize: bool | None = _optional()
+    input_names: list[str] | None = _optional()
+    output_names: list[str] | None = _optional()
+    calibration: str | None = _optional()
+    calibration_size: int | None = _optional()
+    other: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str = "recipe") -> RecordedRecipe:
+        return _parse_record(cls, data, where, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``zoo.json`` holds it (what ``zoo.recipe.Recipe(**...)`` takes back)."""
+        return _dump(self)
+
+
+@dataclass
 class Evaluation:
     """One ``zoo eval`` run kept under ``evaluations`` (by data set fingerprint): ``top1``/``top5``
     for a classifier, ``map``/``map_50``/``map_75`` for a detector, ``miou`` for a segmenter, on
@@ -319,7 +356,7 @@ class Record:
     source: SourceInfo | None = None
     weights: Weights | None = None
     options: dict[str, Any] = field(default_factory=dict)
-    recipe: dict[str, Any] = field(default_factory=dict)
+    recipe: RecordedRecipe = field(default_factory=RecordedRecipe)
     exporter: str | None = None  # "dynamo", "torchscript"; "fetched" for a source's ready file
     opset: int | None = _optional()  # a fetched file's own opset, read from it (an export's: recipe.opset)
     export_attempts: list[Attempt] | None = _optional()
@@ -416,8 +453,7 @@ class Record:
 
     @property
     def dtype(self) -> str | None:
-        value = self.recipe.get("dtype")
-        return value if isinstance(value, str) else None
+        return self.recipe.dtype
 
     def file(self, path: str) -> FileRecord | None:
         return next((f for f in self.files if f.path == path), None)
@@ -607,8 +643,8 @@ def _check_preprocessing(pre: Preprocessing, where: str) -> None:
 def _check_record(record: Record, where: str) -> None:
     if ":" not in record.ref:
         raise RecordError(f"{_at(where, 'ref')}: expected SOURCE:NAME, got {record.ref[:60]!r}")
-    for group in ("options", "recipe"):
-        for name, value in getattr(record, group).items():  # flat settings: a value, or a list of values
+    for group, settings in (("options", record.options), ("recipe", record.recipe.other)):
+        for name, value in settings.items():  # flat settings: a value, or a list of values
             _free(value, _at(_at(where, group), name), MAX_DEPTH - 1)
     try:
         check_task(record.kind, record.task_outputs, where or "record")
