@@ -514,3 +514,56 @@ def test_the_recipe_is_typed_and_writes_back_as_it_was_read() -> None:
     assert json.dumps(again.to_json()["recipe"]) == json.dumps(later)
     with pytest.raises(RecordError, match=r"recipe\.dynamic_batch: expected true or false or null"):
         Record.from_json(tiny_record(recipe={"dynamic_batch": "yes"}))
+
+
+# -- what leaves this machine: the three views, pinned -------------------------------------------
+# sha256 of each view's bytes for ``_leaving()``, as written by zoo before the views were named on
+# Record (the .onnx props, a remote manifest's record, the Hub's zoo.json and model card).
+PINNED_VIEWS = {
+    "onnx": "de2251a99f2e1e3b32ba626217c71783d93db8619d9f451f097a90658d7d0212",
+    "remote": "7deab61c0cad656873e1e5dc2d0c610aa0dda902bb3929ada2a88ab299aabb75",
+    "hub": "36494eb9ea7a510ffd9cdfc83b76ab897cf80f28cbb6d5765e8a3a04423c9a4f",
+    "card": "f7cff195c2c8f37b7b92643dcbcd3e3a278f237fd3819360121e5022ac5de350",
+}
+
+
+def _leaving() -> Record:
+    """A record with every machine-local fact the views drop or shorten."""
+    data = v1()
+    data.update(name="local:/home/alice/ckpt.pth", ref="local:/home/alice/ckpt.pth",
+                created="2026-01-02T03:04:05+00:00", export_seconds=12.5)
+    data["source"]["name"] = "local"
+    data["weights"] = {"tag": "sha256:" + "ab" * 32, "file": "/home/alice/ckpt.pth", "sha256": "ab" * 32}
+    data["recipe"].update(dtype="int8", calibration="/data/calibration", calibration_size=8)
+    data["evaluations"] = {"f" * 16: {"task": "classification", "top1": 0.75, "top5": None, "images": 4,
+                                      "dataset": {"root": "/data/val", "fingerprint": "f" * 16},
+                                      "provider": "cpu", "created": "2026-01-02T03:04:05+00:00"}}
+    return Record.from_json(data)
+
+
+def test_the_three_views_of_what_leaves_this_machine_are_pinned(tmp_path: Path) -> None:
+    import hashlib
+
+    import onnx
+
+    from zoo.hub import model_card
+    from zoo.metadata import write_props
+
+    record = _leaving()
+    path = tiny_onnx(tmp_path / "model.onnx", props={"other.tool": "kept"})
+    write_props(path, record)
+    written = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert written == {"other.tool": "kept", **record.for_onnx()}
+    views = {
+        "onnx": json.dumps(record.for_onnx(), sort_keys=True).encode(),
+        "remote": (json.dumps(record.for_remote(), indent=1) + "\n").encode(),
+        "hub": (json.dumps(record.for_hub(), indent=2) + "\n").encode(),
+        "card": model_card(record, "alice/tiny").encode(),
+    }
+    assert {name: hashlib.sha256(data).hexdigest() for name, data in views.items()} == PINNED_VIEWS
+    carried = json.loads(record.for_onnx()["zoo.metadata"])
+    assert carried["ref"] == "local:ckpt.pth" and carried["weights"]["file"] == "ckpt.pth"
+    assert carried["recipe"]["calibration"] == "calibration"
+    assert "evaluations" not in carried and "created" not in carried
+    assert "files" not in record.for_remote() and record.for_remote()["evaluations"] == record.to_json()["evaluations"]
+    assert record.for_hub()["weights"]["file"] == "ckpt.pth" and record.for_hub()["ref"] == record.ref

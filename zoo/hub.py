@@ -187,18 +187,14 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
 def commit_files(entry: Entry, repo_id: str) -> dict[str, Path | bytes]:
     """What a push puts in the repo: the entry's files, its ``zoo.json`` and a model card."""
     files: dict[str, Path | bytes] = {f.path: entry.dir / f.path for f in entry.files}
-    files[METADATA_FILE] = (json.dumps(shared_metadata(entry.record), indent=2) + "\n").encode("utf-8")
+    files[METADATA_FILE] = (json.dumps(entry.record.for_hub(), indent=2) + "\n").encode("utf-8")
     files[CARD_FILE] = model_card(entry.record, repo_id).encode("utf-8")
     return files
 
 
 def shared_metadata(record: Record) -> dict[str, Any]:
-    """``zoo.json`` as it goes to the Hub: a local weights file is named, not located
-    (``/home/alice/project/ckpt.pth`` -> ``ckpt.pth``; its sha256 still identifies it)."""
-    data = record.to_json()
-    if record.weights is not None and record.weights.file:
-        data["weights"]["file"] = Path(record.weights.file).name
-    return data
+    """``zoo.json`` as it goes to the Hub: ``Record.for_hub``."""
+    return record.for_hub()
 
 
 def push(
@@ -274,7 +270,7 @@ def _accuracy(evaluations: dict[str, Evaluation]) -> list[str]:
 def model_card(record: Record, repo_id: str) -> str:
     """A README.md for the Hub: YAML front matter, then what zoo knows about the model."""
     source = record.source or SourceInfo(name="")
-    weights = shared_metadata(record).get("weights") or {}
+    weights = record.for_hub().get("weights") or {}
     pre = record.preprocessing.to_dict() if record.preprocessing else {}
     labels = record.labels or []
     validation = as_json(record.validation) if record.validation else {}

@@ -8,14 +8,13 @@ the same spec, recipe and toolchain give the same bytes.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .files import MiB, check_regular
-from .record import SCHEMA, Record, RecordError
+from .record import ONNX_METADATA_KEY, SCHEMA, Record, RecordError
 
 if TYPE_CHECKING:
     from .host import PluginHost
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA", "METADATA_KEY", "toolchain", "now", "write_props", "read_props", "model_props", "new_record"]
 
-METADATA_KEY = "zoo.metadata"
+METADATA_KEY = ONNX_METADATA_KEY
 MAX_PROP_CHARS = 64 * MiB  # what zoo parses of one property (its labels included)
 TOOLCHAIN = ("torch", "torchvision", "timm", "onnx", "onnxscript", "onnxruntime",
              "onnxruntime-gpu", "numpy")
@@ -47,16 +46,12 @@ def now() -> str:
 
 
 def write_props(path: Path, record: Record) -> None:
-    """Store ``record.portable()`` in the ONNX file's ``metadata_props``."""
+    """Store ``record.for_onnx()`` (its portable part) in the ONNX file's ``metadata_props``."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    carried = record.portable()
     props = {p.key: p.value for p in model.metadata_props}
-    props[METADATA_KEY] = json.dumps(carried, sort_keys=True)
-    if record.labels:
-        props["zoo.labels"] = json.dumps(record.labels)
-    props["zoo.ref"] = carried["ref"]
+    props.update(record.for_onnx())
     del model.metadata_props[:]
     for key, value in sorted(props.items()):
         model.metadata_props.add(key=key, value=value)

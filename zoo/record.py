@@ -45,6 +45,7 @@ MAX_STRING = 4096
 MAX_ITEMS = 1024
 MAX_BYTES = 1 << 50  # a file size beyond a petabyte is damage, not a model
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+ONNX_METADATA_KEY = "zoo.metadata"  # the metadata_props key of the record an .onnx file carries
 
 
 class RecordError(IntegrityError):
@@ -343,7 +344,11 @@ class Stats:
 
 @dataclass(kw_only=True)
 class Record:
-    """One entry's ``zoo.json``. ``files`` is empty in the copy an ``.onnx`` carries."""
+    """One entry's ``zoo.json``. ``files`` is empty in the copy an ``.onnx`` carries.
+
+    What leaves this machine is one view each: ``for_onnx`` (the reproducible file's
+    ``metadata_props``, from ``portable``), ``for_remote`` (a remote's manifest) and ``for_hub``
+    (the pushed ``zoo.json`` and the model card)."""
 
     schema: int = SCHEMA
     name: str
@@ -439,6 +444,32 @@ class Record:
             short = f"{self.source.name}:{Path(self.ref.partition(':')[2]).name}"
             data["name"] = short if data.get("name") == self.ref else data.get("name")
             data["ref"] = short
+        return data
+
+    # -- what leaves this machine: one view per destination ------------------------------------
+    def for_onnx(self) -> dict[str, str]:
+        """The ``metadata_props`` zoo writes into the reproducible ``.onnx`` file: the portable
+        record (sorted keys, so equal records give equal bytes), the labels again on their own
+        (readable without parsing the record), and the ref."""
+        carried = self.portable()
+        props = {ONNX_METADATA_KEY: json.dumps(carried, sort_keys=True)}
+        if self.labels:
+            props["zoo.labels"] = json.dumps(self.labels)
+        props["zoo.ref"] = carried["ref"]
+        return props
+
+    def for_remote(self) -> dict[str, Any]:
+        """The record as a remote's manifest holds it: all of ``zoo.json`` less ``files`` (the
+        manifest lists the files with their blobs)."""
+        return {k: v for k, v in self.to_json().items() if k != "files"}
+
+    def for_hub(self) -> dict[str, Any]:
+        """``zoo.json`` as it goes to the Hub (the pushed file, and the model card's figures): a
+        local weights file is named, not located (``/home/alice/ckpt.pth`` -> ``ckpt.pth``; its
+        sha256 still identifies it)."""
+        data = self.to_json()
+        if self.weights is not None and self.weights.file:
+            data["weights"]["file"] = Path(self.weights.file).name
         return data
 
     # -- what other modules ask ---------------------------------------------------------------

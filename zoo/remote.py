@@ -299,7 +299,7 @@ class Remote:
                 "key": entry.key,
                 "files": files,
                 "uploaded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "record": {k: v for k, v in entry.record.to_json().items() if k != "files"},
+                "record": entry.record.for_remote(),
             }
             self._put_bytes(self.manifest_path(entry.key), (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
             # A blob that existed before may have been collected (`zoo remote gc`) while this ran.
