@@ -118,17 +118,19 @@ def test_report_json_lines_failures_and_resume(bulk: Callable[..., Ran], home: P
 def test_timeout_memory_limit_and_retries(bulk: Callable[..., Ran], home: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ZOO_TEST_BULK_HOG_MB", "4096")  # held until killed: only the limit stops it
+    # The limit is 1 GiB (a tiny model's child peaks under half of it) so that the hog reaches it well
+    # within the 3 s timeout, which the hanging model pays twice (--retries 1).
     report = tmp_path / "report.json"
-    ran = bulk("bulk:hangs", "bulk:hog", "bulk:flaky", "bulk:ok1", "--workers", "2", "--timeout", "5",
-               "--memory-limit", "1.5G", "--retries", "1", "--report", str(report), *MODEL)
+    ran = bulk("bulk:hangs", "bulk:hog", "bulk:flaky", "bulk:ok1", "--workers", "2", "--timeout", "3",
+               "--memory-limit", "1G", "--retries", "1", "--report", str(report), *MODEL)
     assert ran.returncode == 1, ran.stderr
     rows = {r["name"]: r for r in json.loads(report.read_text())["models"]}
     hangs, hog = rows["bulk:hangs"], rows["bulk:hog"]
-    assert hangs["status"] == "timed out" and hangs["attempts"] == 2 and 5 <= hangs["seconds"] < 15
-    assert hangs["error"] == "took more than 5 s; its processes were killed"
+    assert hangs["status"] == "timed out" and hangs["attempts"] == 2 and 3 <= hangs["seconds"] < 13
+    assert hangs["error"] == "took more than 3 s; its processes were killed"
     assert hog["status"] == "failed" and hog["attempts"] == 2
-    assert hog["error"] == "used more than 1.5 GiB of memory (--memory-limit); its processes were killed"
-    assert 1.5 * (1 << 30) < hog["peak_memory"] < 3 << 30
+    assert hog["error"] == "used more than 1.0 GiB of memory (--memory-limit); its processes were killed"
+    assert 1 << 30 < hog["peak_memory"] < 3 << 30
     assert rows["bulk:flaky"]["status"] == "exported" and rows["bulk:flaky"]["attempts"] == 2
     assert rows["bulk:ok1"]["status"] == "exported" and rows["bulk:ok1"]["attempts"] == 1
     assert temp_dirs(home) == []  # the killed children's temp dirs are gone
@@ -137,59 +139,56 @@ def test_timeout_memory_limit_and_retries(bulk: Callable[..., Ran], home: Path, 
         assert line.startswith("zoo: ")
 
 
-def test_ctrl_c_stops_every_child(home: Path, tmp_path: Path) -> None:
+def start_bulk(home: Path, folder: Path, *args: str, **popen: object) -> tuple[subprocess.Popen, str]:
+    """``python -m zoo bulk ARGS`` as a real process in its own session, on the store at ``home``, the
+    test source installed under ``folder``; and the marker in its environment."""
     mark = uuid.uuid4().hex
-    site = tmp_path / "site" / "zoo_test_bulk-1.0.dist-info"
+    site = folder / "site" / "zoo_test_bulk-1.0.dist-info"
     site.mkdir(parents=True)
     (site / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-test-bulk\nVersion: 1.0\n")
     (site / "entry_points.txt").write_text("[zoo]\nbulk = zoo_test_bulk\n")
-    env = zoo_env(home, ZOO_TEST_BULK_MARK=mark, ZOO_TEST_BULK_DIR=str(tmp_path),
+    env = zoo_env(home, ZOO_TEST_BULK_MARK=mark, ZOO_TEST_BULK_DIR=str(folder),
                   PYTHONPATH=os.pathsep.join([str(site.parent), str(FIXTURES), *sys.path]))
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "bulk", *args, *MODEL], env=env, cwd=REPO,
+                            start_new_session=True, **popen)  # type: ignore[call-overload]
+    return proc, mark
+
+
+def test_ctrl_c_or_a_killed_run_stops_every_child(home: Path, tmp_path: Path) -> None:
+    """Ctrl-C to one run, SIGKILL to another (no chance to stop anything): no child outlives either.
+    The two runs go side by side, so their start-ups (the fork server's imports) overlap."""
     report = tmp_path / "report.json"
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "bulk", "bulk:hangs", "bulk:hog", "bulk:ok1",
-                             "--workers", "2", "--report", str(report), *MODEL], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    killed_home = tmp_path / "killed-home"
+    proc, mark = start_bulk(home, tmp_path / "interrupted", "bulk:hangs", "bulk:hog", "bulk:ok1",
+                            "--workers", "2", "--report", str(report),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed, killed_mark = start_bulk(killed_home, tmp_path / "killed", "bulk:hangs",
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
+        while not temp_dirs(killed_home) and killed.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert temp_dirs(killed_home), "the child never started"
+        assert len(marked(killed_mark)) >= 2  # the fork server and the child
+        killed.kill()
+        killed.wait()
+
         while len(temp_dirs(home)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)  # both children are inside the store, writing
         assert len(temp_dirs(home)) == 2, proc.stderr.read() if proc.poll() is not None else "no children"
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        for each in (proc, killed):
+            if each.poll() is None:
+                os.killpg(each.pid, signal.SIGKILL)
+    no_process_left(killed_mark)
     assert proc.returncode == 130, err
     assert err.splitlines()[-1] == "zoo: interrupted"
     assert temp_dirs(home) == []
     no_process_left(mark)
     summary = json.loads(report.read_text())["summary"]
     assert summary["interrupted"] is True
-
-
-def test_no_child_outlives_a_killed_run(home: Path, tmp_path: Path) -> None:
-    """SIGKILL to ``zoo bulk`` itself (no chance to stop anything): its children die with it."""
-    mark = uuid.uuid4().hex
-    site = tmp_path / "site" / "zoo_test_bulk-1.0.dist-info"
-    site.mkdir(parents=True)
-    (site / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-test-bulk\nVersion: 1.0\n")
-    (site / "entry_points.txt").write_text("[zoo]\nbulk = zoo_test_bulk\n")
-    env = zoo_env(home, ZOO_TEST_BULK_MARK=mark, ZOO_TEST_BULK_DIR=str(tmp_path),
-                  PYTHONPATH=os.pathsep.join([str(site.parent), str(FIXTURES), *sys.path]))
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "bulk", "bulk:hangs", *MODEL], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not temp_dirs(home) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert temp_dirs(home), "the child never started"
-        assert len(marked(mark)) >= 2  # the fork server and the child
-        proc.kill()
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    no_process_left(mark)
 
 
 @pytest.mark.parametrize("args, fragments", [
