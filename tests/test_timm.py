@@ -75,8 +75,10 @@ def test_timm_ref_pulls_and_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_timm_resnet18_pulls_with_checker_and_parity(tmp_path: Path) -> None:
+    """A real architecture through the checker and parity; the default (dynamo) exporter is
+    test_timm_ref_pulls_and_runs's point, so the cheaper one here."""
     env = home_env(tmp_path / "zoo-home")
-    pulled = pull_json("timm:resnet18", "--weights", "none", env=env)
+    pulled = pull_json("timm:resnet18", "--weights", "none", "--exporter", "torchscript", env=env)
     meta = metadata(pulled)
     onnx.checker.check_model(pulled["path"], full_check=True)
     assert meta["ref"] == "timm:resnet18" and meta["validation"]["passed"] is True
