@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from helpers import TINY, Ran, decisive_checkpoint, home_env, invoke, run_cli, zoo_env
 
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+
 
 @pytest.fixture(autouse=True)
 def _network_switches(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,6 +71,24 @@ def secret(tmp_path: Path) -> Path:
     path = tmp_path / "secret.bin"
     path.write_bytes(np.arange(4, dtype=np.float32).tobytes())
     return path
+
+
+@pytest.fixture
+def cheap_source(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests where the export is not the point: the ``bulk`` test source (tiny MLPs,
+    tests/plugins/zoo_test_bulk.py) installed as a ``.dist-info`` entry point for this process
+    and the processes it starts."""
+    site = tmp_path / "site"
+    info = site / "zoo_test_bulk-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-test-bulk\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo]\nbulk = zoo_test_bulk\n")
+    monkeypatch.syspath_prepend(str(TEST_PLUGINS))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(TEST_PLUGINS), *sys.path]))
+    from zoo.host import reset_host
+
+    reset_host()
 
 
 @pytest.fixture(scope="session")

@@ -194,9 +194,11 @@ def test_usage_error_exits_2(home: Path, zoo) -> None:
 
 
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` for a pseudo-terminal")
-def test_progress_on_a_terminal_only(home: Path) -> None:
+def test_progress_on_a_terminal_only(home: Path, cheap_source: None) -> None:
     """On a terminal the long steps are shown (on stderr); with --json nothing but the document."""
-    env = zoo_env(home)
+    # A tiny test model (the output is the point, not the export) whose build waits a second, so
+    # that the building step outlasts a spinner frame on any machine.
+    env = zoo_env(home, ZOO_TEST_BULK_BUILD_S="1")
 
     def on_tty(*args: str) -> subprocess.Popen[str]:
         command = " ".join([sys.executable, "-m", "zoo", *args])
@@ -208,11 +210,11 @@ def test_progress_on_a_terminal_only(home: Path) -> None:
         assert proc.returncode == 0, stdout
         return stdout
 
-    # Side by side (two keys, so both are misses): each spends seconds importing and building.
-    shown, quiet = on_tty("pull", *TINY), on_tty("pull", *TINY, "--opset", "17", "--json")
+    # Side by side (two keys, so both are misses).
+    cheap = ("bulk:ok1", "--exporter", "torchscript")
+    shown, quiet = on_tty("pull", *cheap), on_tty("pull", *cheap, "--opset", "17", "--json")
     shown, quiet = output(shown), output(quiet)
-    # Steps shorter than one spinner frame (~80 ms) may never be drawn; building (with its
-    # imports) takes seconds.
-    assert "building timm:test_resnet" in shown
+    # Steps shorter than one spinner frame (~80 ms) may never be drawn; building takes a second.
+    assert "building bulk:ok1" in shown
     assert "building" not in quiet
     assert json.loads(quiet)["cached"] is False

@@ -37,6 +37,10 @@ from zoo.store import MODEL_FILE, Store, StoreWriteError
 
 # A miss against the shared tiny store (another opset, so another key): a cheap real export.
 MISS = (*TINY, "--opset", "17")
+# For the races the export is not the point: a tiny MLP from tests/plugins/zoo_test_bulk.py
+# (the ``cheap_source`` fixture) whose build waits RACE_S seconds, so writers started together overlap.
+CHEAP = ("bulk:ok1", "--exporter", "torchscript")
+RACE_S = "2"
 
 
 def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -84,25 +88,27 @@ def assert_one_intact_entry(root: Path, results: Results) -> dict:
 
 # -- 1. concurrent pulls ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_four_concurrent_pulls_export_once(home: Path) -> None:
-    env = zoo_env(home)
-    results, seen, most = watch([start("pull", *MISS, "--json", env=env) for _ in range(4)], home)
+def test_four_concurrent_pulls_export_once(home: Path, cheap_source: None) -> None:
+    env = zoo_env(home, ZOO_TEST_BULK_BUILD_S=RACE_S)
+    results, seen, most = watch([start("pull", *CHEAP, "--json", env=env) for _ in range(4)], home)
     checked = assert_one_intact_entry(home, results)
     assert sorted(o["cached"] for o in checked["outs"]) == [False, True, True, True]
     assert len(seen) == 1 and most == 1  # one temp dir ever: the model was exported once
 
 
 @pytest.mark.slow
-def test_concurrent_pulls_without_locking_stay_correct(home: Path) -> None:
+def test_concurrent_pulls_without_locking_stay_correct(home: Path, cheap_source: None) -> None:
     """Two writers told not to lock (ZOO_NO_LOCK=1) and one that cannot (``locks`` is a file,
     so the lock dir cannot be created): all export, the first rename wins, all agree.
 
     Three racers, not more: each is a process importing torch, and three already overlap on two
-    cores (``most``); with the first-wins link made a replace, this fails on every run."""
+    cores (``most``: each build waits RACE_S); with the first-wins link made a replace, this fails
+    on every run."""
     home.mkdir(parents=True)
     (home / "locks").write_text("not a directory")
-    envs = [zoo_env(home, ZOO_NO_LOCK="1")] * 2 + [zoo_env(home)]
-    results, seen, most = watch([start("pull", *MISS, "--json", env=env) for env in envs], home)
+    slow = {"ZOO_TEST_BULK_BUILD_S": RACE_S}
+    envs = [zoo_env(home, ZOO_NO_LOCK="1", **slow)] * 2 + [zoo_env(home, **slow)]
+    results, seen, most = watch([start("pull", *CHEAP, "--json", env=env) for env in envs], home)
     checked = assert_one_intact_entry(home, results)
     assert [o["cached"] for o in checked["outs"]].count(False) == 1
     assert most >= 2, "the writers did not overlap, so the race was not exercised"
@@ -132,8 +138,16 @@ def test_rename_race_returns_the_winner_and_discards_the_copy(home: Path, monkey
 
 # -- 2. killed mid-export -------------------------------------------------------------------------
 @pytest.mark.slow
-def test_sigkill_mid_export_leaves_nothing_usable(home: Path, zoo) -> None:
-    proc = start("pull", *MISS, env=zoo_env(home))
+def test_sigkill_mid_export_leaves_nothing_usable(home: Path, zoo, cheap_source: None, tmp_path: Path) -> None:
+    # The killed writer alone also loads tests/plugins/zoo_test_slow_export.py: its zoo_post_export
+    # waits, so the window between model.onnx and a complete entry is wide, not a tiny model's ~50 ms.
+    info = tmp_path / "slow" / "zoo_test_slow_export-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-test-slow-export\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[zoo]\nslowexport = zoo_test_slow_export\n")
+    env = zoo_env(home, ZOO_TEST_SLOW_EXPORT_S="30")
+    env["PYTHONPATH"] = os.pathsep.join([str(info.parent), env["PYTHONPATH"]])
+    proc = start("pull", *CHEAP, env=env)
     deadline = time.monotonic() + 300
     half_written = None
     while half_written is None:  # kill once model.onnx exists but the entry is not complete
@@ -150,10 +164,10 @@ def test_sigkill_mid_export_leaves_nothing_usable(home: Path, zoo) -> None:
     assert len(stale) == 1
     assert json.loads(zoo("list", "--json").stdout) == []
     assert json.loads(zoo("verify", "--json").stdout) == {"ok": True, "entries": []}
-    one_line_error(zoo("info", *MISS, check=False), 1, "not in the store")
+    one_line_error(zoo("info", *CHEAP, check=False), 1, "not in the store")
 
     # The next write cleans the dead writer's temp dir, and the lock died with the process.
-    out = json.loads(zoo("pull", *MISS, "--json").stdout)
+    out = json.loads(zoo("pull", *CHEAP, "--json").stdout)
     assert out["cached"] is False
     assert temp_dirs(home) == []
     assert json.loads(zoo("verify", "--json").stdout)["ok"] is True

@@ -4,6 +4,8 @@
 build raises. ``flaky``: fails the first time in a folder (``ZOO_TEST_BULK_DIR``), works
 after. ``hangs``: sleeps for ever in build. ``hog``: allocates memory in 64 MiB steps (up to
 ``ZOO_TEST_BULK_HOG_MB``, default 6144) and then sleeps, so only a memory limit ends it.
+``ZOO_TEST_BULK_BUILD_S``: seconds every ``ok`` model's build waits (default 0), so that store
+tests can have writers whose exports surely overlap without paying for a real model.
 """
 
 import os
@@ -45,6 +47,7 @@ class BulkSource(Source):
                 time.sleep(0.02)
             while True:
                 time.sleep(1)
+        time.sleep(float(os.environ.get("ZOO_TEST_BULK_BUILD_S", "0")))
         import torch
         from torch import nn
 
