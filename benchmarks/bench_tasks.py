@@ -35,25 +35,12 @@ SIDES = {"ssdlite320_mobilenet_v3_large": 320, "ssd300_vgg16": 300, "fasterrcnn_
 
 def calibrated_checkpoint(name: str, path: Path) -> Path:
     """Seeded random weights, batch-norm statistics measured on random images (see the module doc)."""
-    import torch
-    from torchvision.models import get_model
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from helpers import decisive_checkpoint  # the tests' own checkpoint, so both measure one thing
 
     side = SIDES.get(name, 520 if name.startswith(("deeplab", "fcn", "lraspp")) else 800)
-    settings = {"weights_backbone": None}
-    if not name.startswith(("ssd", "deeplab", "fcn", "lraspp")):
-        settings.update(min_size=side, max_size=side)
-    torch.manual_seed(0)
-    model = get_model(name, weights=None, **settings).eval()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
-            module.train()
-    with torch.no_grad():
-        for _ in range(2):
-            model(torch.rand(2, 3, side, side))
-    torch.save(model.state_dict(), path)
-    return path
+    settings = {} if name.startswith(("ssd", "deeplab", "fcn", "lraspp")) else {"min_size": side, "max_size": side}
+    return decisive_checkpoint(name, path, side, **settings)
 
 
 def pull(home: Path, name: str, weights: str) -> tuple[dict, float]:

@@ -402,17 +402,18 @@ def planted_model(kind: str, location: str) -> Any:
     return model
 
 
-def decisive_checkpoint(name: str, path: Path, side: int) -> Path:
+def decisive_checkpoint(name: str, path: Path, side: int, **settings: Any) -> Path:
     """Seeded random weights whose batch-norm statistics are measured on random images.
 
     Random initialisation leaves SSDlite's activations vanishing through its eval-mode batch
     norms (every score equals 1/91); measured statistics give spread, decisive scores.
+    ``settings`` go to torchvision's builder (benchmarks/bench_tasks.py sets R-CNN sizes).
     """
     import torch
     from torchvision.models import get_model
 
     torch.manual_seed(0)
-    model = get_model(name, weights=None, weights_backbone=None).eval()
+    model = get_model(name, weights=None, weights_backbone=None, **settings).eval()
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()

@@ -28,19 +28,12 @@ MODEL = ("--exporter", "torchscript")  # the cheaper exporter: these tests are a
 
 
 @pytest.fixture
-def bulk(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
-    """``bulk(*args)``: ``zoo bulk ARGS`` in process, the test source installed, a marker in the
-    environment of every process the run starts (to find any left behind)."""
+def bulk(cheap_source: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    """``bulk(*args)``: ``zoo bulk ARGS`` in process, the test source installed (conftest's
+    ``cheap_source``), a marker in the environment of every process the run starts (to find any
+    left behind)."""
     from helpers import invoke
 
-    site = tmp_path / "site"
-    info = site / "zoo_test_bulk-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-test-bulk\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[zoo]\nbulk = zoo_test_bulk\n")
-    monkeypatch.syspath_prepend(str(FIXTURES))
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), str(FIXTURES), *sys.path]))
     monkeypatch.setenv("ZOO_TEST_BULK_DIR", str(tmp_path))
     monkeypatch.setenv("ZOO_TEST_BULK_MARK", uuid.uuid4().hex)
 
