@@ -739,33 +739,20 @@ def _mismatched(suite: Suite, args: list[str]) -> tuple[str, str]:
 
 
 # -- issue 23: repair advice that works -------------------------------------------------------------------
-DAMAGES = ("invalid JSON", "lists no files", "zoo.json missing", "record and model unreadable", "pointer out")
-
-
 def repair(suite: Suite) -> None:
-    for damage in DAMAGES:
+    sys.path.insert(0, str(REPO / "tests"))
+    from helpers import ENTRY_DAMAGES  # the repair-advice test's damages
+
+    for damage in ENTRY_DAMAGES:
         suite.case("repair", f"{damage}: follow the advice", lambda damage=damage: _follow_advice(suite, damage))
 
 
 def _follow_advice(suite: Suite, damage: str) -> tuple[str, str]:
+    from helpers import damage_entry
+
     home = suite.fresh("repair", tiny=True)
     key = suite.tiny_key
-    entry = home / "models" / key
-    record = entry / "zoo.json"
-    if damage == "invalid JSON":
-        record.write_text("{ not json")
-    elif damage == "lists no files":
-        record.write_text(json.dumps({**json.loads(record.read_text()), "files": []}))
-    elif damage == "zoo.json missing":
-        record.unlink()
-    elif damage == "record and model unreadable":
-        record.write_text("{ not json")
-        (entry / "model.onnx").write_bytes(b"not a model")
-    else:
-        elsewhere = suite.work / "cases" / f"{len(suite.results)}-elsewhere"
-        shutil.copytree(entry.resolve(), elsewhere)
-        entry.unlink()
-        entry.symlink_to(elsewhere)
+    damage_entry(home / "models" / key, damage, suite.work / "cases" / f"{len(suite.results)}-elsewhere")
     env = suite.env(home)
     proc = zoo(env, "info", key, timeout=60)
     said: list[str] = []

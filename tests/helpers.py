@@ -424,3 +424,29 @@ def decisive_checkpoint(name: str, path: Path, side: int, **settings: Any) -> Pa
             model(torch.rand(2, 3, side, side))
     torch.save(model.state_dict(), path)
     return path
+
+
+ENTRY_DAMAGES = ("invalid JSON", "lists no files", "zoo.json missing", "record and model unreadable", "pointer out")
+
+
+def damage_entry(entry: Path, damage: str, elsewhere: Path) -> None:
+    """Break a stored entry one of the ways ``ENTRY_DAMAGES`` names (``elsewhere``: where a pointer
+    out of the store leads); the repair-advice test and the fault suite share them."""
+    import shutil
+
+    record = entry / "zoo.json"
+    if damage == "invalid JSON":
+        record.write_text("{ not json")
+    elif damage == "lists no files":
+        record.write_text(json.dumps({**json.loads(record.read_text()), "files": []}))
+    elif damage == "zoo.json missing":
+        record.unlink()
+    elif damage == "record and model unreadable":
+        record.write_text("{ not json")
+        (entry / "model.onnx").write_bytes(b"not a model")
+    elif damage == "pointer out":
+        shutil.copytree(entry.resolve(), elsewhere)
+        entry.unlink()
+        entry.symlink_to(elsewhere)
+    else:
+        raise ValueError(f"unknown damage {damage!r}")

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    ENTRY_DAMAGES,
     REPO,
     TINY,
+    damage_entry,
     entry_dirs,
     home_env,
     invoke,
@@ -275,28 +277,12 @@ def advised(line: str) -> list[str]:
     return line.split("`zoo ", 1)[1].split("`", 1)[0].split()
 
 
-@pytest.mark.parametrize("damage", ["invalid JSON", "lists no files", "zoo.json missing", "both unreadable",
-                                    "leads outside"])
+@pytest.mark.parametrize("damage", ENTRY_DAMAGES)
 def test_repair_advice_works_and_never_loops(damage: str, copy_store: Path, zoo, tmp_path: Path) -> None:
     """Whatever is wrong with an entry's record, the command its error advises either repairs it or
     fails saying something else, whose advice then works: never the same error again."""
     (key,) = entry_dirs(copy_store)
-    entry = copy_store / "models" / key
-    record = entry / "zoo.json"
-    if damage == "invalid JSON":
-        record.write_text("{ not json")
-    elif damage == "lists no files":
-        record.write_text(json.dumps({**json.loads(record.read_text()), "files": []}))
-    elif damage == "zoo.json missing":
-        record.unlink()
-    elif damage == "both unreadable":
-        record.write_text("{ not json")
-        (entry / "model.onnx").write_bytes(b"not a model")
-    else:
-        outside = tmp_path / "elsewhere"
-        shutil.copytree(entry.resolve(), outside)
-        entry.unlink()
-        entry.symlink_to(outside)
+    damage_entry(copy_store / "models" / key, damage, tmp_path / "elsewhere")
     line = one_line_error(zoo("info", key, check=False), 3, key)
     advice = advised(line)
     if damage == "zoo.json missing":  # also a miss: `pull KEY` makes it again from what model.onnx carries
@@ -305,15 +291,15 @@ def test_repair_advice_works_and_never_loops(damage: str, copy_store: Path, zoo,
     followed = zoo(*advice, check=False)
     if followed.returncode != 0:  # nothing says how it was made: it says so, and what to do instead
         again = one_line_error(followed, 3, "cannot be made again from its key")
-        assert again != line and damage == "both unreadable"
+        assert again != line and damage == "record and model unreadable"
         advice = advised(again)
         followed = zoo(*advice, check=False)
     assert followed.returncode == 0, followed.stderr
     if advice[0] == "rm":
-        assert damage in ("both unreadable", "leads outside")
+        assert damage in ("record and model unreadable", "pointer out")
         zoo("pull", *TINY)
-    if damage == "leads outside":  # rm removed the link alone
-        assert sorted(p.name for p in outside.iterdir()) == ["model.onnx", "zoo.json"]
+    if damage == "pointer out":  # rm removed the link alone
+        assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == ["model.onnx", "zoo.json"]
     assert json.loads(zoo("info", key, "--json").stdout)["key"] == key
     assert json.loads(zoo("verify", "--json").stdout)["ok"] is True
 
