@@ -306,12 +306,12 @@ def test_push_refusals(hf, server: HubServer, home: Path) -> None:
 
 
 def test_pushed_metadata_names_local_files_without_their_location() -> None:
-    from zoo.hub import model_card, shared_metadata
+    from zoo.hub import model_card
     from zoo.record import Record
 
     record = Record.from_json({"name": "mine", "ref": "local:/home/alice/secret/ckpt.pth",
                                "weights": {"tag": "sha256:ab", "file": "/home/alice/secret/ckpt.pth", "sha256": "ab"}})
-    shared = shared_metadata(record)
+    shared = record.for_hub()
     assert shared["weights"] == {"tag": "sha256:ab", "file": "ckpt.pth", "sha256": "ab"}
     assert record.weights.file == "/home/alice/secret/ckpt.pth"  # the store's copy is untouched
     assert "| weights file | ckpt.pth |" in model_card(record, "team/mine")

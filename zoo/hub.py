@@ -192,11 +192,6 @@ def commit_files(entry: Entry, repo_id: str) -> dict[str, Path | bytes]:
     return files
 
 
-def shared_metadata(record: Record) -> dict[str, Any]:
-    """``zoo.json`` as it goes to the Hub: ``Record.for_hub``."""
-    return record.for_hub()
-
-
 def push(
     entry: Entry,
     repo_id: str,
